@@ -1,0 +1,51 @@
+# ftctl: two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+DEV_STAMP := $(VENV)/.stamp-dev
+TRAIN_STAMP := $(VENV)/.stamp-train
+export PYTHONDONTWRITEBYTECODE :=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-train demo test lint schemas schemas-check bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+# The job side (runners): torch first, pinned, so no other torch build is pulled in.
+$(TRAIN_STAMP): pyproject.toml | $(DEV_STAMP)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,train]'
+	touch $@
+
+install: $(DEV_STAMP)
+
+install-train: $(TRAIN_STAMP)
+
+demo: install
+	$(BIN)/ftctl validate --offline specs/
+
+lint: install
+	$(BIN)/ruff check reconciler runners tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/ftctl schema --check
+
+test: lint
+	$(BIN)/python -m pytest
+
+# Regenerates schemas/: manifest schemas from the pydantic models, config-body schemas from the
+# pinned libraries themselves (needs the job side installed).
+schemas: $(TRAIN_STAMP)
+	$(BIN)/ftctl schema --with-libraries
+
+bench: install
+	$(BIN)/python tests/bench/bench.py
+
+clean:
+	rm -rf $(VENV) .app .bench

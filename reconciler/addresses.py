@@ -1,0 +1,44 @@
+"""Addresses: the stable `Kind/name` key ftctl tracks every object by.
+
+Pure values; used by manifests, rules, diagnostics and (later) plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """The eight kinds of resource a manifest may declare, in dependency-friendly order."""
+
+    DATASET = "Dataset"
+    MODEL = "Model"
+    PROMPT = "Prompt"
+    CONFIG = "Config"
+    ADAPTER = "Adapter"
+    FINE_TUNING_JOB = "FineTuningJob"
+    EVALUATION_JOB = "EvaluationJob"
+    MODEL_EXPORT = "ModelExport"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [k.value for k in cls]
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """`Kind/name`: unique per kind, the key that pairs a manifest with its live object."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        kind, _, name = text.partition("/")
+        if not kind or not name:
+            raise ValueError(f"not an address (want Kind/name): {text!r}")
+        return cls(kind, name)

@@ -1,0 +1,170 @@
+"""The rule catalog: every diagnostic code ftctl can emit, with its severity, title and hint.
+
+Codes of the Studio's own Validation Rules Reference keep their numbers (FT-001…EX-005). Rules the
+Studio lacks get codes of their own: numbers from 101 in the Studio's domains, and the LD (loading),
+SC (schema), RF (references), NM (names) and ON (online checks) domains. A code, once published, is
+never reused for another meaning. Pure data; `make_diag` is the one way to build a diagnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.diagnostics import Diagnostic, Location, Severity
+
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    severity: Severity
+    title: str
+    hint: str
+    studio: bool  # True for the Studio's own rule catalog
+
+
+_RULES: list[Rule] = [
+    # --- the Studio's fine-tuning job rules ---
+    Rule("FT-001", E, "framework_type must be legacy or axolotl", "Set framework_type: legacy (trl SFTTrainer) or axolotl.", True),
+    Rule("FT-002", E, "adapter_name must match ^[a-zA-Z0-9-]+$", "Use letters, digits and hyphens only, e.g. bloom-ticketing-v2.", True),
+    Rule("FT-003", E, "out_dir must exist as a directory", "Create the directory, or leave out_dir unset to use the backend's default.", True),
+    Rule("FT-004", E, "resources.cpu must be > 0", "Ask for at least one CPU, e.g. resources: {cpu: 2}.", True),
+    Rule("FT-005", E, "resources.gpu must be >= 0", "Use 0 for CPU-only training.", True),
+    Rule("FT-006", E, "resources.memory must be > 0", "Memory is in GB, e.g. resources: {memory: 16}.", True),
+    Rule("FT-007", E, "resources.num_workers must be > 0", "Use 1 for single-worker training.", True),
+    Rule("FT-008", E, "num_epochs must be > 0", "Train for at least one epoch.", True),
+    Rule("FT-009", E, "learning_rate must be > 0", "A typical LoRA learning rate is 2e-4.", True),
+    Rule("FT-010", E, "dataset_fraction must be in (0, 1]", "1.0 uses the whole dataset; 0.1 uses a tenth.", True),
+    Rule("FT-011", E, "train_test_split must be in (0, 1]", "0.9 trains on 90% and keeps 10% for evaluation.", True),
+    Rule("FT-012", E, "axolotl jobs require axolotl_config", "Name an axolotl Config, or give the axolotl YAML inline.", True),
+    Rule("FT-013", E, "base_model must exist", "Declare a Model manifest with this name, or reference a store id.", True),
+    Rule("FT-014", E, "dataset must exist", "Declare a Dataset manifest with this name, or reference a store id.", True),
+    Rule("FT-015", E, "prompt must exist", "Declare a Prompt manifest with this name, or reference a store id.", True),
+    Rule("FT-016", E, "axolotl_config must exist", "Declare a Config of type axolotl with this name.", True),
+    # --- ftctl's fine-tuning job rules ---
+    Rule("FT-101", E, "legacy jobs need a prompt", "The Studio accepts a legacy job without a prompt and the job then fails; set prompt:.", False),
+    Rule("FT-102", W, "train_test_split 1.0 leaves no test split", "Training and evaluation need a test split unless the dataset has one; use 0.9.", False),
+    Rule("FT-103", E, "dataset_fraction leaves the training split empty", "The local dataset has too few rows for this fraction and split; raise dataset_fraction.", False),
+    Rule("FT-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
+    Rule("FT-105", W, "axolotl jobs ignore legacy configs", "lora_config, bnb_config and training_arguments are not used by axolotl; put them in the axolotl YAML.", False),
+    # --- the Studio's evaluation job rules ---
+    Rule("EV-001", E, "combinations must be non-empty", "List at least one {model: NAME, adapter: NAME} pair.", True),
+    Rule("EV-002", E, "dataset is required", "Name the Dataset to evaluate on.", True),
+    Rule("EV-003", E, "prompt is required", "Name the Prompt whose templates build inputs and expected outputs.", True),
+    Rule("EV-004", E, "resources cpu, gpu and memory must be provided and valid", "e.g. resources: {cpu: 2, gpu: 0, memory: 8}; cpu and memory > 0, gpu >= 0.", True),
+    Rule("EV-005", E, "combination model must exist", "Declare a Model manifest with this name, or reference a store id.", True),
+    Rule("EV-006", E, "combination adapter must exist", "Name an Adapter or the adapter_name of a FineTuningJob; leave adapter out to evaluate the base model.", True),
+    Rule("EV-007", E, "dataset must exist", "Declare a Dataset manifest with this name, or reference a store id.", True),
+    Rule("EV-008", E, "prompt must exist", "Declare a Prompt manifest with this name, or reference a store id.", True),
+    # --- ftctl's evaluation job rules ---
+    Rule("EV-101", E, "combinations must be distinct", "Each model+adapter pair runs once; remove the repeated pair.", False),
+    Rule("EV-102", E, "combination adapter belongs to another base model", "An adapter only applies to the model it was trained on; pair it with that model.", False),
+    Rule("EV-103", E, "eval_dataset_fraction must be in (0, 1]", "1.0 evaluates the whole test split.", False),
+    # --- the Studio's dataset rules ---
+    Rule("DS-001", E, "dataset type must be one of huggingface, project, project_csv, project_json, project_jsonl", "Pick the type that matches where the data lives.", True),
+    Rule("DS-002", E, "huggingface dataset must exist on the Hub", "Check the dataset id, and for a gated dataset set hf_token_env to a variable holding a token.", True),
+    Rule("DS-003", E, "local dataset file must exist and match its type", "location is relative to the manifest file; a project_csv file ends in .csv, and so on.", True),
+    # --- ftctl's dataset rules ---
+    Rule("DS-101", E, "dataset type needs its identifying field", "huggingface datasets need huggingface_name; project datasets need location.", False),
+    Rule("DS-102", E, "local dataset file cannot be read for its columns", "The file must be UTF-8 with a header row (CSV), an array of objects (JSON) or one object per line (JSONL).", False),
+    # --- the Studio's model rules ---
+    Rule("MD-001", E, "model type must be one of huggingface, project, model_registry", "Pick the type that matches where the weights live.", True),
+    Rule("MD-002", E, "huggingface model must exist on the Hub", "Check the model id, and for a gated model set hf_token_env to a variable holding a token.", True),
+    Rule("MD-003", E, "model_registry model needs a resolvable cml_registered_model_id", "Copy the registered model id from the CML Model Registry.", True),
+    # --- ftctl's model rules ---
+    Rule("MD-101", E, "model type needs its identifying field", "huggingface models need huggingface_model_name; project models need location.", False),
+    Rule("MD-102", E, "project model location must be a directory", "location is relative to the manifest file and must hold config.json and the weights.", False),
+    # --- the Studio's adapter rules ---
+    Rule("AD-001", E, "adapter name is required", "Set metadata.name.", True),
+    Rule("AD-002", E, "adapter model is required and must exist", "Name the base Model this adapter was trained on.", True),
+    Rule("AD-003", E, "project adapter location must be a directory", "location is relative to the manifest file.", True),
+    Rule("AD-004", E, "fine_tuning_job must exist", "Name a FineTuningJob manifest or reference a store id; or leave it out.", True),
+    Rule("AD-005", E, "prompt must exist", "Name a Prompt manifest or reference a store id; or leave it out.", True),
+    # --- ftctl's adapter rules ---
+    Rule("AD-101", E, "adapter type needs its identifying field", "project adapters need location; huggingface adapters need huggingface_name; model_registry adapters need cml_registered_model_id.", False),
+    Rule("AD-102", W, "project adapter directory has no adapter_config.json", "A PEFT adapter directory holds adapter_config.json and the adapter weights.", False),
+    # --- the Studio's prompt rules ---
+    Rule("PR-001", E, "prompt name is required and unique", "Set metadata.name to a name no other Prompt uses.", True),
+    Rule("PR-002", E, "prompt dataset is required", "Name the Dataset whose columns the templates use.", True),
+    Rule("PR-003", E, "prompt_template is required and non-empty", "e.g. 'Instruction: {instruction}\\nOutput: {output}'.", True),
+    Rule("PR-004", E, "input_template is required", "The input part of the prompt, used by evaluation.", True),
+    Rule("PR-005", E, "completion_template is required", "The expected-output part, used by evaluation.", True),
+    # --- ftctl's prompt rules ---
+    Rule("PR-101", E, "template placeholder is not a feature of the prompt's dataset", "Placeholders must name dataset columns; check spelling and case.", False),
+    Rule("PR-102", E, "template is not a valid format string", "Use {column} placeholders; write {{ and }} for literal braces.", False),
+    # --- the Studio's config rules ---
+    Rule("CF-001", E, "config type must be a ConfigType value", "One of training_arguments, bitsandbytes_config, generation_config, lora_config, custom, axolotl, axolotl_dataset_formats.", True),
+    Rule("CF-002", E, "config must be valid JSON", "Write the config as a YAML mapping, or as a JSON object string.", True),
+    Rule("CF-003", E, "axolotl config must be valid YAML", "Write the axolotl config as a YAML mapping or a YAML block string.", True),
+    Rule("CF-004", I, "config content duplicates another config", "The Studio stores identical configs once; both names will share one row.", True),
+    # --- ftctl's config rules ---
+    Rule("CF-101", E, "config key is not accepted by the target library", "Keys must be arguments of the library class (see schemas/config-bodies/).", False),
+    Rule("CF-102", E, "config value has the wrong type for the target library", "See the key's type in schemas/config-bodies/.", False),
+    Rule("CF-103", E, "config body must be a mapping", "Write the config's fields as a YAML mapping.", False),
+    # --- the Studio's export rules ---
+    Rule("EX-001", E, "export base_model is required and must exist", "Name the base Model.", True),
+    Rule("EX-002", E, "export adapter is required and must exist", "Name an Adapter or the adapter_name of a FineTuningJob.", True),
+    Rule("EX-003", E, "export model_name must be non-empty", "Leave model_name out to use metadata.name.", True),
+    Rule("EX-004", E, "cml_model export needs a project adapter", "Export huggingface or registry adapters with type: model_registry.", True),
+    Rule("EX-005", E, "cml_model export needs a huggingface base model", "Export other models with type: model_registry.", True),
+    # --- ftctl's export rules ---
+    Rule("EX-101", E, "export gate must name an evaluation that evaluates the exported adapter", "gate: {evaluation: NAME, metric: M, min: X}, where NAME evaluates this adapter.", False),
+    Rule("EX-102", E, "export type must be model_registry or cml_model", "model_registry logs to the MLflow registry; cml_model deploys a CML endpoint.", False),
+    # --- loading ---
+    Rule("LD-001", E, "file is not valid UTF-8", "Save the file as UTF-8.", False),
+    Rule("LD-002", E, "YAML syntax error", "Check indentation (spaces only, never tabs), quotes and colons near this position.", False),
+    Rule("LD-003", E, "duplicate key", "A key may appear once per mapping; the Studio would silently keep only the last one.", False),
+    Rule("LD-004", E, "YAML tags are not allowed", "Remove the !tag; manifests use plain YAML values only.", False),
+    Rule("LD-005", E, "YAML anchors and aliases expand too far", "Aliases may not expand past the size limit; write the values out.", False),
+    Rule("LD-006", E, "file is too large", "Split the manifests into several files.", False),
+    Rule("LD-007", E, "document is not a mapping", "Each YAML document is one manifest: apiVersion, kind, metadata, spec.", False),
+    Rule("LD-008", E, "path cannot be read", "Check the path exists and is readable.", False),
+    Rule("LD-009", E, "unsupported apiVersion", "Use apiVersion: ftctl/v1.", False),
+    Rule("LD-010", E, "unknown kind", "One of Dataset, Model, Adapter, Prompt, Config, FineTuningJob, EvaluationJob, ModelExport.", False),
+    Rule("LD-011", E, "document nests too deeply", "Manifests never need more than a few levels; flatten the value.", False),
+    Rule("LD-012", W, "no manifests found", "Pass files or folders holding .yaml/.yml manifests.", False),
+    # --- schema ---
+    Rule("SC-001", E, "unknown field", "Check the spelling; `ftctl schema` writes JSON Schemas your editor can complete from.", False),
+    Rule("SC-002", E, "invalid value", "See the field's type in schemas/manifest.schema.json.", False),
+    Rule("SC-003", E, "required field is missing", "Add the field.", False),
+    Rule("SC-004", E, "secrets must be named, never written", "Put the secret in an environment variable and name it, e.g. hf_token_env: HUGGINGFACE_ACCESS_TOKEN.", False),
+    # --- references ---
+    Rule("RF-001", E, "reference does not resolve", "Declare an object of that kind and name, or reference a store id with {id: UUID}.", False),
+    Rule("RF-002", E, "reference points at an object of another kind", "Names are unique per kind; this name exists only as another kind.", False),
+    Rule("RF-003", E, "reference cycle", "Objects cannot depend on themselves, directly or through others.", False),
+    Rule("RF-004", W, "store id reference not checked", "Pass --store to check {id: ...} references against the Studio store.", False),
+    # --- names ---
+    Rule("NM-001", E, "name is used twice in one kind", "metadata.name is unique per kind; rename one of them.", False),
+    Rule("NM-002", E, "adapter name clashes with another adapter or job", "A FineTuningJob's adapter_name must differ from every Adapter name and every other job's adapter_name.", False),
+    Rule("NM-003", E, "metadata.name is not a valid name", "Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.", False),
+    # --- online checks ---
+    Rule("ON-001", I, "online check skipped", "Run without --offline (and with network access to the Hub) to check Hub names.", False),
+    Rule("ON-002", W, "online check could not complete", "The Hub answered with a server error or could not be reached; run validate again.", False),
+    Rule("ON-003", E, "secret environment variable is not set", "Export the variable named by hf_token_env before running online checks.", False),
+]
+
+RULES: dict[str, Rule] = {r.code: r for r in _RULES}
+
+
+def make_diag(
+    code: str,
+    summary: str | None = None,
+    *,
+    location: Location | None = None,
+    address: str | None = None,
+    detail: str | None = None,
+    hint: str | None = None,
+    severity: Severity | None = None,
+) -> Diagnostic:
+    """Build a diagnostic for a catalogued rule; the summary defaults to the rule's title."""
+    rule = RULES[code]
+    return Diagnostic(
+        code=code,
+        severity=severity or rule.severity,
+        summary=summary or rule.title,
+        location=location,
+        address=address,
+        hint=hint if hint is not None else rule.hint,
+        detail=detail,
+    )

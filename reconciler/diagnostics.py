@@ -1,0 +1,107 @@
+"""Diagnostics: what ftctl tells a user about what they wrote.
+
+A `Diagnostic` carries a stable rule code, a severity, a one-line summary, an optional hint, the
+source position (`file:line:col`) and the address of the object it concerns. Rules return lists of
+them; nothing in the core raises for bad input. Positions may be attached late: rules emit a
+`Location` (file, document index, field path) and the loader resolves it to a line and column only
+for files that have something to report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Iterable
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    def is_error(self) -> bool:
+        return self is Severity.ERROR
+
+
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in the sources a diagnostic points: a file, a document in it, a field path, a position."""
+
+    file: str
+    doc: int = 0
+    path: FieldPath = ()
+    line: int = 0  # 1-based; 0 = not resolved yet
+    col: int = 0  # 1-based
+
+    def at(self, *path: str | int) -> Location:
+        return replace(self, path=self.path + path, line=0, col=0)
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col}"
+        return self.file
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    summary: str
+    location: Location | None = None
+    address: str | None = None  # "Kind/name"
+    hint: str | None = None
+    detail: str | None = None
+
+    @property
+    def field(self) -> str:
+        """The dotted field path the diagnostic is about ('' for the whole document)."""
+        if self.location is None:
+            return ""
+        return dotted(self.location.path)
+
+    def sort_key(self) -> tuple[str, int, int, int, str, str]:
+        loc = self.location
+        if loc is None:
+            return ("", 0, 0, 0, self.code, self.summary)
+        return (loc.file, loc.doc, loc.line, loc.col, self.code, self.summary)
+
+
+def dotted(path: FieldPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Diagnostics:
+    """An ordered collection of diagnostics; rules append, views read."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def extend(self, more: Iterable[Diagnostic]) -> None:
+        self.items.extend(more)
+
+    def append(self, diag: Diagnostic) -> None:
+        self.items.append(diag)
+
+    def has_errors(self) -> bool:
+        return any(d.severity.is_error() for d in self.items)
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.items if d.severity is severity)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.items, key=Diagnostic.sort_key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

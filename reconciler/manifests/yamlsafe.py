@@ -1,0 +1,215 @@
+"""The YAML dialect ftctl reads: YAML 1.2 core scalars, no tags, no duplicate keys, bounded aliases.
+
+Built on PyYAML's libyaml parser (`CParser`, the fastest loader measured here: see perf.md) with a
+resolver for YAML 1.2 core scalars, so `2e-4` is a float and `on`/`yes` stay strings, as in
+ruamel.yaml and every YAML 1.2 tool. Problems that a plain loader would accept silently (duplicate
+keys, tags, alias expansion) are recorded as `YamlProblem`s with their marks; a syntax error raises
+`yaml.MarkedYAMLError`, which the caller turns into a diagnostic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.cyaml import CParser
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import BaseResolver
+
+TAG = "tag:yaml.org,2002:"
+ALLOWED_TAGS = frozenset(TAG + t for t in ("null", "bool", "int", "float", "str", "seq", "map"))
+MAX_EXPANDED_NODES = 100_000  # per document, after aliases are expanded
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    code: str  # a catalog code: LD-003, LD-004, LD-005, LD-011
+    message: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+
+class CoreResolver(BaseResolver):
+    """YAML 1.2 core schema resolution (no YAML 1.1 yes/no/on/off booleans, no sexagesimals)."""
+
+
+def _add(tag: str, pattern: str, first: str) -> None:
+    CoreResolver.add_implicit_resolver(TAG + tag, re.compile(pattern, re.X), list(first))
+
+
+_add("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF")
+_add("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789")
+_add(
+    "float",
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+    "-+.0123456789",
+)
+_add("null", r"^(?:~|null|Null|NULL|)$", "~nN\0")
+CoreResolver.yaml_implicit_resolvers.setdefault("", []).append(
+    (TAG + "null", re.compile(r"^$"))
+)
+
+
+class CheckingConstructor(SafeConstructor):
+    """SafeConstructor that records duplicate keys and disallowed tags instead of accepting them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[YamlProblem] = []
+
+    def _problem(self, code: str, message: str, node: Node) -> None:
+        mark = node.start_mark
+        self.problems.append(YamlProblem(code, message, mark.line + 1, mark.column + 1))
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        if node.tag not in ALLOWED_TAGS:
+            self._problem("LD-004", f"tag {node.tag!r} is not allowed", node)
+            return None
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                self._problem("LD-007", f"mapping keys must be strings, got {key!r}", key_node)
+                continue
+            if key in mapping:
+                self._problem("LD-003", f"duplicate key {key!r}", key_node)
+                continue
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:  # type: ignore[override]
+        text = str(self.construct_scalar(node))
+        sign = -1 if text.startswith("-") else 1
+        body = text.lstrip("+-")
+        if body.startswith("0o"):
+            return sign * int(body[2:], 8)
+        if body.startswith("0x"):
+            return sign * int(body[2:], 16)
+        return sign * int(body, 10)
+
+
+CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)
+CheckingConstructor.add_constructor(TAG + "map", CheckingConstructor.construct_yaml_map)
+
+
+class ManifestLoader(CParser, CheckingConstructor, CoreResolver):  # type: ignore[misc]
+    """libyaml parser + checking constructor + YAML 1.2 core resolver."""
+
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        CheckingConstructor.__init__(self)
+        CoreResolver.__init__(self)
+
+
+class PositionLoader(CParser, CoreResolver):  # type: ignore[misc]
+    """Composes node trees (with marks) for the position pass; constructs nothing."""
+
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        CoreResolver.__init__(self)
+
+
+def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception | None]:
+    """Every document of `text` (None for empty ones), the problems found, and the error that
+    stopped parsing, if any (documents before it are kept)."""
+    loader = ManifestLoader(text)
+    docs: list[Any] = []
+    error: Exception | None = None
+    try:
+        while loader.check_data():
+            docs.append(loader.get_data())
+    except (yaml.YAMLError, RecursionError) as exc:
+        error = exc
+    finally:
+        loader.dispose()
+    problems = list(loader.problems)
+    if error is None and "&" in text:
+        problems.extend(_alias_problems(docs))
+    return docs, problems, error
+
+
+def _alias_problems(docs: list[Any]) -> list[YamlProblem]:
+    """Aliases share objects; count the nodes a document expands to and stop at the limit."""
+    out: list[YamlProblem] = []
+    for index, doc in enumerate(docs):
+        if _expanded_size(doc, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+            out.append(
+                YamlProblem(
+                    "LD-005",
+                    f"document {index + 1} expands past {MAX_EXPANDED_NODES:,} values through aliases",
+                    0,
+                    0,
+                )
+            )
+            docs[index] = None
+    return out
+
+
+def _expanded_size(root: Any, budget: int) -> int:
+    count = 0
+    stack = [root]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > budget:
+            return count
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def compose_documents(text: str) -> list[Node | None]:
+    """Node trees of every document that parses, for resolving field paths to marks."""
+    loader = PositionLoader(text)
+    nodes: list[Node | None] = []
+    try:
+        while loader.check_node():
+            nodes.append(loader.get_node())
+    except (yaml.YAMLError, RecursionError):
+        pass
+    finally:
+        loader.dispose()
+    return nodes
+
+
+def node_at(root: Node | None, path: tuple[str | int, ...]) -> tuple[Node | None, bool]:
+    """The node a field path points at (a mapping entry's key node), and whether it was found
+    whole; when not, the deepest existing node on the path."""
+    node = root
+    target = root
+    for part in path:
+        if isinstance(node, MappingNode) and isinstance(part, str):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, ScalarNode) and key_node.value == part:
+                    target, node = key_node, value_node
+                    break
+            else:
+                return target, False
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = target = node.value[part]
+        else:
+            return target, False
+    return target, True
+
+
+def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False

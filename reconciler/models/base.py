@@ -1,0 +1,69 @@
+"""The manifest envelope and the value types every kind shares.
+
+A manifest is `apiVersion / kind / metadata / spec`. Models are pydantic v2, `extra="forbid"`
+(a typo is an error, never silently dropped) and frozen. Fields that a Studio rule requires are
+optional here on purpose: the rule reports them under the Studio's own code (e.g. PR-004), not as
+a generic schema error. References name another manifest by `metadata.name`, or a store row that
+ftctl does not manage by `{id: UUID}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "ftctl/v1"
+
+
+class Strict(BaseModel):
+    """Base for every manifest model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class IdRef(Strict):
+    """A reference to a store row by its id, for objects ftctl does not manage."""
+
+    id: str = Field(min_length=1, description="The Studio store id (a UUID) of the referenced row.")
+
+
+Ref = str | IdRef
+"""A reference: the `metadata.name` of another manifest, or `{id: UUID}` of a store row."""
+
+ConfigSource = str | IdRef | dict[str, Any]
+"""A config used by a job: a Config manifest's name, a store id, or the config body inline."""
+
+
+class Metadata(Strict):
+    name: str | None = Field(
+        default=None, description="Unique per kind; the stable key ftctl tracks the object by."
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Resource(Strict):
+    """The envelope shared by all kinds; each kind narrows `kind` and `spec`."""
+
+    KIND: ClassVar[str] = ""
+
+    apiVersion: str = API_VERSION  # noqa: N815 - the Kubernetes-style envelope key
+    kind: str
+    metadata: Metadata
+    spec: Any
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+
+def ref_name(ref: Ref | None) -> str | None:
+    """The manifest name a reference points at, or None for an id reference or no reference."""
+    return ref if isinstance(ref, str) else None
+
+
+def ref_label(ref: Ref | dict[str, Any] | None) -> str:
+    if isinstance(ref, IdRef):
+        return f"id {ref.id}"
+    return str(ref)

@@ -1,0 +1,48 @@
+"""ModelExport manifests: base model + adapter to the MLflow registry or a CML model endpoint."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from reconciler.models.base import ConfigSource, Ref, Resource, Strict
+
+EXPORT_TYPES = ("model_registry", "cml_model")
+
+
+class EndpointResources(Strict):
+    cpu: int = 2
+    memory: int = 8
+    gpu: int = 1
+
+
+class Gate(Strict):
+    evaluation: str = Field(description="The EvaluationJob whose metric gates this export.")
+    metric: str = Field(description="Metric name, e.g. rougeL or exact_match.")
+    min: float | None = None
+    max: float | None = None
+
+
+class ModelExportSpec(Strict):
+    type: str = Field(default="model_registry", description="model_registry or cml_model.")
+    base_model: Ref | None = None
+    adapter: Ref | None = None
+    model_name: str | None = Field(default=None, description="Registered model name (default: metadata.name).")
+    merge: bool = Field(default=False, description="Merge the adapter into the base weights first.")
+    generation_config: ConfigSource | None = None
+    bnb_config: ConfigSource | None = None
+    resources: EndpointResources = Field(default_factory=EndpointResources)
+    gate: Gate | None = None
+    description: str | None = None
+    hf_token_env: str | None = None
+
+
+class ModelExport(Resource):
+    KIND: ClassVar[str] = "ModelExport"
+    kind: Literal["ModelExport"]
+    spec: ModelExportSpec
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model_name if self.spec.model_name is not None else self.name

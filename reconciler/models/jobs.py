@@ -1,0 +1,89 @@
+"""Job manifests: FineTuningJob (legacy trl or axolotl) and EvaluationJob (model+adapter pairs)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from reconciler.models.base import ConfigSource, Ref, Resource, Strict
+
+FRAMEWORK_TYPES = ("legacy", "axolotl")
+DEFAULT_TRAIN_TEST_SPLIT = 0.9
+DEFAULT_DATASET_FRACTION = 1.0
+
+
+class TrainingResources(Strict):
+    cpu: int = Field(default=2, description="CPU cores of the (first) training worker.")
+    memory: int = Field(default=8, description="Memory in GB of the (first) training worker.")
+    gpu: int = Field(default=0, description="GPUs of the (first) training worker.")
+    num_workers: int = Field(default=1, description="Training workers (accelerate distributed).")
+    gpu_label_id: int | None = Field(default=None, description="CML accelerator label id.")
+    dist_cpu: int | None = Field(default=None, description="CPU per additional worker.")
+    dist_gpu: int | None = Field(default=None, description="GPU per additional worker.")
+    dist_memory: int | None = Field(default=None, description="Memory (GB) per additional worker.")
+
+
+class FineTuningJobSpec(Strict):
+    framework_type: str = Field(default="legacy", description="legacy (trl SFTTrainer) or axolotl.")
+    base_model: Ref | None = None
+    dataset: Ref | None = None
+    prompt: Ref | None = None
+    adapter_name: str | None = Field(
+        default=None, description="Name of the adapter this job trains (default: metadata.name)."
+    )
+    out_dir: str | None = Field(default=None, description="Existing directory for the adapter output.")
+    num_epochs: int | None = Field(default=None, description="Overrides training_arguments.num_train_epochs.")
+    learning_rate: float | None = Field(default=None, description="Overrides training_arguments.learning_rate.")
+    dataset_fraction: float = DEFAULT_DATASET_FRACTION
+    train_test_split: float = DEFAULT_TRAIN_TEST_SPLIT
+    lora_config: ConfigSource | None = None
+    bnb_config: ConfigSource | None = Field(default=None, description="BitsAndBytes config of the base model.")
+    adapter_bnb_config: ConfigSource | None = None
+    training_arguments: ConfigSource | None = None
+    axolotl_config: ConfigSource | None = None
+    user_script: str | None = Field(default=None, description="A custom training script (path).")
+    user_config: ConfigSource | None = Field(default=None, description="A custom config passed to user_script.")
+    resources: TrainingResources = Field(default_factory=TrainingResources)
+    hf_token_env: str | None = None
+
+
+class FineTuningJob(Resource):
+    KIND: ClassVar[str] = "FineTuningJob"
+    kind: Literal["FineTuningJob"]
+    spec: FineTuningJobSpec
+
+    @property
+    def adapter_name(self) -> str:
+        return self.spec.adapter_name if self.spec.adapter_name is not None else self.name
+
+
+class Combination(Strict):
+    model: Ref | None = None
+    adapter: Ref | None = Field(default=None, description="Leave out to evaluate the base model alone.")
+
+
+class EvaluationResources(Strict):
+    cpu: int | None = None
+    memory: int | None = None
+    gpu: int | None = None
+
+
+class EvaluationJobSpec(Strict):
+    type: Literal["mlflow"] = "mlflow"
+    combinations: list[Combination] = Field(default_factory=list)
+    dataset: Ref | None = None
+    prompt: Ref | None = None
+    generation_config: ConfigSource | None = None
+    bnb_config: ConfigSource | None = None
+    adapter_bnb_config: ConfigSource | None = None
+    eval_dataset_fraction: float = 1.0
+    selected_features: list[str] | None = None
+    resources: EvaluationResources | None = None
+    hf_token_env: str | None = None
+
+
+class EvaluationJob(Resource):
+    KIND: ClassVar[str] = "EvaluationJob"
+    kind: Literal["EvaluationJob"]
+    spec: EvaluationJobSpec
