@@ -46,7 +46,6 @@ _RULES: list[Rule] = [
     Rule("FT-101", E, "legacy jobs need a prompt", "The Studio accepts a legacy job without a prompt and the job then fails; set prompt:.", False),
     Rule("FT-102", W, "train_test_split 1.0 leaves no test split", "Training and evaluation need a test split unless the dataset has one; use 0.9.", False),
     Rule("FT-103", E, "dataset_fraction leaves the training split empty", "The local dataset has too few rows for this fraction and split; raise dataset_fraction.", False),
-    Rule("FT-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
     Rule("FT-105", W, "axolotl jobs ignore legacy configs", "lora_config, bnb_config and training_arguments are not used by axolotl; put them in the axolotl YAML.", False),
     # --- the Studio's evaluation job rules ---
     Rule("EV-001", E, "combinations must be non-empty", "List at least one {model: NAME, adapter: NAME} pair.", True),
@@ -101,7 +100,8 @@ _RULES: list[Rule] = [
     # --- ftctl's config rules ---
     Rule("CF-101", E, "config key is not accepted by the target library", "Keys must be arguments of the library class (see schemas/config-bodies/).", False),
     Rule("CF-102", E, "config value has the wrong type for the target library", "See the key's type in schemas/config-bodies/.", False),
-    Rule("CF-103", E, "config body must be a mapping", "Write the config's fields as a YAML mapping.", False),
+    Rule("CF-103", E, "config body is required and must be a mapping", "Write the config's fields as a YAML mapping under config:.", False),
+    Rule("CF-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
     # --- the Studio's export rules ---
     Rule("EX-001", E, "export base_model is required and must exist", "Name the base Model.", True),
     Rule("EX-002", E, "export adapter is required and must exist", "Name an Adapter or the adapter_name of a FineTuningJob.", True),
@@ -133,11 +133,11 @@ _RULES: list[Rule] = [
     Rule("RF-001", E, "reference does not resolve", "Declare an object of that kind and name, or reference a store id with {id: UUID}.", False),
     Rule("RF-002", E, "reference points at an object of another kind", "Names are unique per kind; this name exists only as another kind.", False),
     Rule("RF-003", E, "reference cycle", "Objects cannot depend on themselves, directly or through others.", False),
-    Rule("RF-004", W, "store id reference not checked", "Pass --store to check {id: ...} references against the Studio store.", False),
+    Rule("RF-004", I, "store id reference not checked", "Pass --store to check {id: ...} references against the Studio store.", False),
     # --- names ---
     Rule("NM-001", E, "name is used twice in one kind", "metadata.name is unique per kind; rename one of them.", False),
     Rule("NM-002", E, "adapter name clashes with another adapter or job", "A FineTuningJob's adapter_name must differ from every Adapter name and every other job's adapter_name.", False),
-    Rule("NM-003", E, "metadata.name is not a valid name", "Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.", False),
+    Rule("NM-003", E, "metadata.name is not a valid name", "Names are 1-256 characters with no control characters and no leading or trailing spaces (the Studio's own names, like bigscience/bloom-1b1, are fine).", False),
     # --- online checks ---
     Rule("ON-001", I, "online check skipped", "Run without --offline (and with network access to the Hub) to check Hub names.", False),
     Rule("ON-002", W, "online check could not complete", "The Hub answered with a server error or could not be reached; run validate again.", False),

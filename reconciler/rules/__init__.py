@@ -1,0 +1,54 @@
+"""Validation rules: pure functions from a `RuleContext` to diagnostics.
+
+`check_all` runs every rule and returns all diagnostics at once (never the first only). Each rule
+module owns one domain of the catalog (`reconciler.catalog`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from reconciler.catalog import make_diag
+from reconciler.diagnostics import Diagnostic
+from reconciler.graph import build_graph, find_cycles
+from reconciler.rules.configs import check_config_sources, check_configs
+from reconciler.rules.context import RuleContext
+from reconciler.rules.exports import check_exports
+from reconciler.rules.jobs import check_evaluation_jobs, check_fine_tuning_jobs
+from reconciler.rules.names import check_names
+from reconciler.rules.prompts import check_prompts
+from reconciler.rules.resources import check_adapters, check_datasets, check_models
+
+Rule = Callable[[RuleContext], Iterable[Diagnostic]]
+
+
+def check_cycles(ctx: RuleContext) -> Iterable[Diagnostic]:
+    for cycle in find_cycles(build_graph(ctx.manifests)):
+        first = ctx.named(*cycle[0])
+        chain = " -> ".join(f"{k}/{n}" for k, n in [*cycle, cycle[0]])
+        yield make_diag("RF-003", f"reference cycle: {chain}", location=first.location if first else None, address=f"{cycle[0][0]}/{cycle[0][1]}")
+
+
+RULES: tuple[Rule, ...] = (
+    check_names,
+    check_datasets,
+    check_models,
+    check_adapters,
+    check_prompts,
+    check_configs,
+    check_config_sources,
+    check_fine_tuning_jobs,
+    check_evaluation_jobs,
+    check_exports,
+    check_cycles,
+)
+
+
+def check_all(ctx: RuleContext) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for rule in RULES:
+        out.extend(rule(ctx))
+    return out
+
+
+__all__ = ["RULES", "RuleContext", "check_all"]

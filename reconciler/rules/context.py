@@ -1,0 +1,106 @@
+"""What every rule reads: the manifests indexed by kind and name, local facts, the store snapshot,
+and the config-body schemas; plus reference resolution, shared by all rules.
+
+Pure: built from values, never touches the disk, the network or the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.catalog import make_diag
+from reconciler.diagnostics import Diagnostic
+from reconciler.facts import LocalFacts
+from reconciler.live import LiveObject, Snapshot
+from reconciler.manifests.loader import Manifest
+from reconciler.models import FineTuningJob, IdRef
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a reference resolved to: a manifest, a job's produced adapter, or a store row."""
+
+    kind: str
+    name: str
+    manifest: Manifest | None = None
+    produced_by: Manifest | None = None  # a FineTuningJob whose adapter_name this is
+    live: LiveObject | None = None
+
+
+@dataclass
+class RuleContext:
+    manifests: list[Manifest]
+    facts: LocalFacts = field(default_factory=LocalFacts)
+    snapshot: Snapshot | None = None
+    body_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_kind: dict[str, dict[str, list[Manifest]]] = field(default_factory=dict)
+    produced: dict[str, list[Manifest]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for m in self.manifests:
+            self.by_kind.setdefault(m.kind, {}).setdefault(m.name, []).append(m)
+            if isinstance(m.resource, FineTuningJob):
+                self.produced.setdefault(m.resource.adapter_name, []).append(m)
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [m for group in self.by_kind.get(kind, {}).values() for m in group]
+
+    def named(self, kind: str, name: str) -> Manifest | None:
+        found = self.by_kind.get(kind, {}).get(name)
+        return found[0] if found else None
+
+    def resolve(self, ref: Any, kind: str) -> tuple[Target | None, str]:
+        """Resolve a reference to `kind`. Returns (target, problem), problem one of
+        '' (found), 'missing', 'wrong-kind:<Kind,...>', 'unchecked' (id reference, no store)."""
+        if isinstance(ref, IdRef):
+            return self._resolve_id(ref.id, kind)
+        if not isinstance(ref, str):
+            return None, "missing"
+        manifest = self.named(kind, ref)
+        if manifest is not None:
+            return Target(kind, ref, manifest=manifest), ""
+        if kind == "Adapter" and ref in self.produced:
+            return Target(kind, ref, produced_by=self.produced[ref][0]), ""
+        if self.snapshot is not None:
+            rows = self.snapshot.by_name(kind, ref)
+            if rows:
+                return Target(kind, ref, live=rows[0]), ""
+        others = sorted(k for k, names in self.by_kind.items() if k != kind and ref in names)
+        return None, ("wrong-kind:" + ",".join(others)) if others else "missing"
+
+    def _resolve_id(self, object_id: str, kind: str) -> tuple[Target | None, str]:
+        if self.snapshot is None:
+            return None, "unchecked"
+        row = self.snapshot.by_id(object_id)
+        if row is None:
+            return None, "missing"
+        if row.kind != kind:
+            return None, f"wrong-kind:{row.kind}"
+        return Target(kind, row.name, live=row), ""
+
+    def check_ref(
+        self,
+        manifest: Manifest,
+        ref: Any,
+        kind: str,
+        path: tuple[str | int, ...],
+        missing_code: str = "RF-001",
+    ) -> tuple[Target | None, list[Diagnostic]]:
+        """Resolve a reference and report it under `missing_code` when it does not resolve."""
+        target, problem = self.resolve(ref, kind)
+        if not problem:
+            return target, []
+        location = manifest.at(*path)
+        label = f"id {ref.id}" if isinstance(ref, IdRef) else repr(ref)
+        field_name = ".".join(str(p) for p in path[1:])
+        if problem == "unchecked":
+            summary = f"{field_name}: {kind} {label} is a store id; not checked without --store"
+            return None, [make_diag("RF-004", summary, location=location, address=manifest.address)]
+        if problem.startswith("wrong-kind:"):
+            others = problem.split(":", 1)[1]
+            summary = f"{field_name}: {label} is a {others}, not a {kind}"
+            return None, [make_diag("RF-002", summary, location=location, address=manifest.address)]
+        where = " in the manifests or the store" if self.snapshot is not None else " in the manifests"
+        summary = f"{field_name}: {kind} {label} not found{where}"
+        return None, [make_diag(missing_code, summary, location=location, address=manifest.address)]

@@ -1,0 +1,86 @@
+"""Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates) and EX-102 (route)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from reconciler.catalog import make_diag
+from reconciler.diagnostics import Diagnostic
+from reconciler.manifests.loader import Manifest
+from reconciler.models import Adapter, EvaluationJob, Model, ModelExport
+from reconciler.models.export import EXPORT_TYPES
+from reconciler.rules.context import RuleContext, Target
+from reconciler.rules.jobs import same_object
+
+
+def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
+    for m in ctx.of_kind("ModelExport"):
+        assert isinstance(m.resource, ModelExport)
+        spec, addr = m.resource.spec, m.address
+        if spec.type not in EXPORT_TYPES:
+            yield make_diag("EX-102", f"export type is {spec.type!r}", location=m.at("spec", "type"), address=addr)
+        model = adapter = None
+        if spec.base_model is None:
+            yield make_diag("EX-001", "base_model is required", location=m.at("spec"), address=addr)
+        else:
+            model, diags = ctx.check_ref(m, spec.base_model, "Model", ("spec", "base_model"), "EX-001")
+            yield from diags
+        if spec.adapter is None:
+            yield make_diag("EX-002", "adapter is required", location=m.at("spec"), address=addr)
+        else:
+            adapter, diags = ctx.check_ref(m, spec.adapter, "Adapter", ("spec", "adapter"), "EX-002")
+            yield from diags
+        if not m.resource.model_name.strip():
+            yield make_diag("EX-003", location=m.at("spec", "model_name"), address=addr)
+        if spec.type == "cml_model":
+            yield from _endpoint_constraints(m, model, adapter)
+        if spec.gate is not None:
+            yield from _gate(ctx, m, adapter)
+
+
+def _endpoint_constraints(m: Manifest, model: Target | None, adapter: Target | None) -> Iterator[Diagnostic]:
+    adapter_type = _adapter_type(adapter)
+    if adapter_type is not None and adapter_type != "project":
+        yield make_diag("EX-004", f"adapter {adapter.name!r} is a {adapter_type} adapter", location=m.at("spec", "adapter"), address=m.address)  # type: ignore[union-attr]
+    model_type = _model_type(model)
+    if model_type is not None and model_type != "huggingface":
+        yield make_diag("EX-005", f"model {model.name!r} is a {model_type} model", location=m.at("spec", "base_model"), address=m.address)  # type: ignore[union-attr]
+
+
+def _adapter_type(adapter: Target | None) -> str | None:
+    if adapter is None:
+        return None
+    if adapter.produced_by is not None:
+        return "project"  # trained adapters are written to the project's files
+    if adapter.manifest is not None:
+        assert isinstance(adapter.manifest.resource, Adapter)
+        return adapter.manifest.resource.spec.type
+    return adapter.live.type if adapter.live is not None else None
+
+
+def _model_type(model: Target | None) -> str | None:
+    if model is None:
+        return None
+    if model.manifest is not None:
+        assert isinstance(model.manifest.resource, Model)
+        return model.manifest.resource.spec.type
+    return model.live.type if model.live is not None else None
+
+
+def _gate(ctx: RuleContext, m: Manifest, adapter: Target | None) -> Iterator[Diagnostic]:
+    gate = m.resource.spec.gate
+    evaluation = ctx.named("EvaluationJob", gate.evaluation)
+    loc = m.at("spec", "gate", "evaluation")
+    if evaluation is None:
+        yield make_diag("EX-101", f"gate evaluation {gate.evaluation!r} is not an EvaluationJob in the manifests", location=loc, address=m.address)
+        return
+    if gate.min is None and gate.max is None:
+        yield make_diag("EX-101", "gate needs min or max", location=m.at("spec", "gate"), address=m.address)
+    if adapter is None:
+        return
+    assert isinstance(evaluation.resource, EvaluationJob)
+    for combo in evaluation.resource.spec.combinations:
+        target = ctx.resolve(combo.adapter, "Adapter")[0] if combo.adapter is not None else None
+        if target is not None and same_object(target, adapter):
+            return
+    yield make_diag("EX-101", f"EvaluationJob {gate.evaluation!r} does not evaluate adapter {adapter.name!r}", location=loc, address=m.address)

@@ -1,0 +1,62 @@
+"""Name rules: every object has a valid name, unique per kind; trained adapter names never clash.
+
+Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001, NM-002, NM-003.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from reconciler.catalog import make_diag
+from reconciler.diagnostics import Diagnostic
+from reconciler.models import FineTuningJob
+from reconciler.rules.context import RuleContext
+
+NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,254}[^\x00-\x1f\x7f\s])?$")
+REQUIRED_NAME_CODE = {"Adapter": "AD-001", "Prompt": "PR-001"}
+
+
+def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
+    for m in ctx.manifests:
+        loc = m.at("metadata", "name")
+        if not m.name.strip():
+            code = REQUIRED_NAME_CODE.get(m.kind, "SC-003")
+            yield make_diag(code, f"{m.kind} metadata.name is required", location=loc, address=m.kind)
+        elif not NAME_RE.match(m.name):
+            yield make_diag("NM-003", f"{m.name!r} is not a valid name", location=loc, address=m.address)
+    for kind, names in ctx.by_kind.items():
+        for name, group in names.items():
+            for dup in group[1:] if name.strip() else []:
+                code = "PR-001" if kind == "Prompt" else "NM-001"
+                first = group[0].location
+                yield make_diag(
+                    code,
+                    f"{kind} {name!r} is declared twice",
+                    location=dup.at("metadata", "name"),
+                    address=dup.address,
+                    detail=f"first declared in {first.file} (document {first.doc + 1})",
+                )
+    yield from _adapter_name_clashes(ctx)
+
+
+def _adapter_name_clashes(ctx: RuleContext) -> Iterator[Diagnostic]:
+    adapters = ctx.by_kind.get("Adapter", {})
+    for adapter_name, jobs in ctx.produced.items():
+        for job in jobs:
+            assert isinstance(job.resource, FineTuningJob)
+            path = ("spec", "adapter_name") if job.resource.spec.adapter_name is not None else ("metadata", "name")
+            if adapter_name in adapters:
+                yield make_diag(
+                    "NM-002",
+                    f"adapter_name {adapter_name!r} is also the name of an Adapter",
+                    location=job.at(*path),
+                    address=job.address,
+                )
+            if job is not jobs[0]:
+                yield make_diag(
+                    "NM-002",
+                    f"adapter_name {adapter_name!r} is also trained by FineTuningJob/{jobs[0].name}",
+                    location=job.at(*path),
+                    address=job.address,
+                )

@@ -1,0 +1,107 @@
+"""Generating `schemas/`: JSON Schemas for manifests (from the pydantic models) and for config bodies
+(from the pinned ML libraries, by running `runners/config_schemas.py` in a subprocess, so ftctl
+itself never imports them). `check` reports files that are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter
+
+from reconciler.models import MODELS
+from reconciler.models.config import LIBRARY_BACKED
+
+MANIFEST_SCHEMA = "manifest.schema.json"
+BODIES = "config-bodies"
+RUNNER = Path(__file__).resolve().parent.parent / "runners" / "config_schemas.py"
+
+
+def manifest_schema() -> dict[str, Any]:
+    """One schema for any manifest document, discriminated by kind, with typed config bodies."""
+    union = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+    schema = TypeAdapter(union).json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://ftctl.dev/schemas/manifest.schema.json"
+    schema["title"] = "ftctl manifest (apiVersion ftctl/v1)"
+    config_spec = schema["$defs"]["ConfigSpec"]
+    config_spec["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": config_type}}, "required": ["type"]},
+            "then": {"properties": {"config": {"$ref": f"{BODIES}/{body}.schema.json"}}},
+        }
+        for config_type, body in sorted(LIBRARY_BACKED.items())
+    ]
+    return schema
+
+
+def dump(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write(out: Path, *, with_libraries: bool) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_SCHEMA).write_text(dump(manifest_schema()), encoding="utf-8")
+    written = [str(out / MANIFEST_SCHEMA)]
+    if with_libraries:
+        subprocess.run([sys.executable, str(RUNNER), str(out / BODIES)], check=True)
+        written += sorted(str(p) for p in (out / BODIES).glob("*.schema.json"))
+    return written
+
+
+def pinned_versions() -> dict[str, str]:
+    """Versions the [train] extra pins, e.g. {'transformers': '5.23.0', ...}."""
+    out = {}
+    for requirement in metadata.requires("ftctl") or []:
+        spec, _, marker = requirement.partition(";")
+        if "==" in spec and "train" in marker:
+            name, version = spec.split("==", 1)
+            out[name.strip().lower().replace("_", "-")] = version.strip()
+    return out
+
+
+def libraries_installed() -> bool:
+    pins = pinned_versions()
+    try:
+        return all(metadata.version(name) == version for name, version in pins.items())
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def check(folder: Path) -> list[str]:
+    """Why each stale file is stale; empty when schemas/ is up to date."""
+    problems = []
+    manifest = folder / MANIFEST_SCHEMA
+    if not manifest.is_file() or manifest.read_text(encoding="utf-8") != dump(manifest_schema()):
+        problems.append(f"{manifest}: differs from the manifest models (run `make schemas`)")
+    problems += _check_bodies(folder / BODIES)
+    return problems
+
+
+def _check_bodies(folder: Path) -> list[str]:
+    pins = pinned_versions()
+    problems = []
+    for body in sorted(set(LIBRARY_BACKED.values())):
+        path = folder / f"{body}.schema.json"
+        if not path.is_file():
+            problems.append(f"{path}: missing (run `make schemas`)")
+            continue
+        versions = json.loads(path.read_text(encoding="utf-8")).get("x-generated-from", {}).get("versions", {})
+        for name, version in versions.items():
+            key = name.lower().replace("_", "-")
+            if key in pins and pins[key] != version:
+                problems.append(f"{path}: generated from {name} {version}, pinned {pins[key]} (run `make schemas`)")
+    if not problems and libraries_installed():
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, str(RUNNER), tmp], check=True, capture_output=True)
+            for fresh in sorted(Path(tmp).glob("*.schema.json")):
+                committed = folder / fresh.name
+                if not committed.is_file() or committed.read_bytes() != fresh.read_bytes():
+                    problems.append(f"{committed}: differs from the installed libraries (run `make schemas`)")
+    return problems
