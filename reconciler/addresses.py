@@ -6,24 +6,6 @@ Pure values; used by manifests, rules, diagnostics and (later) plans.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
-
-
-class Kind(str, Enum):
-    """The eight kinds of resource a manifest may declare, in dependency-friendly order."""
-
-    DATASET = "Dataset"
-    MODEL = "Model"
-    PROMPT = "Prompt"
-    CONFIG = "Config"
-    ADAPTER = "Adapter"
-    FINE_TUNING_JOB = "FineTuningJob"
-    EVALUATION_JOB = "EvaluationJob"
-    MODEL_EXPORT = "ModelExport"
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [k.value for k in cls]
 
 
 @dataclass(frozen=True, order=True)

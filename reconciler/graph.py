@@ -23,20 +23,20 @@ REFERENCE_FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("base_model",), "Model"),
         (("dataset",), "Dataset"),
         (("prompt",), "Prompt"),
-        *((((f,), "Config") for f in ("lora_config", "bnb_config", "adapter_bnb_config", "training_arguments", "axolotl_config", "user_config"))),
+        *(((f,), "Config") for f in ("lora_config", "bnb_config", "adapter_bnb_config", "training_arguments", "axolotl_config", "user_config")),
     ],
     "EvaluationJob": [
         (("dataset",), "Dataset"),
         (("prompt",), "Prompt"),
         (("combinations", "*", "model"), "Model"),
         (("combinations", "*", "adapter"), "Adapter"),
-        *((((f,), "Config") for f in ("generation_config", "bnb_config", "adapter_bnb_config"))),
+        *(((f,), "Config") for f in ("generation_config", "bnb_config", "adapter_bnb_config")),
     ],
     "ModelExport": [
         (("base_model",), "Model"),
         (("adapter",), "Adapter"),
         (("gate", "evaluation"), "EvaluationJob"),
-        *((((f,), "Config") for f in ("generation_config", "bnb_config"))),
+        *(((f,), "Config") for f in ("generation_config", "bnb_config")),
     ],
 }
 

@@ -34,9 +34,7 @@ def gather_facts(manifests: Iterable[Manifest]) -> LocalFacts:
 def _paths_of(m: Manifest) -> list[tuple[str, bool]]:
     res = m.resource
     out: list[tuple[str, bool]] = []
-    if isinstance(res, Dataset) and res.spec.location and res.spec.type != "huggingface":
-        out.append((m.path(res.spec.location), False))
-    elif isinstance(res, Model) and res.spec.location:
+    if (isinstance(res, Dataset) and res.spec.location and res.spec.type != "huggingface") or (isinstance(res, Model) and res.spec.location):
         out.append((m.path(res.spec.location), False))
     elif isinstance(res, Adapter) and res.spec.location:
         out.append((m.path(res.spec.location), True))

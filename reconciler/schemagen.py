@@ -26,7 +26,7 @@ RUNNER = Path(__file__).resolve().parent.parent / "runners" / "config_schemas.py
 def manifest_schema() -> dict[str, Any]:
     """One schema for any manifest document, discriminated by kind, with typed config bodies."""
     union = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
-    schema = TypeAdapter(union).json_schema()
+    schema = TypeAdapter(union).json_schema()  # type: ignore[arg-type]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://ftctl.dev/schemas/manifest.schema.json"
     schema["title"] = "ftctl manifest (apiVersion ftctl/v1)"
@@ -69,7 +69,8 @@ def pinned_versions() -> dict[str, str]:
 def libraries_installed() -> bool:
     pins = pinned_versions()
     try:
-        return all(metadata.version(name) == version for name, version in pins.items())
+        # a local build tag (torch's "+cpu") is the same release
+        return all(metadata.version(name).split("+")[0] == version for name, version in pins.items())
     except metadata.PackageNotFoundError:
         return False
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
 from reconciler.manifests import yamlsafe
 from reconciler.manifests.schema_errors import schema_diagnostics
 from reconciler.models import API_VERSION, MODELS, Resource
-from reconciler.catalog import make_diag
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")

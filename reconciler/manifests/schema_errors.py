@@ -12,8 +12,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel
 
-from reconciler.diagnostics import Diagnostic, Location
 from reconciler.catalog import make_diag
+from reconciler.diagnostics import Diagnostic, Location
 
 SECRET_KEYS = ("token", "secret", "password", "api_key", "apikey", "access_key")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yaml.cyaml import CParser
 from yaml.constructor import SafeConstructor
+from yaml.cyaml import CParser  # type: ignore[attr-defined]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
@@ -96,8 +96,8 @@ class CheckingConstructor(SafeConstructor):
         return sign * int(body, 10)
 
 
-CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)
-CheckingConstructor.add_constructor(TAG + "map", CheckingConstructor.construct_yaml_map)
+CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)  # type: ignore[type-var]
+CheckingConstructor.add_constructor(TAG + "map", CheckingConstructor.construct_yaml_map)  # type: ignore[type-var]
 
 
 class ManifestLoader(CParser, CheckingConstructor, CoreResolver):  # type: ignore[misc]

@@ -48,7 +48,7 @@ class Resource(Strict):
 
     KIND: ClassVar[str] = ""
 
-    apiVersion: str = API_VERSION  # noqa: N815 - the Kubernetes-style envelope key
+    apiVersion: str = API_VERSION
     kind: str
     metadata: Metadata
     spec: Any

@@ -191,7 +191,10 @@ def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -
     status = _status(exc)
     answered = f"{endpoint} answered HTTP {status}" if status else None
     if isinstance(exc, OfflineModeIsEnabled):
-        return _Outcome("ON-001", f"{check.code} check skipped for {check.what}: huggingface_hub is in offline mode (HF_HUB_OFFLINE)")
+        return _Outcome(
+            "ON-001",
+            f"{check.code} check skipped for {check.what}: huggingface_hub is in offline mode (HF_HUB_OFFLINE)",
+        )
     if isinstance(exc, HFValidationError):
         return _Outcome(check.code, f"{check.what} is not a valid Hub repo id", detail=str(exc))
     if isinstance(exc, GatedRepoError):
@@ -203,11 +206,15 @@ def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -
         return _Outcome(check.code, summary, detail=answered)
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         if token is None:
-            return _Outcome(check.code, f"{check.what} cannot be read without a token", detail=answered, hint=_TOKEN_HINT)
+            return _Outcome(
+                check.code, f"{check.what} cannot be read without a token", detail=answered, hint=_TOKEN_HINT
+            )
         return _refused(check, answered)
     if isinstance(exc, HfHubHTTPError):
         return _Outcome("ON-002", f"could not check {check.what} on the Hub: HTTP {status}", detail=answered)
-    return _Outcome("ON-002", f"could not check {check.what}: {endpoint} could not be reached ({type(exc).__name__})")
+    return _Outcome(
+        "ON-002", f"could not check {check.what}: {endpoint} could not be reached ({type(exc).__name__})"
+    )
 
 
 _TOKEN_HINT = (
@@ -217,12 +224,18 @@ _TOKEN_HINT = (
 
 
 def _gated_without_token(check: _Check) -> _Outcome:
-    return _Outcome(check.code, f"{check.what} is gated and no token was given (hf_token_env is not set)", hint=_TOKEN_HINT)
+    return _Outcome(
+        check.code,
+        f"{check.what} is gated and no token was given (hf_token_env is not set)",
+        hint=_TOKEN_HINT,
+    )
 
 
 def _refused(check: _Check, answered: str | None) -> _Outcome:
     summary = f"{check.what} is gated or private and the Hub refused the token in {check.token_env}"
-    hint = f"Check that {check.token_env} holds a valid token whose account has been granted access to the repo."
+    hint = (
+        f"Check that {check.token_env} holds a valid token whose account has been granted access to the repo."
+    )
     return _Outcome(check.code, summary, hint=hint, detail=answered)
 
 

@@ -52,7 +52,7 @@ def read_snapshot(location: str | None) -> Snapshot:
                 LiveObject(kind, *(str(v) if v is not None else "" for v in row))
                 for table, (kind, columns) in TABLES.items()
                 if table in present
-                for row in conn.execute(text(f"SELECT {columns} FROM {table}"))  # noqa: S608 - fixed SQL
+                for row in conn.execute(text(f"SELECT {columns} FROM {table}"))
             ]
         engine.dispose()
     except Exception as exc:  # SQLAlchemy's errors are many; the user needs one message
