@@ -51,7 +51,7 @@ def validate(paths: tuple[str, ...], files: tuple[str, ...], fmt: str, offline: 
     from reconciler.views import render_diagnostics
 
     report = run_validate(list(paths + files) or ["."], offline=offline, store=store)
-    text = render_diagnostics(fmt, report.diagnostics, files=len(report.files), manifests=len(report.manifests))
+    text = render_diagnostics(fmt, report.diagnostics, files=len(report.files), manifests=report.documents)
     _emit(text, output)
     sys.exit(EXIT_ERRORS if report.has_errors() else EXIT_OK)
 

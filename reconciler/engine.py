@@ -29,6 +29,7 @@ class ValidationReport:
     diagnostics: list[Diagnostic]
     manifests: list[Manifest]
     files: list[str]
+    documents: int
 
     def has_errors(self) -> bool:
         return any(d.severity.is_error() for d in self.diagnostics)
@@ -79,7 +80,7 @@ def validate(
     diagnostics = loaded.diagnostics + check_all(ctx)
     diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
-    return ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files)
+    return ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
 
 
 def _online(manifests: list[Manifest], *, offline: bool, environ: Mapping[str, str]) -> list[Diagnostic]:

@@ -60,6 +60,7 @@ class LoadResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # display path -> text
     files: list[str] = field(default_factory=list)
+    documents: int = 0  # non-empty YAML documents read, valid or not
 
 
 def load_paths(paths: Sequence[str]) -> LoadResult:
@@ -106,6 +107,7 @@ def _load_file(path: str, result: LoadResult) -> None:
     base_dir = os.path.dirname(os.path.abspath(path))
     for index, doc in enumerate(docs):
         if doc is not None:
+            result.documents += 1
             _load_document(doc, Location(path, doc=index), base_dir, result)
 
 
