@@ -41,7 +41,15 @@ def cli() -> None:
 @click.option("--offline", is_flag=True, help="Skip checks that need the network (Hub names); say so.")
 @click.option("--store", metavar="PATH|URL", help="Also resolve references against this Studio store.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to a file.")
-def validate(paths: tuple[str, ...], files: tuple[str, ...], fmt: str, offline: bool, store: str | None, output: str | None) -> None:
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    envvar="FTCTL_NO_CACHE",
+    help="Parse every file again (the parse cache lives in $FTCTL_CACHE_DIR or ~/.cache/ftctl).",
+)
+def validate(
+    paths: tuple[str, ...], files: tuple[str, ...], fmt: str, offline: bool, store: str | None, output: str | None, no_cache: bool
+) -> None:
     """Check manifests: schema, references, and every rule of the Studio's rule catalog.
 
     PATHS are files or folders (folders are searched for *.yaml and *.yml); default: the current
@@ -50,7 +58,7 @@ def validate(paths: tuple[str, ...], files: tuple[str, ...], fmt: str, offline: 
     from reconciler.engine import validate as run_validate
     from reconciler.views import render_diagnostics
 
-    report = run_validate(list(paths + files) or ["."], offline=offline, store=store)
+    report = run_validate(list(paths + files) or ["."], offline=offline, store=store, use_cache=not no_cache)
     text = render_diagnostics(fmt, report.diagnostics, files=len(report.files), manifests=report.documents)
     _emit(text, output)
     sys.exit(EXIT_ERRORS if report.has_errors() else EXIT_OK)

@@ -17,6 +17,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
+from reconciler.manifests.cache import ParseCache
 from reconciler.rules import RuleContext, check_all
 
 
@@ -69,8 +70,9 @@ def validate(
     offline: bool,
     store: str | None = None,
     environ: Mapping[str, str] | None = None,
+    use_cache: bool = True,
 ) -> ValidationReport:
-    loaded = load_paths(paths)
+    loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None)
     ctx = RuleContext(
         loaded.manifests,
         facts=gather_facts(loaded.manifests),

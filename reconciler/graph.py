@@ -51,8 +51,14 @@ class Graph:
 
 def name_references(manifest: Manifest) -> Iterator[tuple[str, str]]:
     """(kind, name) of every by-name reference a manifest makes."""
+    spec = manifest.resource.spec
     for path, kind in REFERENCE_FIELDS.get(manifest.kind, []):
-        for value in _values_at(manifest.resource.spec, path):
+        if len(path) == 1:  # the common case, without the generic walk
+            value = getattr(spec, path[0])
+            if isinstance(value, str):
+                yield kind, value
+            continue
+        for value in _values_at(spec, path):
             if isinstance(value, str):
                 yield kind, value
 

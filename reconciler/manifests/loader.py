@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
 from reconciler.manifests import yamlsafe
+from reconciler.manifests.cache import ParseCache, digest
 from reconciler.manifests.schema_errors import schema_diagnostics
 from reconciler.models import API_VERSION, MODELS, Resource
 
@@ -63,11 +64,13 @@ class LoadResult:
     documents: int = 0  # non-empty YAML documents read, valid or not
 
 
-def load_paths(paths: Sequence[str]) -> LoadResult:
+def load_paths(paths: Sequence[str], *, cache: ParseCache | None = None) -> LoadResult:
     result = LoadResult()
     for path in expand_paths(paths, result.diagnostics):
         result.files.append(path)
-        _load_file(path, result)
+        _load_file(path, result, cache)
+    if cache is not None:
+        cache.save()
     if not result.files and not result.diagnostics:
         result.diagnostics.append(make_diag("LD-012", f"no manifests found in {', '.join(paths)}"))
     return result
@@ -92,12 +95,21 @@ def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[st
     return [os.path.normpath(p) for p in out]
 
 
-def _load_file(path: str, result: LoadResult) -> None:
+def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
     text = _read_text(path, result.diagnostics)
     if text is None:
         return
     result.sources[path] = text
-    docs, problems, error = yamlsafe.load_documents(text)
+    key = digest(text) if cache is not None else ""
+    cached = cache.get(key) if cache is not None else None
+    problems: list[yamlsafe.YamlProblem] = []
+    error: Exception | None = None
+    if cached is not None:
+        docs = cached
+    else:
+        docs, problems, error = yamlsafe.load_documents(text)
+        if cache is not None and not problems and error is None:
+            cache.put(key, docs)
     for problem in problems:
         result.diagnostics.append(
             make_diag(problem.code, problem.message, location=Location(path, line=problem.line, col=problem.col))
@@ -105,10 +117,11 @@ def _load_file(path: str, result: LoadResult) -> None:
     if error is not None:
         result.diagnostics.append(_syntax_diagnostic(path, error))
     base_dir = os.path.dirname(os.path.abspath(path))
+    check_depth = yamlsafe.may_nest_deeply(text)
     for index, doc in enumerate(docs):
         if doc is not None:
             result.documents += 1
-            _load_document(doc, Location(path, doc=index), base_dir, result)
+            _load_document(doc, Location(path, doc=index), base_dir, result, check_depth=check_depth)
 
 
 def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
@@ -155,7 +168,7 @@ def _syntax_diagnostic(path: str, error: Exception) -> Diagnostic:
     return make_diag("LD-002", summary, location=Location(path, line=line, col=col), hint=hint)
 
 
-def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResult) -> None:
+def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResult, *, check_depth: bool) -> None:
     out = result.diagnostics
     if not isinstance(doc, dict):
         out.append(make_diag("LD-007", f"document is a {type(doc).__name__}, not a mapping", location=location))
@@ -175,7 +188,7 @@ def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResu
         summary = "kind is missing" if kind is None else f"unknown kind {kind!r}"
         out.append(make_diag("LD-010", summary, location=location.at("kind") if kind is not None else location, hint=hint))
         return
-    if yamlsafe.depth_exceeds(doc):
+    if check_depth and yamlsafe.depth_exceeds(doc):
         out.append(make_diag("LD-011", location=location, address=address))
         return
     try:

@@ -56,7 +56,7 @@ CoreResolver.yaml_implicit_resolvers.setdefault("", []).append(
 
 
 class CheckingConstructor(SafeConstructor):
-    """SafeConstructor that records duplicate keys and disallowed tags instead of accepting them."""
+    """SafeConstructor that records duplicate keys instead of keeping the last value silently."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,13 +66,7 @@ class CheckingConstructor(SafeConstructor):
         mark = node.start_mark
         self.problems.append(YamlProblem(code, message, mark.line + 1, mark.column + 1))
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        if node.tag not in ALLOWED_TAGS:
-            self._problem("LD-004", f"tag {node.tag!r} is not allowed", node)
-            return None
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -96,6 +90,17 @@ class CheckingConstructor(SafeConstructor):
         return sign * int(body, 10)
 
 
+class TagCheckingConstructor(CheckingConstructor):
+    """Also refuses explicit tags. Used only for texts that contain a '!' (every tag starts with
+    one), because checking each node's tag costs a Python call per value."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        if node.tag not in ALLOWED_TAGS:
+            self._problem("LD-004", f"tag {node.tag!r} is not allowed", node)
+            return None
+        return super().construct_object(node, deep=deep)
+
+
 CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)  # type: ignore[type-var]
 CheckingConstructor.add_constructor(TAG + "map", CheckingConstructor.construct_yaml_map)  # type: ignore[type-var]
 
@@ -106,6 +111,13 @@ class ManifestLoader(CParser, CheckingConstructor, CoreResolver):  # type: ignor
     def __init__(self, stream: str) -> None:
         CParser.__init__(self, stream)
         CheckingConstructor.__init__(self)
+        CoreResolver.__init__(self)
+
+
+class TagCheckingLoader(CParser, TagCheckingConstructor, CoreResolver):  # type: ignore[misc]
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        TagCheckingConstructor.__init__(self)
         CoreResolver.__init__(self)
 
 
@@ -120,7 +132,7 @@ class PositionLoader(CParser, CoreResolver):  # type: ignore[misc]
 def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception | None]:
     """Every document of `text` (None for empty ones), the problems found, and the error that
     stopped parsing, if any (documents before it are kept)."""
-    loader = ManifestLoader(text)
+    loader = TagCheckingLoader(text) if "!" in text else ManifestLoader(text)
     docs: list[Any] = []
     error: Exception | None = None
     try:
@@ -200,6 +212,12 @@ def node_at(root: Node | None, path: tuple[str | int, ...]) -> tuple[Node | None
         else:
             return target, False
     return target, True
+
+
+def may_nest_deeply(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Cheap test on the text: can any document in it nest deeper than `limit`? Deep nesting needs
+    either many brackets or a long run of indentation."""
+    return text.count("[") + text.count("{") > limit or ("\n" + " " * limit) in text
 
 
 def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:

@@ -65,15 +65,12 @@ def check_hub(
     """Check that huggingface Datasets and Models name repos the Hub serves (with their tokens)."""
     targets = [(m, c) for m in manifests if (c := _check_for(m)) is not None]
     skipped = _offline_reason(offline, environ)
+    if skipped:
+        return _skipped_notice(targets, skipped)
     diags: list[Diagnostic] = []
     tokens: dict[_Check, str | None] = {}
     asking: list[tuple[Manifest, _Check]] = []
     for manifest, check in targets:
-        field = _RULES[check.repo_type][1]
-        if skipped:
-            summary = f"{check.code} check skipped for {check.what}: {skipped}"
-            diags.append(_diag(manifest, field, _Outcome("ON-001", summary)))
-            continue
         token: str | None = None
         if check.token_env:
             token = environ.get(check.token_env) or None
@@ -92,6 +89,27 @@ def check_hub(
                 diags.append(_diag(manifest, _RULES[check.repo_type][1], outcome))
     secrets = [t for t in tokens.values() if t]
     return sorted((_redact(d, secrets) for d in diags), key=Diagnostic.sort_key)
+
+
+def _skipped_notice(targets: list[tuple[Manifest, _Check]], reason: str) -> list[Diagnostic]:
+    """One notice for all skipped checks (at the first of them), not one line per manifest."""
+    if not targets:
+        return []
+    checks = {check for _, check in targets}
+    counts = {code: sum(1 for c in checks if c.code == code) for code in sorted({c.code for c in checks})}
+    listed = ", ".join(f"{n} {code}" for code, n in counts.items())
+    first, check = min(targets, key=lambda t: (t[0].location.file, t[0].location.doc))
+    summary = f"{len(checks)} Hub check{'s' * (len(checks) != 1)} skipped ({listed}): {reason}"
+    detail = "first: " + check.what if len(checks) > 1 else None
+    return [
+        make_diag(
+            "ON-001",
+            summary,
+            location=first.at("spec", _RULES[check.repo_type][1]),
+            address=first.address,
+            detail=detail,
+        )
+    ]
 
 
 def _check_for(manifest: Manifest) -> _Check | None:
@@ -198,7 +216,7 @@ def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -
     if isinstance(exc, HFValidationError):
         return _Outcome(check.code, f"{check.what} is not a valid Hub repo id", detail=str(exc))
     if isinstance(exc, GatedRepoError):
-        return _gated_without_token(check) if token is None else _refused(check, answered)
+        return _gated_without_token(check) if token is None else _refused(check, answered, gated=True)
     if isinstance(exc, RepositoryNotFoundError) or status == 404:
         summary = f"{check.what} was not found on the Hub"
         if token is None:
@@ -209,7 +227,7 @@ def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -
             return _Outcome(
                 check.code, f"{check.what} cannot be read without a token", detail=answered, hint=_TOKEN_HINT
             )
-        return _refused(check, answered)
+        return _refused(check, answered, gated=False)
     if isinstance(exc, HfHubHTTPError):
         return _Outcome("ON-002", f"could not check {check.what} on the Hub: HTTP {status}", detail=answered)
     return _Outcome(
@@ -231,8 +249,11 @@ def _gated_without_token(check: _Check) -> _Outcome:
     )
 
 
-def _refused(check: _Check, answered: str | None) -> _Outcome:
-    summary = f"{check.what} is gated or private and the Hub refused the token in {check.token_env}"
+def _refused(check: _Check, answered: str | None, *, gated: bool) -> _Outcome:
+    if gated:
+        summary = f"{check.what} is gated and the token in {check.token_env} has not been granted access"
+    else:
+        summary = f"the Hub refused the token in {check.token_env} when checking {check.what}"
     hint = (
         f"Check that {check.token_env} holds a valid token whose account has been granted access to the repo."
     )

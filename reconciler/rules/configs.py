@@ -87,13 +87,16 @@ def checked_body(
     body, code, message = parse_body(config_type, raw)
     if body is None:
         return None, [make_diag(code, message, location=m.at(*path), address=m.address)]
-    schema = ctx.body_schemas.get(LIBRARY_BACKED.get(config_type, ""))
+    body_name = LIBRARY_BACKED.get(config_type, "")
+    schema = ctx.body_schemas.get(body_name)
     if schema is None:
         return body, []
-    return body, list(_library_keys(m, body, schema, path))
+    return body, list(_library_keys(ctx, m, body, body_name, schema, path))
 
 
-def _library_keys(m: Manifest, body: dict[str, Any], schema: dict[str, Any], path: FieldPath) -> Iterator[Diagnostic]:
+def _library_keys(
+    ctx: RuleContext, m: Manifest, body: dict[str, Any], body_name: str, schema: dict[str, Any], path: FieldPath
+) -> Iterator[Diagnostic]:
     import jsonschema  # deferred: only configs with a library-backed body pay for it
 
     properties: dict[str, Any] = schema.get("properties", {})
@@ -105,7 +108,10 @@ def _library_keys(m: Manifest, body: dict[str, Any], schema: dict[str, Any], pat
             hint = f"Did you mean {close[0]!r}?" if close else None
             yield make_diag("CF-101", f"{key!r} is not an argument of {origin}", location=loc, address=m.address, hint=hint)
             continue
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(properties[key]).iter_errors(value))
+        validator = ctx.validators.get((body_name, key))
+        if validator is None:
+            validator = ctx.validators[(body_name, key)] = jsonschema.Draft202012Validator(properties[key])
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             yield make_diag("CF-102", f"{key}: {error.message}", location=loc, address=m.address)
 

@@ -35,6 +35,7 @@ class RuleContext:
     snapshot: Snapshot | None = None
     body_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_kind: dict[str, dict[str, list[Manifest]]] = field(default_factory=dict)
+    validators: dict[tuple[str, str], Any] = field(default_factory=dict)  # compiled once per (body, key)
     produced: dict[str, list[Manifest]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,7 +92,7 @@ class RuleContext:
         target, problem = self.resolve(ref, kind)
         if not problem:
             return target, []
-        location = manifest.at(*path)
+        location = manifest.at(*path)  # built only when there is something to report
         label = f"id {ref.id}" if isinstance(ref, IdRef) else repr(ref)
         field_name = ".".join(str(p) for p in path[1:])
         if problem == "unchecked":

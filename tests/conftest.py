@@ -1,0 +1,14 @@
+"""Test-wide settings: keep ftctl's parse cache and the Hub client's state inside the test run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["FTCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("ftctl-cache"))
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
