@@ -101,6 +101,7 @@ _RULES: list[Rule] = [
     Rule("CF-101", E, "config key is not accepted by the target library", "Keys must be arguments of the library class (see schemas/config-bodies/).", False),
     Rule("CF-102", E, "config value has the wrong type for the target library", "See the key's type in schemas/config-bodies/.", False),
     Rule("CF-103", E, "config body is required and must be a mapping", "Write the config's fields as a YAML mapping under config:.", False),
+    Rule("CF-105", W, "config key is a legacy key the pinned library no longer accepts", "The job runner translates it (e.g. warmup_ratio becomes warmup_steps below 1); prefer the new key.", False),
     Rule("CF-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
     # --- the Studio's export rules ---
     Rule("EX-001", E, "export base_model is required and must exist", "Name the base Model.", True),

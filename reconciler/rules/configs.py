@@ -108,6 +108,9 @@ def _library_keys(
             hint = f"Did you mean {close[0]!r}?" if close else None
             yield make_diag("CF-101", f"{key!r} is not an argument of {origin}", location=loc, address=m.address, hint=hint)
             continue
+        if properties[key].get("deprecated"):
+            why = properties[key].get("description", "")
+            yield make_diag("CF-105", f"{key!r} is a legacy key: {why}", location=loc, address=m.address)
         validator = ctx.validators.get((body_name, key))
         if validator is None:
             validator = ctx.validators[(body_name, key)] = jsonschema.Draft202012Validator(properties[key])
