@@ -69,5 +69,5 @@ class ParseCache:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"format": FORMAT, "entries": self._used}, handle, separators=(",", ":"))
             os.replace(tmp, self.path)
-        except OSError:
+        except (OSError, ValueError, RecursionError):
             pass  # a cache that cannot be written only costs speed

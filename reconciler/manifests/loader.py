@@ -108,14 +108,14 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
         docs = cached
     else:
         docs, problems, error = yamlsafe.load_documents(text)
-        if cache is not None and not problems and error is None:
+        if cache is not None and not problems and error is None and not yamlsafe.may_nest_deeply(text):
             cache.put(key, docs)
     for problem in problems:
         result.diagnostics.append(
             make_diag(problem.code, problem.message, location=Location(path, line=problem.line, col=problem.col))
         )
     if error is not None:
-        result.diagnostics.append(_syntax_diagnostic(path, error))
+        result.diagnostics.append(_syntax_diagnostic(path, error, text))
     base_dir = os.path.dirname(os.path.abspath(path))
     check_depth = yamlsafe.may_nest_deeply(text)
     for index, doc in enumerate(docs):
@@ -156,11 +156,11 @@ def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
         return None
 
 
-def _syntax_diagnostic(path: str, error: Exception) -> Diagnostic:
+def _syntax_diagnostic(path: str, error: Exception, text: str) -> Diagnostic:
     if isinstance(error, RecursionError):
         return make_diag("LD-011", location=Location(path, line=1, col=1))
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    line, col = yamlsafe.mark_position(text, mark) if mark is not None else (1, 1)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     summary = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
@@ -219,6 +219,6 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) ->
         if node is None:
             out.append(replace(diag, location=replace(loc, line=1, col=1)))
             continue
-        mark = node.start_mark
-        out.append(replace(diag, location=replace(loc, line=mark.line + 1, col=mark.column + 1)))
+        line, col = yamlsafe.mark_position(sources[loc.file], node.start_mark)
+        out.append(replace(diag, location=replace(loc, line=line, col=col)))
     return out

@@ -23,6 +23,9 @@ TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = frozenset(TAG + t for t in ("null", "bool", "int", "float", "str", "seq", "map"))
 MAX_EXPANDED_NODES = 100_000  # per document, after aliases are expanded
 MAX_DEPTH = 64
+MAX_FLOW_DEPTH = 512  # libyaml's composer recurses per level and overflows the C stack near 25,000
+MAX_INT_DIGITS = 4000  # Python refuses to convert longer decimal strings
+_FLOW_CHARS = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,19 @@ class YamlProblem:
     message: str
     line: int  # 1-based
     col: int  # 1-based
+
+
+def position(text: str, index: int) -> tuple[int, int]:
+    """1-based (line, column) of a character index, counting only "\n" as a line break, as
+    editors and GitHub annotations do (libyaml's own line numbers also break at \r, U+0085,
+    U+2028 and U+2029)."""
+    index = max(0, min(index, len(text)))
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
+
+
+def mark_position(text: str, mark: Any) -> tuple[int, int]:
+    return position(text, mark.index)
 
 
 class CoreResolver(BaseResolver):
@@ -61,10 +77,11 @@ class CheckingConstructor(SafeConstructor):
     def __init__(self) -> None:
         super().__init__()
         self.problems: list[YamlProblem] = []
+        self.text = ""
 
     def _problem(self, code: str, message: str, node: Node) -> None:
-        mark = node.start_mark
-        self.problems.append(YamlProblem(code, message, mark.line + 1, mark.column + 1))
+        line, col = mark_position(self.text, node.start_mark)
+        self.problems.append(YamlProblem(code, message, line, col))
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
         mapping: dict[Any, Any] = {}
@@ -79,10 +96,13 @@ class CheckingConstructor(SafeConstructor):
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
 
-    def construct_yaml_int(self, node: ScalarNode) -> int:  # type: ignore[override]
+    def construct_yaml_int(self, node: ScalarNode) -> int | None:  # type: ignore[override]
         text = str(self.construct_scalar(node))
         sign = -1 if text.startswith("-") else 1
         body = text.lstrip("+-")
+        if len(body) > MAX_INT_DIGITS:
+            self._problem("LD-002", f"integer with {len(body):,} digits is too long", node)
+            return None
         if body.startswith("0o"):
             return sign * int(body[2:], 8)
         if body.startswith("0x"):
@@ -98,7 +118,16 @@ class TagCheckingConstructor(CheckingConstructor):
         if node.tag not in ALLOWED_TAGS:
             self._problem("LD-004", f"tag {node.tag!r} is not allowed", node)
             return None
-        return super().construct_object(node, deep=deep)
+        shape = {TAG + "map": MappingNode, TAG + "seq": SequenceNode}.get(node.tag, ScalarNode)
+        if not isinstance(node, shape):
+            self._problem("LD-004", f"tag {node.tag!r} does not fit a {type(node).__name__[:-4].lower()}", node)
+            return None
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # an explicit core tag on a value it cannot hold, e.g. `!!int foo` or `!!map [1]`
+            self._problem("LD-004", f"value cannot be read as {node.tag.rsplit(':', 1)[-1]}: {exc}", node)
+            return None
 
 
 CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)  # type: ignore[type-var]
@@ -132,7 +161,12 @@ class PositionLoader(CParser, CoreResolver):  # type: ignore[misc]
 def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception | None]:
     """Every document of `text` (None for empty ones), the problems found, and the error that
     stopped parsing, if any (documents before it are kept)."""
+    too_deep = flow_too_deep(text)
+    if too_deep is not None:
+        line, col = position(text, too_deep)
+        return [], [YamlProblem("LD-011", f"flow collections nest deeper than {MAX_FLOW_DEPTH}", line, col)], None
     loader = TagCheckingLoader(text) if "!" in text else ManifestLoader(text)
+    loader.text = text
     docs: list[Any] = []
     error: Exception | None = None
     try:
@@ -143,7 +177,7 @@ def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception |
     finally:
         loader.dispose()
     problems = list(loader.problems)
-    if error is None and "&" in text:
+    if "&" in text:  # also when a later document failed: the ones before it are still used
         problems.extend(_alias_problems(docs))
     return docs, problems, error
 
@@ -212,6 +246,21 @@ def node_at(root: Node | None, path: tuple[str | int, ...]) -> tuple[Node | None
         else:
             return target, False
     return target, True
+
+
+def flow_too_deep(text: str, limit: int = MAX_FLOW_DEPTH) -> int | None:
+    """Index where [ and { nest past `limit`, checked before libyaml sees the text. Brackets in
+    quoted strings and comments count too: a conservative answer, and a cheap one (no scan unless
+    the text holds more than `limit` opening brackets)."""
+    if text.count("[") + text.count("{") <= limit:
+        return None
+    depth = 0
+    for match in _FLOW_CHARS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > limit:
+            return match.start()
+        depth = max(depth, 0)
+    return None
 
 
 def may_nest_deeply(text: str, limit: int = MAX_DEPTH) -> bool:
