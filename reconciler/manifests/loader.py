@@ -205,6 +205,10 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) ->
     Each file with such a diagnostic is composed once, with marks; others are never re-read.
     """
     trees: dict[str, list[Any]] = {}
+    last_doc: dict[str, int] = {}  # compose each file only as far as its last diagnostic
+    for diag in diagnostics:
+        if diag.location is not None and not diag.location.line:
+            last_doc[diag.location.file] = max(last_doc.get(diag.location.file, 0), diag.location.doc)
     out: list[Diagnostic] = []
     for diag in diagnostics:
         loc = diag.location
@@ -212,7 +216,7 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) ->
             out.append(diag)
             continue
         if loc.file not in trees:
-            trees[loc.file] = yamlsafe.compose_documents(sources[loc.file])
+            trees[loc.file] = yamlsafe.compose_documents(sources[loc.file], upto=last_doc[loc.file])
         docs = trees[loc.file]
         root = docs[loc.doc] if loc.doc < len(docs) else None
         node, _ = yamlsafe.node_at(root, loc.path)

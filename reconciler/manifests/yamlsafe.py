@@ -50,7 +50,28 @@ def mark_position(text: str, mark: Any) -> tuple[int, int]:
 
 
 class CoreResolver(BaseResolver):
-    """YAML 1.2 core schema resolution (no YAML 1.1 yes/no/on/off booleans, no sexagesimals)."""
+    """YAML 1.2 core schema resolution (no YAML 1.1 yes/no/on/off booleans, no sexagesimals).
+
+    libyaml calls `resolve` for every node, and `descend_resolver`/`ascend_resolver` around every
+    collection; ftctl has no path resolvers, so those are no-ops and `resolve` goes straight to the
+    few regexes that can match the first character."""
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                if not value:
+                    return TAG + "null"
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[0], ()):
+                    if regexp.match(value):
+                        return tag
+            return TAG + "str"
+        return TAG + ("seq" if kind is SequenceNode else "map")
 
 
 def _add(tag: str, pattern: str, first: str) -> None:
@@ -214,12 +235,13 @@ def _expanded_size(root: Any, budget: int) -> int:
     return count
 
 
-def compose_documents(text: str) -> list[Node | None]:
-    """Node trees of every document that parses, for resolving field paths to marks."""
+def compose_documents(text: str, upto: int | None = None) -> list[Node | None]:
+    """Node trees of the documents that parse (the first `upto + 1` of them when given), for
+    resolving field paths to marks."""
     loader = PositionLoader(text)
     nodes: list[Node | None] = []
     try:
-        while loader.check_node():
+        while (upto is None or len(nodes) <= upto) and loader.check_node():
             nodes.append(loader.get_node())
     except (yaml.YAMLError, RecursionError):
         pass
@@ -265,8 +287,8 @@ def flow_too_deep(text: str, limit: int = MAX_FLOW_DEPTH) -> int | None:
 
 def may_nest_deeply(text: str, limit: int = MAX_DEPTH) -> bool:
     """Cheap test on the text: can any document in it nest deeper than `limit`? Deep nesting needs
-    either many brackets or a long run of indentation."""
-    return text.count("[") + text.count("{") > limit or ("\n" + " " * limit) in text
+    either brackets nested that deep or a long run of indentation."""
+    return ("\n" + " " * limit) in text or flow_too_deep(text, limit) is not None
 
 
 def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
