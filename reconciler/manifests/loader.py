@@ -112,12 +112,12 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
             cache.put(key, docs)
     for problem in problems:
         result.diagnostics.append(
-            make_diag(problem.code, problem.message, location=Location(path, line=problem.line, col=problem.col))
+            make_diag(problem.code, problem.message, location=Location(path, doc=problem.doc, line=problem.line, col=problem.col))
         )
     if error is not None:
         result.diagnostics.append(_syntax_diagnostic(path, error, text))
     base_dir = os.path.dirname(os.path.abspath(path))
-    check_depth = yamlsafe.may_nest_deeply(text)
+    check_depth = "&" in text or yamlsafe.may_nest_deeply(text)  # aliases can build depth too
     for index, doc in enumerate(docs):
         if doc is not None:
             result.documents += 1

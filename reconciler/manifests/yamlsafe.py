@@ -26,14 +26,17 @@ MAX_DEPTH = 64
 MAX_FLOW_DEPTH = 512  # libyaml's composer recurses per level and overflows the C stack near 25,000
 MAX_INT_DIGITS = 4000  # Python refuses to convert longer decimal strings
 _FLOW_CHARS = re.compile(r"[\[\]{}]")
+# Block nesting shows in a line's prefix: indentation plus compact "- - - x" sequence entries.
+_BLOCK_PREFIX = re.compile(rf"^[ \t-]{{{MAX_FLOW_DEPTH},}}", re.M)
 
 
 @dataclass(frozen=True)
 class YamlProblem:
     code: str  # a catalog code: LD-003, LD-004, LD-005, LD-011
     message: str
-    line: int  # 1-based
+    line: int  # 1-based; 0: the start of document `doc`
     col: int  # 1-based
+    doc: int = 0
 
 
 def position(text: str, index: int) -> tuple[int, int]:
@@ -182,10 +185,11 @@ class PositionLoader(CParser, CoreResolver):  # type: ignore[misc]
 def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception | None]:
     """Every document of `text` (None for empty ones), the problems found, and the error that
     stopped parsing, if any (documents before it are kept)."""
-    too_deep = flow_too_deep(text)
-    if too_deep is not None:
-        line, col = position(text, too_deep)
-        return [], [YamlProblem("LD-011", f"flow collections nest deeper than {MAX_FLOW_DEPTH}", line, col)], None
+    for find, what in ((flow_too_deep, "flow collections"), (block_too_deep, "indentation and '- ' entries")):
+        too_deep = find(text)
+        if too_deep is not None:
+            line, col = position(text, too_deep)
+            return [], [YamlProblem("LD-011", f"{what} nest deeper than {MAX_FLOW_DEPTH}", line, col)], None
     loader = TagCheckingLoader(text) if "!" in text else ManifestLoader(text)
     loader.text = text
     docs: list[Any] = []
@@ -214,6 +218,7 @@ def _alias_problems(docs: list[Any]) -> list[YamlProblem]:
                     f"document {index + 1} expands past {MAX_EXPANDED_NODES:,} values through aliases",
                     0,
                     0,
+                    doc=index,
                 )
             )
             docs[index] = None
@@ -283,6 +288,15 @@ def flow_too_deep(text: str, limit: int = MAX_FLOW_DEPTH) -> int | None:
             return match.start()
         depth = max(depth, 0)
     return None
+
+
+def block_too_deep(text: str) -> int | None:
+    """Index of a line whose indentation and compact "- " entries could nest past MAX_FLOW_DEPTH
+    (each level costs at least one character of that prefix), checked before libyaml sees it."""
+    if " " * MAX_FLOW_DEPTH not in text and "- " * (MAX_FLOW_DEPTH // 2) not in text:
+        return None
+    match = _BLOCK_PREFIX.search(text)
+    return match.start() if match is not None else None
 
 
 def may_nest_deeply(text: str, limit: int = MAX_DEPTH) -> bool:

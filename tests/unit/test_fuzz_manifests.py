@@ -141,22 +141,6 @@ def demo_with(name: str, data: bytes) -> dict[str, bytes]:
     return {**DEMO_FILES, name: data}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_parse_cache() -> Iterator[None]:
-    """validate() keeps a parse cache (FTCTL_CACHE_DIR, default ~/.cache/ftctl), one file per set of
-    inputs: point it at a folder of our own so a thousand temporary folders leave nothing behind."""
-    saved = os.environ.get("FTCTL_CACHE_DIR")
-    with tempfile.TemporaryDirectory(prefix="ftctl-fuzz-cache-") as cache:
-        os.environ["FTCTL_CACHE_DIR"] = cache
-        try:
-            yield
-        finally:
-            if saved is None:
-                os.environ.pop("FTCTL_CACHE_DIR", None)
-            else:
-                os.environ["FTCTL_CACHE_DIR"] = saved
-
-
 # --- (a) byte-level mutations ------------------------------------------------------------------
 
 INTERESTING_BYTES = [
@@ -399,6 +383,8 @@ NASTY: dict[str, bytes] = {
     "billion-laughs-in-config": (HEADER + billion_laughs(indent="    ")).encode(),
     "recursive-alias": b"apiVersion: ftctl/v1\nkind: Config\nmetadata: &m {name: *m}\nspec: &s [*s]\n",
     "nested-flow-10k": b"[" * 10_000 + b"]" * 10_000 + b"\n",
+    "nested-flow-500": b"[" * 500 + b"]" * 500 + b"\n",
+    "nested-block-200": "".join("  " * i + "- \n" for i in range(200)).encode(),
     "nested-map-in-config-1k": (HEADER + "    r: " + "{a: " * 1000 + "1" + "}" * 1000 + "\n").encode(),
     "file-9mb": _big_valid_file(9 * 1024 * 1024),
     "nul-byte": b"apiVersion: ftctl/v1\nkind: Config\x00\nmetadata: {name: x}\n",
@@ -466,6 +452,10 @@ REGRESSION_INPUTS = [
     pytest.param(b"a: !!map foo\n", id="map-tag-on-scalar"),
     pytest.param(b"a: !!map [1, 2]\n", id="map-tag-on-sequence"),
     pytest.param((HEADER + "    r: " + "1" * 4301 + "\n").encode(), id="int-4301-digits"),
+    # aliases are checked even when a later document fails to parse
+    pytest.param((HEADER + "    r: &a [*a]\n---\n[\n").encode(), id="recursive-alias-then-syntax-error"),
+    # a clean parse nested past what json.dump (the parse cache) can write
+    pytest.param(b"[" * 3000 + b"]" * 3000 + b"\n", id="flow-seq-3k-parse-cache"),
 ]
 
 
@@ -486,7 +476,25 @@ def test_alias_bomb_before_a_syntax_error_is_refused_quickly() -> None:
         pytest.param(b"[" * 100_000 + b"]" * 100_000 + b"\n", id="flow-seq-100k"),
         pytest.param(b"[" * 100_000 + b"\n", id="flow-seq-100k-unclosed"),
         pytest.param(b"{a: " * 100_000 + b"1" + b"}" * 100_000 + b"\n", id="flow-map-100k"),
+        # block nesting needs no brackets: "- - - ... x" is a sequence 100,000 deep on one line
+        pytest.param(b"- " * 100_000 + b"x\n", id="compact-block-seq-100k"),
     ],
 )
 def test_deep_flow_nesting_is_refused_before_libyaml_recurses(data: bytes) -> None:
     check_cli("deep", data)
+
+
+def test_depth_built_from_aliases_is_limited() -> None:
+    chain = "    a0: &a0 1\n" + "".join(f"    a{i}: &a{i}\n    - *a{i - 1}\n" for i in range(1, 100))
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "deep.yaml").write_text(HEADER + chain, encoding="utf-8")
+        report = validate([tmp], offline=True, environ={})
+    assert "LD-011" in {d.code for d in report.diagnostics}
+
+
+def test_alias_limit_points_at_the_document_that_expands() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "bomb.yaml").write_text("a: 1\n---\n" + billion_laughs(), encoding="utf-8")
+        report = validate([tmp], offline=True, environ={})
+    (ld005,) = [d for d in report.diagnostics if d.code == "LD-005"]
+    assert ld005.location is not None and ld005.location.line == 3  # the second document starts there
