@@ -6,6 +6,7 @@ Pure: takes the model class and pydantic's error dicts, returns diagnostics with
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any, Union
@@ -15,7 +16,8 @@ from pydantic import BaseModel
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
 
-SECRET_KEYS = ("token", "secret", "password", "api_key", "apikey", "access_key")
+# A key that names a secret: a whole word of the key, so `tokenizer` or `max_tokens` are not secrets.
+SECRET_KEY = re.compile(r"(?:^|_)(?:token|secret|password|passwd|api_key|apikey|access_key|credentials?)(?:$|_)")
 
 
 def schema_diagnostics(
@@ -44,10 +46,10 @@ def _one(
     kind = err["type"]
     if kind == "extra_forbidden" and not union_collapsed:
         key = str(path[-1])
-        if any(word in key.lower() for word in SECRET_KEYS):
-            return make_diag("SC-004", f"{field}: secrets must be named, never written", location=location, address=address)
         known = _field_names(model, path[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if SECRET_KEY.search(key.lower()) and "env" not in key.lower():  # hf_token_envv is a typo, not a secret
+            return make_diag("SC-004", f"{field}: secrets must be named, never written", location=location, address=address)
         hint = f"Did you mean {close[0]!r}?" if close else f"Known fields here: {', '.join(sorted(known))}."
         return make_diag("SC-001", f"unknown field {field!r}", location=location, address=address, hint=hint)
     if kind == "missing" and not union_collapsed:

@@ -23,7 +23,7 @@ def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
         if not m.name.strip():
             code = REQUIRED_NAME_CODE.get(m.kind, "SC-003")
             yield make_diag(code, f"{m.kind} metadata.name is required", location=loc, address=m.kind)
-        elif not NAME_RE.match(m.name):
+        elif not NAME_RE.fullmatch(m.name):
             yield make_diag("NM-003", f"{m.name!r} is not a valid name", location=loc, address=m.address)
     for kind, names in ctx.by_kind.items():
         for name, group in names.items():

@@ -39,7 +39,7 @@ def _local_dataset(ctx: RuleContext, m, dataset_type: str, location: str) -> Ite
     fact = ctx.facts.path(path)
     loc = m.at("spec", "location")
     if dataset_type == "project":
-        if not fact.exists:
+        if not fact.is_dir:
             yield make_diag("DS-003", f"dataset directory {location!r} does not exist", location=loc, address=m.address)
         return
     suffix = LOCAL_FILE_SUFFIX[dataset_type]
