@@ -134,44 +134,91 @@ class CheckingConstructor(SafeConstructor):
         return sign * int(body, 10)
 
 
-class TagCheckingConstructor(CheckingConstructor):
-    """Also refuses explicit tags. Used only for texts that contain a '!' (every tag starts with
-    one), because checking each node's tag costs a Python call per value."""
+_FLOAT_SPECIAL = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
+
+class LeanConstructor(CheckingConstructor):
+    """Builds plain values straight from the node tree, without PyYAML's per-node generator
+    bookkeeping (half of the parse time on 10,000 files). Aliases share one value, as in PyYAML,
+    recursive ones included. Tags are checked only when `check_tags` (the text holds a '!')."""
+
+    check_tags = False
+
+    def construct_document(self, node: Node) -> Any:
+        return self._build(node, {})
+
+    def _build(self, node: Node, seen: dict[int, Any]) -> Any:
+        if id(node) in seen:
+            return seen[id(node)]
+        tag = node.tag
+        if self.check_tags and not self._tag_fits(node):
+            return None
+        if isinstance(node, ScalarNode):
+            return self._scalar(node, tag)
+        if isinstance(node, SequenceNode):
+            items: list[Any] = []
+            seen[id(node)] = items
+            items.extend(self._build(child, seen) for child in node.value)
+            return items
+        mapping: dict[str, Any] = {}
+        seen[id(node)] = mapping
+        for key_node, value_node in node.value:
+            key = self._build(key_node, seen)
+            if not isinstance(key, str):
+                self._problem("LD-007", f"mapping keys must be strings, got {key!r}", key_node)
+            elif key in mapping:
+                self._problem("LD-003", f"duplicate key {key!r}", key_node)
+            else:
+                mapping[key] = self._build(value_node, seen)
+        return mapping
+
+    def _tag_fits(self, node: Node) -> bool:
         if node.tag not in ALLOWED_TAGS:
             self._problem("LD-004", f"tag {node.tag!r} is not allowed", node)
-            return None
+            return False
         shape = {TAG + "map": MappingNode, TAG + "seq": SequenceNode}.get(node.tag, ScalarNode)
         if not isinstance(node, shape):
             self._problem("LD-004", f"tag {node.tag!r} does not fit a {type(node).__name__[:-4].lower()}", node)
-            return None
+            return False
+        return True
+
+    def _scalar(self, node: ScalarNode, tag: str) -> Any:
+        value = node.value
+        if tag == TAG + "str":
+            return value
         try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            # an explicit core tag on a value it cannot hold, e.g. `!!int foo` or `!!map [1]`
-            self._problem("LD-004", f"value cannot be read as {node.tag.rsplit(':', 1)[-1]}: {exc}", node)
+            if tag == TAG + "null":
+                if value not in ("", "~", "null", "Null", "NULL"):
+                    raise ValueError(f"{value!r} is not null")
+                return None
+            if tag == TAG + "bool":
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(f"{value!r} is not true or false")
+                return value.lower() == "true"
+            if tag == TAG + "int":
+                return self.construct_yaml_int(node)
+            if tag == TAG + "float":
+                special = _FLOAT_SPECIAL.get(value.lower())
+                return special if special is not None else float(value)
+        except ValueError as exc:
+            self._problem("LD-004", f"value cannot be read as {tag.rsplit(':', 1)[-1]}: {exc}", node)
             return None
+        self._problem("LD-004", f"tag {tag!r} is not allowed", node)
+        return None
 
 
 CheckingConstructor.add_constructor(TAG + "int", CheckingConstructor.construct_yaml_int)  # type: ignore[type-var]
 CheckingConstructor.add_constructor(TAG + "map", CheckingConstructor.construct_yaml_map)  # type: ignore[type-var]
 
 
-class ManifestLoader(CParser, CheckingConstructor, CoreResolver):  # type: ignore[misc]
-    """libyaml parser + checking constructor + YAML 1.2 core resolver."""
+class ManifestLoader(CParser, LeanConstructor, CoreResolver):  # type: ignore[misc]
+    """libyaml parser + lean checking constructor + YAML 1.2 core resolver."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, check_tags: bool = False) -> None:
         CParser.__init__(self, stream)
-        CheckingConstructor.__init__(self)
+        LeanConstructor.__init__(self)
         CoreResolver.__init__(self)
-
-
-class TagCheckingLoader(CParser, TagCheckingConstructor, CoreResolver):  # type: ignore[misc]
-    def __init__(self, stream: str) -> None:
-        CParser.__init__(self, stream)
-        TagCheckingConstructor.__init__(self)
-        CoreResolver.__init__(self)
+        self.check_tags = check_tags
 
 
 class PositionLoader(CParser, CoreResolver):  # type: ignore[misc]
@@ -190,7 +237,7 @@ def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception |
         if too_deep is not None:
             line, col = position(text, too_deep)
             return [], [YamlProblem("LD-011", f"{what} nest deeper than {MAX_FLOW_DEPTH}", line, col)], None
-    loader = TagCheckingLoader(text) if "!" in text else ManifestLoader(text)
+    loader = ManifestLoader(text, check_tags="!" in text)
     loader.text = text
     docs: list[Any] = []
     error: Exception | None = None

@@ -59,14 +59,14 @@ class Measurement:
     def row(self) -> str:
         target = f"< {self.target:.2f} s" if self.target is not None else "-"
         if self.error or not self.times:
-            return f"  {self.name:<52} {'-':>9} {'':>17}  {target:>9}  {self.verdict}"
+            return f"  {self.name:<62} {'-':>9} {'':>17}  {target:>9}  {self.verdict}"
         spread = f"[{min(self.times):.3f}–{max(self.times):.3f}]"
-        return f"  {self.name:<52} {self.median:>7.3f} s {spread:>17}  {target:>9}  {self.verdict}  (n={len(self.times)})"
+        return f"  {self.name:<62} {self.median:>7.3f} s {spread:>17}  {target:>9}  {self.verdict}  (n={len(self.times)})"
 
 
 def section(title: str) -> None:
     print(f"\n{title}\n{'-' * len(title)}")
-    print(f"  {'measurement':<52} {'median':>9} {'min–max':>17}  {'target':>9}")
+    print(f"  {'measurement':<62} {'median':>9} {'min–max':>17}  {'target':>9}")
 
 
 def time_command(
