@@ -20,6 +20,7 @@ from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
 from reconciler.manifests import yamlsafe
 from reconciler.manifests.cache import ParseCache, digest
+from reconciler.manifests.events import compose_positions, index_at
 from reconciler.manifests.schema_errors import schema_diagnostics
 from reconciler.models import API_VERSION, MODELS, Resource
 
@@ -108,7 +109,7 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
         docs = cached
     else:
         docs, problems, error = yamlsafe.load_documents(text)
-        if cache is not None and not problems and error is None and not yamlsafe.may_nest_deeply(text):
+        if cache is not None and not problems and error is None:
             cache.put(key, docs)
     for problem in problems:
         result.diagnostics.append(
@@ -117,7 +118,7 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
     if error is not None:
         result.diagnostics.append(_syntax_diagnostic(path, error, text))
     base_dir = os.path.dirname(os.path.abspath(path))
-    check_depth = "&" in text or yamlsafe.may_nest_deeply(text)  # aliases can build depth too
+    check_depth = "&" in text  # the parser stops nesting at MAX_DEPTH; aliases can build more
     for index, doc in enumerate(docs):
         if doc is not None:
             result.documents += 1
@@ -160,7 +161,7 @@ def _syntax_diagnostic(path: str, error: Exception, text: str) -> Diagnostic:
     if isinstance(error, RecursionError):
         return make_diag("LD-011", location=Location(path, line=1, col=1))
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    line, col = yamlsafe.mark_position(text, mark) if mark is not None else (1, 1)
+    line, col = yamlsafe.position(text, mark.index) if mark is not None else (1, 1)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     summary = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
@@ -216,13 +217,12 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) ->
             out.append(diag)
             continue
         if loc.file not in trees:
-            trees[loc.file] = yamlsafe.compose_documents(sources[loc.file], upto=last_doc[loc.file])
+            trees[loc.file] = compose_positions(sources[loc.file], upto=last_doc[loc.file])
         docs = trees[loc.file]
-        root = docs[loc.doc] if loc.doc < len(docs) else None
-        node, _ = yamlsafe.node_at(root, loc.path)
-        if node is None:
+        index = index_at(docs[loc.doc] if loc.doc < len(docs) else None, loc.path)
+        if index is None:
             out.append(replace(diag, location=replace(loc, line=1, col=1)))
             continue
-        line, col = yamlsafe.mark_position(sources[loc.file], node.start_mark)
+        line, col = yamlsafe.position(sources[loc.file], index)
         out.append(replace(diag, location=replace(loc, line=line, col=col)))
     return out

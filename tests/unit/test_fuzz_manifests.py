@@ -443,14 +443,6 @@ def test_cli_survives_nasty_input(name: str) -> None:
 
 # --- regressions: inputs these fuzzers once found to break the loader ----------------------------
 
-# Open bugs (strict: a fix shows up as XPASS; then drop the mark and keep the input as a regression).
-KNOWN_BUG_GUARD = pytest.mark.xfail(
-    strict=True,
-    reason="the pre-parse nesting guard (flow_too_deep/block_too_deep) reads the text: '?' and ':' "
-    "compact entries, and brackets inside quotes or comments, get past it, and libyaml's recursive "
-    "composer overflows the C stack (SIGSEGV, exit -11)",
-)
-
 REGRESSION_INPUTS = [
     pytest.param(b"a: !!int foo\n", id="int-tag-on-word"),
     pytest.param(b"a: !!int\n", id="int-tag-on-empty"),
@@ -487,12 +479,12 @@ def test_alias_bomb_before_a_syntax_error_is_refused_quickly() -> None:
         # block nesting needs no brackets: "- - - ... x" is a sequence 100,000 deep on one line
         pytest.param(b"- " * 100_000 + b"x\n", id="compact-block-seq-100k"),
         # ways past a guard that reads the text rather than the parse (each nests 30,000 deep)
-        pytest.param(b"? " * 30_000 + b"x\n", id="compact-explicit-keys-30k", marks=KNOWN_BUG_GUARD),
-        pytest.param(b"- ? " * 15_000 + b"x\n", id="compact-seq-and-keys-30k", marks=KNOWN_BUG_GUARD),
-        pytest.param(b"? x\n: " + b"- " * 30_000 + b"x\n", id="compact-seq-after-colon-30k", marks=KNOWN_BUG_GUARD),
-        pytest.param(b"['x]', " * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-quoted-brackets-30k", marks=KNOWN_BUG_GUARD),
-        pytest.param(b'["]", ' * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-dquoted-brackets-30k", marks=KNOWN_BUG_GUARD),
-        pytest.param(b"[ # ]\n" * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-commented-brackets-30k", marks=KNOWN_BUG_GUARD),
+        pytest.param(b"? " * 30_000 + b"x\n", id="compact-explicit-keys-30k"),
+        pytest.param(b"- ? " * 15_000 + b"x\n", id="compact-seq-and-keys-30k"),
+        pytest.param(b"? x\n: " + b"- " * 30_000 + b"x\n", id="compact-seq-after-colon-30k"),
+        pytest.param(b"['x]', " * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-quoted-brackets-30k"),
+        pytest.param(b'["]", ' * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-dquoted-brackets-30k"),
+        pytest.param(b"[ # ]\n" * 30_000 + b"1" + b"]" * 30_000 + b"\n", id="flow-commented-brackets-30k"),
     ],
 )
 def test_deep_flow_nesting_is_refused_before_libyaml_recurses(data: bytes) -> None:

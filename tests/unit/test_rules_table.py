@@ -803,11 +803,11 @@ CASES: list[Case] = [
         spec: {type: project_csv, location: data.csv}
         """, line=2),
     Case("LD-011", f"""
-        apiVersion: ftctl/v1  # <-- the whole document
+        apiVersion: ftctl/v1
         kind: Dataset
         metadata: {{name: data}}
-        spec: {{type: project_csv, location: data.csv, description: {_deep_list(70)}}}
-        """, line=1),
+        spec: {{type: project_csv, location: data.csv, description: {_deep_list(70)}}}  # <-- level 65
+        """, line=4),
     Case("LD-012", "", line=None, file=None, base=False),
     # ------------------------------------------------------------------ schema
     Case("SC-001", """
