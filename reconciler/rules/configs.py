@@ -18,7 +18,7 @@ from reconciler.manifests import yamlsafe
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Config, IdRef
 from reconciler.models.config import CONFIG_TYPES, LIBRARY_BACKED, YAML_CONFIG_TYPES
-from reconciler.rules.context import RuleContext
+from reconciler.rules.context import RuleContext, unknown_type
 
 # Which config type each job/export field takes.
 SOURCE_FIELDS: dict[str, dict[str, str]] = {
@@ -70,8 +70,7 @@ def check_configs(ctx: RuleContext) -> Iterator[Diagnostic]:
         assert isinstance(m.resource, Config)
         spec = m.resource.spec
         if spec.type not in CONFIG_TYPES:
-            got = "missing" if spec.type is None else repr(spec.type)
-            yield make_diag("CF-001", f"config type is {got}", location=m.at("spec", "type"), address=m.address)
+            yield unknown_type(m, "CF-001", "config", spec.type)
             continue
         if spec.model is not None:
             yield from ctx.check_ref(m, spec.model, "Model", ("spec", "model"))[1]

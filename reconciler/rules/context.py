@@ -105,3 +105,10 @@ class RuleContext:
         where = " in the manifests or the store" if self.snapshot is not None else " in the manifests"
         summary = f"{field_name}: {kind} {label} not found{where}"
         return None, [make_diag(missing_code, summary, location=location, address=manifest.address)]
+
+
+
+def unknown_type(m: Manifest, code: str, what: str, value: str | None) -> Diagnostic:
+    """The Studio's "type must be one of" rules (DS-001, MD-001, CF-001)."""
+    got = "missing" if value is None else repr(value)
+    return make_diag(code, f"{what} type is {got}", location=m.at("spec", "type"), address=m.address)

@@ -13,7 +13,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.models import Adapter, Dataset, Model
 from reconciler.models.dataset import DATASET_TYPES, LOCAL_FILE_SUFFIX
 from reconciler.models.model import MODEL_TYPES
-from reconciler.rules.context import RuleContext
+from reconciler.rules.context import RuleContext, unknown_type
 
 
 def check_datasets(ctx: RuleContext) -> Iterator[Diagnostic]:
@@ -21,8 +21,7 @@ def check_datasets(ctx: RuleContext) -> Iterator[Diagnostic]:
         assert isinstance(m.resource, Dataset)
         spec, addr = m.resource.spec, m.address
         if spec.type not in DATASET_TYPES:
-            got = "missing" if spec.type is None else repr(spec.type)
-            yield make_diag("DS-001", f"dataset type is {got}", location=m.at("spec", "type"), address=addr)
+            yield unknown_type(m, "DS-001", "dataset", spec.type)
             continue
         if spec.type == "huggingface":
             if not (spec.huggingface_name or "").strip():
@@ -58,8 +57,7 @@ def check_models(ctx: RuleContext) -> Iterator[Diagnostic]:
         assert isinstance(m.resource, Model)
         spec, addr = m.resource.spec, m.address
         if spec.type not in MODEL_TYPES:
-            got = "missing" if spec.type is None else repr(spec.type)
-            yield make_diag("MD-001", f"model type is {got}", location=m.at("spec", "type"), address=addr)
+            yield unknown_type(m, "MD-001", "model", spec.type)
         elif spec.type == "huggingface" and not (spec.huggingface_model_name or "").strip():
             yield make_diag("MD-101", "huggingface model needs huggingface_model_name", location=m.at("spec"), address=addr)
         elif spec.type == "model_registry" and not (spec.cml_registered_model_id or "").strip():
