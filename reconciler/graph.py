@@ -94,7 +94,7 @@ def build_graph(manifests: list[Manifest]) -> Graph:
 
 def waves(graph: Graph) -> tuple[list[list[Node]], set[Node]]:
     """Objects in dependency order, as waves that can run side by side; and those left on cycles."""
-    remaining = {n: set(graph.edges.get(n, ())) - {n} if n not in graph.edges.get(n, ()) else {n} for n in graph.nodes}
+    remaining = {n: set(graph.edges.get(n, ())) for n in graph.nodes}  # a self-reference never gets ready
     dependants: dict[Node, list[Node]] = {}
     for node, deps in remaining.items():
         for dep in deps:

@@ -158,8 +158,6 @@ def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
 
 
 def _syntax_diagnostic(path: str, error: Exception, text: str) -> Diagnostic:
-    if isinstance(error, RecursionError):
-        return make_diag("LD-011", location=Location(path, line=1, col=1))
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line, col = yamlsafe.position(text, mark.index) if mark is not None else (1, 1)
     problem = getattr(error, "problem", None) or str(error)
@@ -175,7 +173,7 @@ def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResu
         out.append(make_diag("LD-007", f"document is a {type(doc).__name__}, not a mapping", location=location))
         return
     kind = doc.get("kind")
-    name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+    name = doc["metadata"].get("name") if isinstance(doc.get("metadata"), dict) else None
     address = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else None
     api = doc.get("apiVersion")
     if api != API_VERSION:

@@ -104,7 +104,7 @@ def load_documents(text: str) -> tuple[list[Any], list[YamlProblem], Exception |
     error: Exception | None = None
     try:
         builder.run()
-    except (yaml.YAMLError, RecursionError) as exc:
+    except yaml.YAMLError as exc:
         error = exc
     docs = builder.docs
     problems = [YamlProblem(p.code, p.message, *position(text, p.index), doc=p.doc) for p in builder.problems]

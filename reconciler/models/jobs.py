@@ -57,6 +57,11 @@ class FineTuningJob(Resource):
     def adapter_name(self) -> str:
         return self.spec.adapter_name if self.spec.adapter_name is not None else self.name
 
+    @property
+    def adapter_name_path(self) -> tuple[str, str]:
+        """Where the adapter name is written: spec.adapter_name, or metadata.name by default."""
+        return ("spec", "adapter_name") if self.spec.adapter_name is not None else ("metadata", "name")
+
 
 class Combination(Strict):
     model: Ref | None = None

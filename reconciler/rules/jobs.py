@@ -29,9 +29,8 @@ def _framework(m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
     spec, addr = job.spec, m.address
     if spec.framework_type not in FRAMEWORK_TYPES:
         yield make_diag("FT-001", f"framework_type is {spec.framework_type!r}", location=m.at("spec", "framework_type"), address=addr)
-    name_path = ("spec", "adapter_name") if spec.adapter_name is not None else ("metadata", "name")
     if not ADAPTER_NAME_RE.fullmatch(job.adapter_name):
-        yield make_diag("FT-002", f"adapter_name {job.adapter_name!r} must match ^[a-zA-Z0-9-]+$", location=m.at(*name_path), address=addr)
+        yield make_diag("FT-002", f"adapter_name {job.adapter_name!r} must match ^[a-zA-Z0-9-]+$", location=m.at(*job.adapter_name_path), address=addr)
     if spec.framework_type == "axolotl":
         if spec.axolotl_config is None:
             yield make_diag("FT-012", location=m.at("spec", "framework_type"), address=addr)

@@ -45,7 +45,7 @@ def _adapter_name_clashes(ctx: RuleContext) -> Iterator[Diagnostic]:
     for adapter_name, jobs in ctx.produced.items():
         for job in jobs:
             assert isinstance(job.resource, FineTuningJob)
-            path = ("spec", "adapter_name") if job.resource.spec.adapter_name is not None else ("metadata", "name")
+            path = job.resource.adapter_name_path
             if adapter_name in adapters:
                 yield make_diag(
                     "NM-002",
