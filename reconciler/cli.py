@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-EXIT_OK, EXIT_ERRORS = 0, 1
+EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,7 +23,10 @@ def cli() -> None:
 
     Manifests (YAML, apiVersion ftctl/v1) declare datasets, models, adapters, prompts, configs,
     fine-tuning jobs, evaluation jobs and model exports. `ftctl validate` checks them against
-    every rule of the Studio and more.
+    every rule of the Studio and more; `ftctl plan` shows what would change in the Studio's store;
+    `ftctl apply` makes the store match.
+
+    The store is FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db, or --store PATH|URL.
     """
 
 
@@ -62,6 +65,104 @@ def validate(
     text = render_diagnostics(fmt, report.diagnostics, files=len(report.files), manifests=report.documents)
     _emit(text, output)
     sys.exit(EXIT_ERRORS if report.has_errors() else EXIT_OK)
+
+
+def _manifest_args(f):  # type: ignore[no-untyped-def]
+    """The options plan and apply share: what to read and under which policy."""
+    for decorator in reversed([
+        click.argument("paths", nargs=-1, type=click.Path()),
+        click.option("-f", "--file", "files", multiple=True, type=click.Path(), help="A manifest file or folder (repeatable)."),
+        click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db)."),
+        click.option("--offline", is_flag=True, help="Skip the Hub (features of Hub datasets are then left as they are)."),
+        click.option("--prune", is_flag=True, help="Delete managed objects that no manifest declares any more."),
+        click.option("--max-deletions", default=5, show_default=True, type=click.IntRange(min=0), help="Block a plan that deletes more objects than this."),
+        click.option("--no-cache", is_flag=True, envvar="FTCTL_NO_CACHE", help="Parse every file again."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+@cli.command()
+@_manifest_args
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="text for people; json is the plan file; markdown for a pull-request comment.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Write the plan (JSON) to this file for `ftctl apply FILE`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes, 3 blocked by policy, 1 error.")
+def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
+         no_cache: bool, fmt: str, out: str | None, detailed_exitcode: bool) -> None:
+    """Show what apply would change in the store, and why.
+
+    Reads the manifests (PATHS, default: the current folder) and the store once; writes nothing
+    to the store. With -o the plan is saved as JSON; `ftctl apply FILE` then applies exactly it.
+    """
+    from reconciler.plan import Policy
+    from reconciler.views import render_plan
+
+    report = _plan_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
+                           policy=Policy(prune=prune, max_deletions=max_deletions))
+    if out:
+        _emit(report.to_json(), out)
+    _emit(render_plan(fmt, report), None)
+    if report.is_blocked():
+        sys.exit(EXIT_BLOCKED)
+    sys.exit(EXIT_CHANGES if detailed_exitcode and report.has_changes() else EXIT_OK)
+
+
+def _plan_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any) -> Any:
+    from reconciler.engine import make_plan
+    from reconciler.views import render_diagnostics
+
+    report = make_plan(list(paths) or ["."], store=store, policy=policy, offline=offline, use_cache=not no_cache)
+    shown = [d for d in report.validation.diagnostics if report.plan is None or d.severity.is_error() or d.severity.value == "warning"]
+    if shown:
+        click.echo(render_diagnostics("text", shown, files=len(report.validation.files), manifests=report.validation.documents), err=True, nl=False)
+    if report.plan is None:
+        click.echo("ftctl: no plan: fix the errors above first", err=True)
+        sys.exit(EXIT_ERRORS)
+    return report.plan
+
+
+@cli.command()
+@_manifest_args
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (implied when stdin is not a terminal).")
+@click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait this long for another apply's lock, then exit naming its holder.")
+def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
+          no_cache: bool, auto_approve: bool, lock_timeout: float) -> None:
+    """Make the store match the manifests: plan, show, confirm, apply.
+
+    PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
+    applied exactly as saved and refused if the store changed since. Safe to run again: a run
+    that was interrupted is finished, nothing is written twice. Exit 0 applied (or nothing to
+    do), 1 error, 3 blocked by policy.
+    """
+    from reconciler.engine import execute_plan, read_plan_file
+    from reconciler.plan import Policy
+    from reconciler.views import render_plan, summary_line
+
+    targets = paths + files
+    saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.isfile(targets[0])
+    if saved:
+        the_plan = read_plan_file(targets[0])
+    else:
+        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache,
+                                 policy=Policy(prune=prune, max_deletions=max_deletions))
+    click.echo(render_plan("text", the_plan), nl=False)
+    if the_plan.is_blocked():
+        sys.exit(EXIT_BLOCKED)
+    if not any(c.ops or c.record is not None or c.action.value == "delete" for c in the_plan.actionable()):
+        sys.exit(EXIT_OK)
+    if not (auto_approve or saved) and sys.stdin.isatty() and not click.confirm("Apply these changes?", default=False):
+        click.echo("Nothing applied.")
+        sys.exit(EXIT_OK)
+
+    def progress(number: int, total: int, batch: Any) -> None:
+        what = ", ".join(f"{c.action.value} {c.address}" for c in batch[:3]) + (f" (+{len(batch) - 3})" if len(batch) > 3 else "")
+        click.echo(f"[{number}/{total}] {what}", err=True)
+
+    result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress)
+    note = f"; abandoned {result.abandoned_intents} unfinished step(s) of an interrupted apply" if result.abandoned_intents else ""
+    click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){note}.")
 
 
 @cli.command()

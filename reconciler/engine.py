@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
+from reconciler.executor import ApplyResult, StalePlanError, apply_plan
+from reconciler.facts import LocalFacts
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
 from reconciler.manifests.cache import ParseCache
+from reconciler.plan import Change, Plan, PlanFormatError, Policy
+from reconciler.planner import build_plan
 from reconciler.rules import RuleContext, check_all
 
 
@@ -55,8 +61,7 @@ def load_body_schemas(folder: Path | None = None) -> dict[str, dict[str, Any]]:
 def read_store(store: str | None) -> Snapshot | None:
     if store is None:
         return None
-    from reconciler.store import read_snapshot
-    from reconciler.store.read import StoreError
+    from reconciler.store import StoreError, read_snapshot
 
     try:
         return read_snapshot(store)
@@ -72,20 +77,133 @@ def validate(
     environ: Mapping[str, str] | None = None,
     use_cache: bool = True,
 ) -> ValidationReport:
+    return _validate(paths, offline=offline, snapshot=read_store(store), environ=environ, use_cache=use_cache)[0]
+
+
+def _validate(
+    paths: Sequence[str],
+    *,
+    offline: bool,
+    snapshot: Snapshot | None,
+    environ: Mapping[str, str] | None,
+    use_cache: bool,
+) -> tuple[ValidationReport, LocalFacts]:
     loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None)
-    ctx = RuleContext(
-        loaded.manifests,
-        facts=gather_facts(loaded.manifests),
-        snapshot=read_store(store),
-        body_schemas=load_body_schemas(),
-    )
+    facts = gather_facts(loaded.manifests)
+    ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas())
     diagnostics = loaded.diagnostics + check_all(ctx)
     diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
-    return ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
+    report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
+    return report, facts
 
 
 def _online(manifests: list[Manifest], *, offline: bool, environ: Mapping[str, str]) -> list[Diagnostic]:
     from reconciler.online.hub import check_hub
 
     return check_hub(manifests, environ=environ, offline=offline)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """A plan, or the validation errors that stopped it (then `plan` is None)."""
+
+    validation: ValidationReport
+    plan: Plan | None
+
+
+def make_plan(
+    paths: Sequence[str],
+    *,
+    store: str | None,
+    policy: Policy,
+    offline: bool,
+    environ: Mapping[str, str] | None = None,
+    use_cache: bool = True,
+    seed: str | None = None,
+    snapshot: Snapshot | None = None,
+) -> PlanReport:
+    """Validate the manifests, read the store once, and build the plan (pure) from both."""
+    environ = os.environ if environ is None else environ
+    if snapshot is None:
+        snapshot = _read_for_plan(store)
+    report, local = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
+    if report.has_errors():
+        return PlanReport(report, None)
+    from reconciler.online.hubinfo import gather_hub_facts
+
+    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd())
+    plan = build_plan(
+        report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
+    )
+    return PlanReport(report, plan)
+
+
+def _read_for_plan(store: str | None) -> Snapshot:
+    from reconciler.store import StoreError, read_snapshot
+
+    try:
+        return read_snapshot(store, missing_ok=True)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+
+
+def read_plan_file(path: str) -> Plan:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return Plan.from_json(handle.read())
+    except OSError as exc:
+        raise EngineError(f"cannot read plan file {path}: {exc.strerror}") from exc
+    except PlanFormatError as exc:
+        raise EngineError(f"{path}: {exc}") from exc
+
+
+def execute_plan(
+    plan: Plan,
+    *,
+    store: str | None,
+    lock_wait_s: float,
+    environ: Mapping[str, str] | None = None,
+    on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
+) -> ApplyResult:
+    """Apply a plan to the store it was made for: lock, stale check, journaled steps."""
+    from reconciler.store import LockedError, StoreError, StoreWriter, store_url
+
+    environ = os.environ if environ is None else environ
+    target = store_url(store)
+    if plan.store and plan.store != target:
+        raise EngineError(f"the plan was made for {plan.store}, not {target}; plan against this store")
+    try:
+        writer = StoreWriter(store)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    try:
+        return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s, on_step=on_step)
+    except (LockedError, StalePlanError) as exc:
+        raise EngineError(str(exc)) from exc
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    finally:
+        writer.close()
+
+
+def actor(environ: Mapping[str, str]) -> str:
+    """Who applies: FTCTL_ACTOR, the CI's actor, or user@host."""
+    for name in ("FTCTL_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN"):
+        if environ.get(name):
+            return environ[name]
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name on this system (containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def commit_sha(environ: Mapping[str, str]) -> str:
+    for name in ("FTCTL_COMMIT_SHA", "GITHUB_SHA", "CI_COMMIT_SHA"):
+        if environ.get(name):
+            return environ[name]
+    return ""

@@ -1,12 +1,29 @@
-"""What the Studio's store holds, as plain values: `LiveObject`s in a frozen `Snapshot`.
+"""What the store holds, as plain values: Studio rows, ftctl's managed records, in a frozen `Snapshot`.
 
-The store module reads a snapshot once; rules and (later) the planner take it as a value.
+The store module reads a snapshot once per command; rules, the planner and status take it as a
+value. `LiveObject` is the small per-row view rules use to resolve references.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+
+from reconciler.records import Row, fingerprint
+
+# Studio table -> the kind of its rows, and the column that names them.
+TABLE_KIND: dict[str, tuple[str, str]] = {
+    "datasets": ("Dataset", "name"),
+    "models": ("Model", "name"),
+    "prompts": ("Prompt", "name"),
+    "adapters": ("Adapter", "name"),
+    "configs": ("Config", "description"),
+    "fine_tuning_jobs": ("FineTuningJob", "adapter_name"),
+    "evaluation_jobs": ("EvaluationJob", "parent_job_id"),
+}
+KIND_TABLE: dict[str, str] = {kind: table for table, (kind, _) in TABLE_KIND.items()}
 
 
 @dataclass(frozen=True)
@@ -27,20 +44,87 @@ class LiveObject:
         return [str(v) for v in value] if isinstance(value, list) else None
 
 
+def live_object(table: str, row: Row) -> LiveObject:
+    kind, name_column = TABLE_KIND[table]
+    text = lambda c: "" if row.get(c) is None else str(row[c])  # noqa: E731
+    return LiveObject(
+        kind,
+        text("id"),
+        text(name_column),
+        type=text("framework_type" if table == "fine_tuning_jobs" else "type"),
+        model_id=text("base_model_id" if table.endswith("_jobs") else "model_id"),
+        dataset_id=text("dataset_id"),
+        features=text("features"),
+    )
+
+
+@dataclass(frozen=True)
+class ManagedRecord:
+    """ftctl's bookkeeping for one object it manages (a row of `ftctl_objects`)."""
+
+    kind: str
+    name: str
+    store_table: str  # '' for kinds without a Studio row (ModelExport)
+    store_id: str
+    row_ids: tuple[str, ...]
+    spec_fingerprint: str
+    row_fingerprint: str
+    generation: int = 1
+    protected: bool = False
+    origin: str = "created"  # created | shared (a deduplicated config) | imported
+    serial: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    objects: tuple[LiveObject, ...] = ()
+    rows: Mapping[str, Mapping[str, Row]] = field(default_factory=dict)  # table -> id -> row
+    managed: Mapping[tuple[str, str], ManagedRecord] = field(default_factory=dict)
+    serial: int = 0
     source: str = ""
-    _by_id: dict[str, LiveObject] = field(default_factory=dict, compare=False, repr=False)
-    _by_name: dict[tuple[str, str], list[LiveObject]] = field(default_factory=dict, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def objects(self) -> tuple[LiveObject, ...]:
+        return tuple(live_object(t, row) for t, table_rows in self.rows.items() for row in table_rows.values())
+
+    @cached_property
+    def _by_id(self) -> dict[str, LiveObject]:
+        return {obj.id: obj for obj in self.objects}
+
+    @cached_property
+    def _by_name(self) -> dict[tuple[str, str], list[LiveObject]]:
+        out: dict[tuple[str, str], list[LiveObject]] = {}
         for obj in self.objects:
-            self._by_id[obj.id] = obj
-            self._by_name.setdefault((obj.kind, obj.name), []).append(obj)
+            out.setdefault((obj.kind, obj.name), []).append(obj)
+        return out
 
     def by_id(self, object_id: str) -> LiveObject | None:
         return self._by_id.get(object_id)
 
     def by_name(self, kind: str, name: str) -> list[LiveObject]:
         return self._by_name.get((kind, name), [])
+
+    def row(self, table: str, row_id: str) -> Row | None:
+        return self.rows.get(table, {}).get(row_id)
+
+    def all_rows(self) -> Iterator[tuple[str, Row]]:
+        for table, table_rows in self.rows.items():
+            for row in table_rows.values():
+                yield table, row
+
+    @cached_property
+    def fingerprints(self) -> dict[str, str]:
+        """`table/id` -> fingerprint of every Studio row read, and `@Kind/name` -> managed record digest."""
+        out = {f"{t}/{row['id']}": fingerprint(t, row) for t, row in self.all_rows()}
+        for record in self.managed.values():
+            out[f"@{record.address}"] = managed_digest(record)
+        return out
+
+
+def managed_digest(record: ManagedRecord) -> str:
+    from reconciler.records import digest
+
+    return digest([record.store_id, list(record.row_ids), record.spec_fingerprint, record.generation, record.protected])

@@ -1,4 +1,5 @@
-"""Gathering `LocalFacts`: which paths the manifests name exist, and the columns of local datasets.
+"""Gathering `LocalFacts`: which paths the manifests name exist, the columns of local datasets, and
+the family of local models.
 
 The I/O edge for rules that concern the local disk. Reads each distinct path once; reads whole
 dataset files only to count rows, and only when they are small enough.
@@ -11,16 +12,19 @@ import json
 import os
 from collections.abc import Iterable
 
-from reconciler.facts import LocalFacts, PathFact, TableFact
+from reconciler.facts import LocalFacts, PathFact, TableFact, model_family
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Adapter, Dataset, FineTuningJob, Model
 
 MAX_COUNTED_BYTES = 64 * 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a model's config.json is a few KiB; a bigger one is not read
 
 
 def gather_facts(manifests: Iterable[Manifest]) -> LocalFacts:
     paths: dict[str, PathFact] = {}
     tables: dict[str, TableFact] = {}
+    families: dict[str, str] = {}
+    seen_models: set[str] = set()
     for m in manifests:
         for path, want_adapter in _paths_of(m):
             if path not in paths:
@@ -28,7 +32,13 @@ def gather_facts(manifests: Iterable[Manifest]) -> LocalFacts:
         table = _table_of(m)
         if table is not None and table[0] not in tables and paths[table[0]].is_file:
             tables[table[0]] = read_table(table[0], table[1])
-    return LocalFacts(paths, tables)
+        model_dir = _model_dir_of(m)
+        if model_dir is not None and model_dir not in seen_models:
+            seen_models.add(model_dir)
+            family = read_model_family(model_dir) if paths[model_dir].is_dir else None
+            if family is not None:
+                families[model_dir] = family
+    return LocalFacts(paths, tables, families)
 
 
 def _paths_of(m: Manifest) -> list[tuple[str, bool]]:
@@ -48,6 +58,27 @@ def _table_of(m: Manifest) -> tuple[str, str] | None:
     if isinstance(res, Dataset) and res.spec.location and res.spec.type in ("project_csv", "project_json", "project_jsonl"):
         return m.path(res.spec.location), res.spec.type
     return None
+
+
+def _model_dir_of(m: Manifest) -> str | None:
+    res = m.resource
+    if isinstance(res, Model) and res.spec.type == "project" and res.spec.location:
+        return m.path(res.spec.location)
+    return None
+
+
+def read_model_family(model_dir: str) -> str | None:
+    """`architectures[0]` of `<model_dir>/config.json`, as the Studio reads it with AutoConfig; None
+    when the file is missing, unreadable, not JSON, or names no architecture."""
+    path = os.path.join(model_dir, "config.json")
+    try:
+        if os.path.getsize(path) > MAX_CONFIG_BYTES:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return model_family(config)
 
 
 def probe_path(path: str, *, adapter: bool = False) -> PathFact:

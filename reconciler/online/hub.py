@@ -1,10 +1,10 @@
 """Hub checks: DS-002 (a huggingface Dataset exists on the Hub) and MD-002 (a huggingface Model does).
 
-The only module of ftctl that imports `huggingface_hub`, and only inside the functions that call
-it, so the CLI starts fast. Everything the client would otherwise take from the process is passed
-explicitly: the endpoint (`HF_ENDPOINT` from the `environ` given), the token (the variable a
-manifest names in `hf_token_env`, else none at all: a token cached on the machine is never sent), a
-timeout. Distinct (repo type, repo id, token variable) checks run once each, a few at a time.
+Like every module of `reconciler.online`, it imports `huggingface_hub` only inside the functions
+that call it, and passes the client everything explicitly (see `reconciler.online.client`): the
+endpoint, the token (the variable a manifest names in `hf_token_env`, else none at all: a token
+cached on the machine is never sent), a timeout. Distinct (repo type, repo id, token variable)
+checks run once each, a few at a time.
 
 Outcomes: found -> nothing; missing, gated without a token, or token refused -> DS-002 / MD-002
 error; server error, rate limit or no connection -> ON-002 warning (the check did not complete);
@@ -15,38 +15,29 @@ A token's value never appears in a diagnostic.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler import __version__
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.manifests import Manifest
-from reconciler.models import Dataset, Model
+from reconciler.online.client import (
+    TIMEOUT_S,
+    HubRepo,
+    ask_each,
+    endpoint_of,
+    hub_api,
+    hub_headers,
+    hub_repo_of,
+    offline_reason,
+)
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-TIMEOUT_S = 10.0
-MAX_WORKERS = 8
-
-# repo type -> (rule code, the spec field naming the repo)
-_RULES = {"dataset": ("DS-002", "huggingface_name"), "model": ("MD-002", "huggingface_model_name")}
-_TRUE = ("1", "true", "yes", "on")
+# repo type -> the rule that checks such a repo exists
+_CODES = {"dataset": "DS-002", "model": "MD-002"}
 
 
-@dataclass(frozen=True)
-class _Check:
-    repo_type: str  # "dataset" | "model"
-    repo_id: str
-    token_env: str | None
-
-    @property
-    def code(self) -> str:
-        return _RULES[self.repo_type][0]
-
-    @property
-    def what(self) -> str:
-        return f"Hugging Face {self.repo_type} {self.repo_id!r}"
+def _code(check: HubRepo) -> str:
+    return _CODES[check.repo_type]
 
 
 @dataclass(frozen=True)
@@ -63,40 +54,41 @@ def check_hub(
     manifests: Sequence[Manifest], *, environ: Mapping[str, str], offline: bool
 ) -> list[Diagnostic]:
     """Check that huggingface Datasets and Models name repos the Hub serves (with their tokens)."""
-    targets = [(m, c) for m in manifests if (c := _check_for(m)) is not None]
-    skipped = _offline_reason(offline, environ)
+    targets = [(m, c) for m in manifests if (c := hub_repo_of(m)) is not None]
+    skipped = offline_reason(offline, environ)
     if skipped:
         return _skipped_notice(targets, skipped)
     diags: list[Diagnostic] = []
-    tokens: dict[_Check, str | None] = {}
-    asking: list[tuple[Manifest, _Check]] = []
+    tokens: dict[HubRepo, str | None] = {}
+    asking: list[tuple[Manifest, HubRepo]] = []
     for manifest, check in targets:
         token: str | None = None
         if check.token_env:
             token = environ.get(check.token_env) or None
             if token is None:
-                summary = f"hf_token_env names {check.token_env}, which is not set; {check.code} check of {check.what} skipped"
+                summary = f"hf_token_env names {check.token_env}, which is not set; {_code(check)} check of {check.what} skipped"
                 diags.append(_diag(manifest, "hf_token_env", _Outcome("ON-003", summary)))
                 continue
         tokens.setdefault(check, token)
         asking.append((manifest, check))
     if tokens:
-        endpoint = (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        outcomes = _ask_all(tokens, endpoint)
+        endpoint = endpoint_of(environ)
+        outcomes = ask_each(tokens, lambda check: _ask(check, tokens[check], endpoint))
         for manifest, check in asking:
             outcome = outcomes[check]
             if outcome is not None:
-                diags.append(_diag(manifest, _RULES[check.repo_type][1], outcome))
+                diags.append(_diag(manifest, check.field, outcome))
     secrets = [t for t in tokens.values() if t]
     return sorted((_redact(d, secrets) for d in diags), key=Diagnostic.sort_key)
 
 
-def _skipped_notice(targets: list[tuple[Manifest, _Check]], reason: str) -> list[Diagnostic]:
+def _skipped_notice(targets: list[tuple[Manifest, HubRepo]], reason: str) -> list[Diagnostic]:
     """One notice for all skipped checks (at the first of them), not one line per manifest."""
     if not targets:
         return []
     checks = {check for _, check in targets}
-    counts = {code: sum(1 for c in checks if c.code == code) for code in sorted({c.code for c in checks})}
+    codes = [_code(c) for c in checks]
+    counts = {code: codes.count(code) for code in sorted(set(codes))}
     listed = ", ".join(f"{n} {code}" for code, n in counts.items())
     first, check = min(targets, key=lambda t: (t[0].location.file, t[0].location.doc))
     summary = f"{len(checks)} Hub check{'s' * (len(checks) != 1)} skipped ({listed}): {reason}"
@@ -105,33 +97,11 @@ def _skipped_notice(targets: list[tuple[Manifest, _Check]], reason: str) -> list
         make_diag(
             "ON-001",
             summary,
-            location=first.at("spec", _RULES[check.repo_type][1]),
+            location=first.at("spec", check.field),
             address=first.address,
             detail=detail,
         )
     ]
-
-
-def _check_for(manifest: Manifest) -> _Check | None:
-    resource = manifest.resource
-    if isinstance(resource, Dataset):
-        repo_type, repo_id = "dataset", resource.spec.huggingface_name
-    elif isinstance(resource, Model):
-        repo_type, repo_id = "model", resource.spec.huggingface_model_name
-    else:
-        return None
-    if resource.spec.type != "huggingface" or not repo_id or not repo_id.strip():
-        return None
-    token_env = (resource.spec.hf_token_env or "").strip() or None
-    return _Check(repo_type, repo_id.strip(), token_env)
-
-
-def _offline_reason(offline: bool, environ: Mapping[str, str]) -> str | None:
-    if offline:
-        return "running offline"
-    if environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
-        return "HF_HUB_OFFLINE is set"
-    return None
 
 
 def _diag(manifest: Manifest, field: str, outcome: _Outcome) -> Diagnostic:
@@ -157,24 +127,9 @@ def _redact(diag: Diagnostic, secrets: list[str]) -> Diagnostic:
     return replace(diag, summary=summary, hint=clean(diag.hint), detail=clean(diag.detail))
 
 
-def _ask_all(tokens: dict[_Check, str | None], endpoint: str) -> dict[_Check, _Outcome | None]:
-    from huggingface_hub import constants
-
-    # With telemetry on, huggingface_hub 2.x builds its User-Agent by fetching an "agent harness"
-    # registry from the endpoint it read at import (the real Hub, whatever HF_ENDPOINT we were
-    # given) and caching it under HF_HOME. ftctl talks only to the endpoint it was given.
-    constants.HF_HUB_DISABLE_TELEMETRY = True
-    workers = min(MAX_WORKERS, len(tokens))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ftctl-hub") as pool:
-        futures = {check: pool.submit(_ask, check, token, endpoint) for check, token in tokens.items()}
-        return {check: future.result() for check, future in futures.items()}
-
-
-def _ask(check: _Check, token: str | None, endpoint: str) -> _Outcome | None:
+def _ask(check: HubRepo, token: str | None, endpoint: str) -> _Outcome | None:
     """One check: the repo's info, then for a gated repo whether the token may read it."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token or False, library_name="ftctl", library_version=__version__)
+    api = hub_api(endpoint, token)
     try:
         fetch = api.model_info if check.repo_type == "model" else api.dataset_info
         info = fetch(check.repo_id, timeout=TIMEOUT_S, token=token or False)
@@ -188,16 +143,15 @@ def _ask(check: _Check, token: str | None, endpoint: str) -> _Outcome | None:
         return _classify(exc, check, token, endpoint)
 
 
-def _auth_check(check: _Check, token: str, endpoint: str) -> None:
+def _auth_check(check: HubRepo, token: str, endpoint: str) -> None:
     """`HfApi.auth_check`, with a timeout (the library's has none): raises when the token may not read."""
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from huggingface_hub.utils import get_session, hf_raise_for_status
 
     url = f"{endpoint}/api/{check.repo_type}s/{check.repo_id}/auth-check"
-    headers = build_hf_headers(token=token, library_name="ftctl", library_version=__version__)
-    hf_raise_for_status(get_session().get(url, headers=headers, timeout=TIMEOUT_S))
+    hf_raise_for_status(get_session().get(url, headers=hub_headers(token), timeout=TIMEOUT_S))
 
 
-def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -> _Outcome:
+def _classify(exc: Exception, check: HubRepo, token: str | None, endpoint: str) -> _Outcome:
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -211,21 +165,21 @@ def _classify(exc: Exception, check: _Check, token: str | None, endpoint: str) -
     if isinstance(exc, OfflineModeIsEnabled):
         return _Outcome(
             "ON-001",
-            f"{check.code} check skipped for {check.what}: huggingface_hub is in offline mode (HF_HUB_OFFLINE)",
+            f"{_code(check)} check skipped for {check.what}: huggingface_hub is in offline mode (HF_HUB_OFFLINE)",
         )
     if isinstance(exc, HFValidationError):
-        return _Outcome(check.code, f"{check.what} is not a valid Hub repo id", detail=str(exc))
+        return _Outcome(_code(check), f"{check.what} is not a valid Hub repo id", detail=str(exc))
     if isinstance(exc, GatedRepoError):
         return _gated_without_token(check) if token is None else _refused(check, answered, gated=True)
     if isinstance(exc, RepositoryNotFoundError) or status == 404:
         summary = f"{check.what} was not found on the Hub"
         if token is None:
             summary += " (a private repo needs a token: set hf_token_env)"
-        return _Outcome(check.code, summary, detail=answered)
+        return _Outcome(_code(check), summary, detail=answered)
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         if token is None:
             return _Outcome(
-                check.code, f"{check.what} cannot be read without a token", detail=answered, hint=_TOKEN_HINT
+                _code(check), f"{check.what} cannot be read without a token", detail=answered, hint=_TOKEN_HINT
             )
         return _refused(check, answered, gated=False)
     if isinstance(exc, HfHubHTTPError):
@@ -241,15 +195,15 @@ _TOKEN_HINT = (
 )
 
 
-def _gated_without_token(check: _Check) -> _Outcome:
+def _gated_without_token(check: HubRepo) -> _Outcome:
     return _Outcome(
-        check.code,
+        _code(check),
         f"{check.what} is gated and no token was given (hf_token_env is not set)",
         hint=_TOKEN_HINT,
     )
 
 
-def _refused(check: _Check, answered: str | None, *, gated: bool) -> _Outcome:
+def _refused(check: HubRepo, answered: str | None, *, gated: bool) -> _Outcome:
     if gated:
         summary = f"{check.what} is gated and the token in {check.token_env} has not been granted access"
     else:
@@ -257,7 +211,7 @@ def _refused(check: _Check, answered: str | None, *, gated: bool) -> _Outcome:
     hint = (
         f"Check that {check.token_env} holds a valid token whose account has been granted access to the repo."
     )
-    return _Outcome(check.code, summary, hint=hint, detail=answered)
+    return _Outcome(_code(check), summary, hint=hint, detail=answered)
 
 
 def _status(exc: Exception) -> int | None:

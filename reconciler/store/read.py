@@ -1,60 +1,62 @@
-"""Reading the Studio's store into a `Snapshot`: every row of the resource tables, read once.
+"""Reading the store into a `Snapshot`: every row of the Studio's tables and ftctl's records, once.
 
-Accepts a SQLite path or any SQLAlchemy URL. Read-only: opens, selects, closes.
+Read-only: opens, selects, closes. A store that does not exist yet reads as empty (apply creates
+it); a Studio store without ftctl's tables reads with nothing managed.
 """
 
 from __future__ import annotations
 
-import os
+import json
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
-from reconciler.live import LiveObject, Snapshot
-
-DEFAULT_DB = ".app/state.db"
-TABLES: dict[str, tuple[str, str]] = {
-    # table: (kind, SQL selecting id, name, type, model_id, dataset_id, features)
-    "datasets": ("Dataset", "id, name, type, '' , '', features"),
-    "models": ("Model", "id, name, type, '', '', ''"),
-    "prompts": ("Prompt", "id, name, type, '', dataset_id, ''"),
-    "adapters": ("Adapter", "id, name, type, model_id, '', ''"),
-    "configs": ("Config", "id, description, type, '', '', ''"),
-    "fine_tuning_jobs": ("FineTuningJob", "id, adapter_name, framework_type, base_model_id, dataset_id, ''"),
-    "evaluation_jobs": ("EvaluationJob", "id, id, type, base_model_id, dataset_id, ''"),
-}
+from reconciler.live import ManagedRecord, Snapshot
+from reconciler.records import STUDIO_COLUMNS
+from reconciler.store.db import StoreError, exists, open_engine, resolve_location, store_url
 
 
-class StoreError(Exception):
-    """The store could not be opened or read."""
-
-
-def resolve_location(location: str | None) -> str:
-    """A path or URL; defaults to the Studio's own variable, then its default path."""
-    return location or os.environ.get("FINE_TUNING_STUDIO_SQLITE_DB") or DEFAULT_DB
-
-
-def store_url(location: str | None) -> str:
-    """A SQLAlchemy URL for a path or URL."""
-    resolved = resolve_location(location)
-    return resolved if "://" in resolved else f"sqlite+pysqlite:///{resolved}"
-
-
-def read_snapshot(location: str | None) -> Snapshot:
-    resolved = resolve_location(location)
-    if "://" not in resolved and not os.path.isfile(resolved):
-        raise StoreError(f"no store at {resolved}")
-    url = store_url(resolved)
+def read_snapshot(location: str | None, *, missing_ok: bool = False) -> Snapshot:
+    if not exists(location):
+        if missing_ok:
+            return Snapshot(source=store_url(location))
+        raise StoreError(f"no store at {resolve_location(location)}")
+    engine = open_engine(location, create=False)
     try:
-        engine = create_engine(url)
+        return snapshot_from(engine)
+    finally:
+        engine.dispose()
+
+
+def snapshot_from(engine: Engine) -> Snapshot:
+    url = engine.url.render_as_string(hide_password=True)
+    try:
         with engine.connect() as conn:
             present = set(inspect(conn).get_table_names())
-            objects = [
-                LiveObject(kind, *(str(v) if v is not None else "" for v in row))
-                for table, (kind, columns) in TABLES.items()
-                if table in present
-                for row in conn.execute(text(f"SELECT {columns} FROM {table}"))
-            ]
-        engine.dispose()
+            rows = {}
+            for table in STUDIO_COLUMNS:
+                if table in present:
+                    result = conn.execute(text(f"SELECT * FROM {table}"))
+                    keys = list(result.keys())
+                    rows[table] = {str(row["id"]): row for row in (dict(zip(keys, r)) for r in result)}
+            managed = _managed(conn) if "ftctl_objects" in present else {}
+            serial = _serial(conn) if "ftctl_meta" in present else 0
     except Exception as exc:  # SQLAlchemy's errors are many; the user needs one message
         raise StoreError(f"cannot read store {url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
-    return Snapshot(tuple(objects), source=url)
+    return Snapshot(rows, managed, serial, source=url)
+
+
+def _managed(conn) -> dict[tuple[str, str], ManagedRecord]:  # type: ignore[no-untyped-def]
+    out = {}
+    query = ("SELECT kind, name, store_table, store_id, row_ids, spec_fingerprint, row_fingerprint, generation, "
+             "protected, origin, serial FROM ftctl_objects")
+    for row in conn.execute(text(query)):
+        record = ManagedRecord(
+            row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], int(row[7]), bool(row[8]), row[9], int(row[10])
+        )
+        out[(record.kind, record.name)] = record
+    return out
+
+
+def _serial(conn) -> int:  # type: ignore[no-untyped-def]
+    value = conn.execute(text("SELECT value FROM ftctl_meta WHERE key = 'serial'")).scalar()
+    return int(value) if value is not None else 0

@@ -1,0 +1,143 @@
+"""Carrying out a plan: lock, stale check, then the changes in waves, one journaled step at a time.
+
+`apply_plan` never re-plans: it does exactly what the plan says, or refuses it when the store moved
+since the plan was made (naming every object that changed). Each step writes its intent to the
+journal, then commits its effect and marks the intent done in one transaction, so a kill at any
+point leaves the store consistent; re-running `ftctl apply` plans from what is there and finishes
+the rest, never writing a row twice. The writer is passed in (`StoreWriter`); progress goes to an
+`on_step` callback, so this module prints nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reconciler.live import TABLE_KIND, Snapshot
+from reconciler.plan import Change, Consequence, Plan
+
+STEP_SIZE = 500  # store-only changes of one wave written in one step
+LOCK_TTL_S = 60.0
+FAULT_ENV = "FTCTL_FAULT_KILL_AT"  # tests: SIGKILL this process after the Nth journal write
+
+
+class StalePlanError(Exception):
+    def __init__(self, changed: list[str]) -> None:
+        shown = "\n  ".join(changed[:20]) + (f"\n  … and {len(changed) - 20} more" if len(changed) > 20 else "")
+        super().__init__(f"the plan is stale: the store changed since it was made:\n  {shown}\nRun `ftctl plan` again.")
+        self.changed = changed
+
+
+class Writer(Protocol):
+    def snapshot(self) -> Snapshot: ...
+    def acquire_lock(self, *, ttl_s: float, wait_s: float) -> None: ...
+    def renew_lock(self, ttl_s: float) -> None: ...
+    def release_lock(self) -> None: ...
+    def begin_apply(self, *, plan_digest: str, actor: str, commit_sha: str = "") -> tuple[str, int, int]: ...
+    def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int: ...
+    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
+    def finish_apply(self, apply_id: str, state: str) -> None: ...
+
+
+@dataclass
+class ApplyResult:
+    apply_id: str = ""
+    serial: int = 0
+    applied: list[Change] = field(default_factory=list)
+    waiting: list[Change] = field(default_factory=list)
+    abandoned_intents: int = 0
+
+
+def apply_plan(
+    plan: Plan,
+    writer: Writer,
+    *,
+    actor: str,
+    commit_sha: str = "",
+    lock_wait_s: float = 30.0,
+    on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
+) -> ApplyResult:
+    writer.acquire_lock(ttl_s=LOCK_TTL_S, wait_s=lock_wait_s)
+    result = ApplyResult(waiting=[c for c in plan.changes if c.consequence is Consequence.WAIT])
+    try:
+        changed = stale_objects(plan, writer.snapshot())
+        if changed:
+            raise StalePlanError(changed)
+        result.apply_id, result.serial, result.abandoned_intents = writer.begin_apply(
+            plan_digest=plan.digest(), actor=actor, commit_sha=commit_sha
+        )
+        steps = list(plan_steps(plan))
+        try:
+            for number, batch in enumerate(steps, start=1):
+                seq = writer.write_intent(result.apply_id, number, batch)
+                _fault_point()
+                writer.commit_step(apply_id=result.apply_id, serial=result.serial, journal_seq=seq, changes=batch)
+                _fault_point()
+                result.applied.extend(batch)
+                writer.renew_lock(LOCK_TTL_S)
+                if on_step:
+                    on_step(number, len(steps), batch)
+        except BaseException:
+            writer.finish_apply(result.apply_id, "failed")
+            raise
+        writer.finish_apply(result.apply_id, "done")
+    finally:
+        writer.release_lock()
+    return result
+
+
+def plan_steps(plan: Plan) -> Iterator[list[Change]]:
+    """The plan's effective changes, wave by wave, deletions last, in steps of at most STEP_SIZE."""
+    batch: list[Change] = []
+    wave: tuple[bool, int] | None = None
+    for change in plan.changes:
+        if not (change.ops or change.record is not None or change.action.value == "delete"):
+            continue  # noop, or waiting for a job's output
+        key = (change.action.value == "delete", change.wave)
+        if batch and (key != wave or len(batch) >= STEP_SIZE):
+            yield batch
+            batch = []
+        wave = key
+        batch.append(change)
+    if batch:
+        yield batch
+
+
+def stale_objects(plan: Plan, current: Snapshot) -> list[str]:
+    """What changed in the store since the plan read it, as `Kind name (table/id): how`."""
+    now = current.fingerprints
+    out = []
+    for key in sorted(set(plan.read) | set(now)):
+        before, after = plan.read.get(key), now.get(key)
+        if before == after:
+            continue
+        how = "added" if before is None else "removed" if after is None else "changed"
+        out.append(f"{_describe(key, current)}: {how}")
+    return out
+
+
+def _describe(key: str, snapshot: Snapshot) -> str:
+    if key.startswith("@"):
+        return f"{key[1:]} (ftctl record)"
+    table, _, row_id = key.partition("/")
+    row = snapshot.row(table, row_id) or {}
+    kind, name_column = TABLE_KIND.get(table, (table, "id"))
+    name = row.get(name_column) or ""
+    return f"{kind} {name!r} ({key})" if name else f"{kind} ({key})"
+
+
+_fault_count = 0
+
+
+def _fault_point() -> None:
+    """Tests of crash safety set FTCTL_FAULT_KILL_AT=N to SIGKILL this process at the Nth point."""
+    global _fault_count
+    target = os.environ.get(FAULT_ENV)
+    if not target:
+        return
+    _fault_count += 1
+    if _fault_count == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)

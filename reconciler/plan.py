@@ -1,0 +1,196 @@
+"""The plan: a versioned value that says what apply will do, and why.
+
+A `Plan` records the store it read (its serial and a fingerprint of every row and managed record),
+the policy it was made under, the ordered `Change`s, and what blocks it. Each change carries its
+action, a reason for humans, the field diffs (sensitive values redacted), the consequence, and the
+exact row operations apply will carry out; apply never re-plans. `Plan.from_json(p.to_json()) == p`.
+
+Pure values; built by `planner`, carried out by `executor`, rendered by `views.plan`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.records import Row, digest
+
+FORMAT_VERSION = 1
+
+
+class PlanFormatError(ValueError):
+    """A plan file that is not a plan this version of ftctl can apply."""
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "noop"
+
+    def is_change(self) -> bool:
+        return self is not Action.NOOP
+
+
+class Consequence(StrEnum):
+    NONE = "none"
+    IN_PLACE = "in place"
+    RERUN = "re-run the job"
+    NEW_ADAPTER_VERSION = "new adapter version"
+    REEXPORT = "re-export"
+    SHARED = "reuse an equal config row"
+    RELEASE = "stop managing a shared row"
+    WAIT = "waits for its dependencies"
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    path: str  # table.column, or a spec path for kinds without a row
+    before: Any
+    after: Any
+    forces_replace: bool = False
+    sensitive: bool = False
+
+    def shown(self) -> tuple[Any, Any]:
+        return ("(sensitive)", "(sensitive)") if self.sensitive else (self.before, self.after)
+
+
+@dataclass(frozen=True)
+class RowOp:
+    """One write to a Studio table: insert a whole row, update some columns, or delete a row."""
+
+    table: str
+    op: str  # insert | update | delete
+    row_id: str
+    values: Row = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """ftctl's bookkeeping for an object after the change (None on the change when it is deleted)."""
+
+    store_table: str
+    store_id: str
+    row_ids: tuple[str, ...]
+    spec_fingerprint: str
+    row_fingerprint: str
+    generation: int
+    origin: str
+    protected: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: Action
+    reason: str
+    consequence: Consequence = Consequence.NONE
+    wave: int = 0
+    drift: bool = False  # the live row was changed outside ftctl
+    fields: tuple[FieldDiff, ...] = ()
+    ops: tuple[RowOp, ...] = ()
+    record: Record | None = None
+    waits_for: tuple[str, ...] = ()  # addresses that must finish first (jobs' produced adapters)
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A reason the plan must not be applied (exit 3): protection, mass deletion, dependants."""
+
+    address: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    prune: bool = False
+    max_deletions: int = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    store: str
+    serial: int
+    read: dict[str, str]  # `table/id` and `@Kind/name` -> fingerprint, for the stale check
+    changes: tuple[Change, ...] = ()
+    blockers: tuple[Blocker, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    format_version: int = FORMAT_VERSION
+
+    def actionable(self) -> list[Change]:
+        """Changes apply can carry out now (not those waiting for a job's output)."""
+        return [c for c in self.changes if c.action.is_change() and not c.waits_for]
+
+    def has_changes(self) -> bool:
+        return bool(self.actionable())
+
+    def is_blocked(self) -> bool:
+        return bool(self.blockers)
+
+    def counts(self) -> dict[str, int]:
+        out = {a.value: 0 for a in Action}
+        for change in self.changes:
+            out[change.action.value] += 1
+        return out
+
+    def digest(self) -> str:
+        return digest(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise PlanFormatError(f"not a plan file (invalid JSON: {exc})") from exc
+        if not isinstance(data, dict) or "format_version" not in data:
+            raise PlanFormatError("not a plan file (no format_version)")
+        if data["format_version"] != FORMAT_VERSION:
+            raise PlanFormatError(f"plan format_version {data['format_version']} (this ftctl reads {FORMAT_VERSION})")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanFormatError(f"malformed plan file: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            store=data["store"],
+            serial=int(data["serial"]),
+            read=dict(data["read"]),
+            changes=tuple(_change(c) for c in data["changes"]),
+            blockers=tuple(Blocker(**b) for b in data["blockers"]),
+            policy=Policy(**data["policy"]),
+            format_version=int(data["format_version"]),
+        )
+
+
+def _change(data: dict[str, Any]) -> Change:
+    record = data.get("record")
+    return Change(
+        kind=data["kind"],
+        name=data["name"],
+        action=Action(data["action"]),
+        reason=data["reason"],
+        consequence=Consequence(data["consequence"]),
+        wave=int(data["wave"]),
+        drift=bool(data["drift"]),
+        fields=tuple(FieldDiff(**f) for f in data["fields"]),
+        ops=tuple(RowOp(**o) for o in data["ops"]),
+        record=Record(**{**record, "row_ids": tuple(record["row_ids"])}) if record else None,
+        waits_for=tuple(data["waits_for"]),
+    )

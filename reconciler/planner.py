@@ -1,0 +1,392 @@
+"""`build_plan`: pair each manifest with what the store holds and decide what apply must do.
+
+Pure: manifests, a `Snapshot`, facts and a `Policy` in; a `Plan` out. No I/O, no clock, no
+randomness: ids of new rows are UUIDs derived from `seed`, which the engine draws once per plan.
+
+Pairing (gitops-engine's `(live?, target?)`): a manifest with no managed record is a create; a
+record with no manifest is a delete (only with `--prune`); both present are compared column by
+column on the columns ftctl owns. Which changes update in place and which force a replacement is
+declared in `REPLACE_COLUMNS` and `RERUN_KINDS` below. A live row that differs from what ftctl
+last wrote is drift: the plan shows it before/after and puts the manifest's value back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
+from reconciler.graph import build_graph, waves
+from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
+from reconciler.manifests.loader import Manifest
+from reconciler.manifests.schema_errors import SECRET_KEY
+from reconciler.models import Config, FineTuningJob, Model
+from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
+from reconciler.records import Row, comparable, digest
+
+# Kinds whose change re-runs work (a job, an export): any change replaces them.
+RERUN_KINDS = {
+    "FineTuningJob": Consequence.NEW_ADAPTER_VERSION,
+    "EvaluationJob": Consequence.RERUN,
+    "ModelExport": Consequence.REEXPORT,
+}
+# Columns that cannot change in place: configs are content-addressed (a new body is a new row).
+REPLACE_COLUMNS: dict[str, frozenset[str]] = {"configs": frozenset({"type", "config", "model_family"})}
+# Deletion order: what uses others goes first.
+DELETE_ORDER = ("ModelExport", "EvaluationJob", "FineTuningJob", "Adapter", "Prompt", "Config", "Dataset", "Model")
+# Columns by which other rows reference a kind's rows (to refuse deleting what is still used).
+REFERRERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "datasets": (("prompts", "dataset_id"), ("fine_tuning_jobs", "dataset_id"), ("evaluation_jobs", "dataset_id")),
+    "models": (("adapters", "model_id"), ("fine_tuning_jobs", "base_model_id"), ("evaluation_jobs", "base_model_id")),
+    "prompts": (("fine_tuning_jobs", "prompt_id"), ("evaluation_jobs", "prompt_id"), ("adapters", "prompt_id")),
+    "adapters": (("evaluation_jobs", "adapter_id"),),
+}
+# Studio columns that are unique by application code, per kind (a second row would break the Studio).
+UNIQUE_COLUMNS = {"Dataset": "name", "Adapter": "name", "Prompt": "name", "FineTuningJob": "adapter_name"}
+PROTECTED_ANNOTATION = "ftctl.io/protected"
+# A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
+SHARED_COLUMNS = ("type", "config")
+NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")
+
+
+def build_plan(
+    manifests: list[Manifest],
+    snapshot: Snapshot,
+    *,
+    policy: Policy,
+    facts: PlanFacts,
+    seed: str,
+) -> Plan:
+    planner = _Planner(manifests, snapshot, policy, facts, seed)
+    changes = planner.pair_all() + planner.deletions()
+    blockers = planner.blockers + _mass_deletion(changes, policy)
+    return Plan(
+        store=snapshot.source,
+        serial=snapshot.serial,
+        read=dict(snapshot.fingerprints),
+        changes=tuple(changes),
+        blockers=tuple(blockers),
+        policy=policy,
+    )
+
+
+def new_id(seed: str, *parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, "\0".join([seed, *map(str, parts)])))
+
+
+def is_protected(manifest: Manifest) -> bool:
+    return manifest.resource.metadata.annotations.get(PROTECTED_ANNOTATION, "").lower() in ("true", "yes", "1")
+
+
+@dataclass
+class _Planner:
+    manifests: list[Manifest]
+    snapshot: Snapshot
+    policy: Policy
+    facts: PlanFacts
+    seed: str
+    blockers: list[Blocker] = field(default_factory=list)
+    ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    content: dict[tuple[str, str], str] = field(default_factory=dict)  # run-input digest per object
+    new_configs: dict[str, str] = field(default_factory=dict)  # config content key -> id created here
+    deleted_ids: set[str] = field(default_factory=set)
+
+    def pair_all(self) -> list[Change]:
+        by_key = {(m.kind, m.name): m for m in self.manifests}
+        self.scope_configs = {m.name: m for m in self.manifests if isinstance(m.resource, Config)}
+        self.scope_models = {m.name: m for m in self.manifests if isinstance(m.resource, Model)}
+        self.producers = {
+            m.resource.adapter_name: m.name for m in self.manifests if isinstance(m.resource, FineTuningJob)
+        }
+        ordered, stuck = waves(build_graph(self.manifests))
+        changes: list[Change] = []
+        for wave_no, wave in enumerate(ordered):
+            changes.extend(self.pair(by_key[node], wave_no) for node in wave)
+        changes.extend(self.pair(by_key[node], len(ordered)) for node in sorted(stuck))
+        return changes
+
+    def _scope(self) -> Scope:
+        return Scope(self.ids, self.snapshot, self.facts, configs=self.scope_configs, models=self.scope_models, producers=self.producers)
+
+    def pair(self, manifest: Manifest, wave: int) -> Change:
+        key = (manifest.kind, manifest.name)
+        record = self.snapshot.managed.get(key)
+        own_id = record.store_id if record else new_id(self.seed, *key, 1)
+        self.ids[key] = own_id
+        desired = render(manifest, self._scope(), own_id=own_id)
+        self.content[key] = _run_inputs(desired)
+        spec_fp = self._spec_fingerprint(desired)
+        protected = is_protected(manifest)
+        if record is None:
+            return self._create(desired, wave, spec_fp, protected)
+        return self._compare(desired, record, wave, spec_fp, protected)
+
+    def _spec_fingerprint(self, desired: Desired) -> str:
+        inputs = sorted(self.content.get(dep, "") for dep in desired.depends_on)
+        rows = sorted((r.key, r.values) for r in desired.rows)
+        return digest({"rows": rows, "spec": desired.spec, "inputs": inputs})
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def _create(self, desired: Desired, wave: int, spec_fp: str, protected: bool, *, reason: str = "") -> Change:
+        kind, name = desired.kind, desired.name
+        if desired.waits_for:
+            return Change(kind, name, Action.CREATE, f"waits for {', '.join(desired.waits_for)}",
+                          Consequence.WAIT, wave, waits_for=desired.waits_for)
+        if kind == "Config":
+            shared = self._equal_config(desired)
+            if shared is not None:
+                self.ids[(kind, name)] = shared
+                record = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), 1, "shared", protected)
+                return Change(kind, name, Action.CREATE, f"an equal {desired.rows[0].values['type']} config exists (CF-004): reuse row {shared}",
+                              Consequence.SHARED, wave, record=record)
+        clash = self._unmanaged_clash(desired)
+        if clash:
+            self.blockers.append(Blocker(f"{kind}/{name}", "PL-001", clash))
+        own_id = self.ids[(kind, name)]
+        ids = self._row_ids(desired, own_id, generation=1)
+        ops = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
+        if kind == "Config":
+            self.new_configs[_config_key(desired.rows[0].values)] = own_id
+        record = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp,
+                        _rows_fp(desired, {}), 1, "created", protected)
+        fields = tuple(FieldDiff(f"{r.table}.{c}", None, v, sensitive=_sensitive(v)) for r in desired.rows for c, v in r.values.items() if v not in (None, ""))
+        return Change(kind, name, Action.CREATE, reason or "new in the manifests", Consequence.NONE, wave,
+                      fields=fields, ops=ops, record=record)
+
+    def _row_ids(self, desired: Desired, own_id: str, *, generation: int) -> dict[str, str]:
+        if desired.table == "evaluation_jobs":
+            return {r.key: new_id(self.seed, desired.kind, desired.name, generation, r.key) for r in desired.rows}
+        return {r.key: own_id for r in desired.rows}
+
+    def _equal_config(self, desired: Desired) -> str | None:
+        values = desired.rows[0].values
+        key = _config_key(values)
+        if key in self.new_configs:
+            return self.new_configs[key]
+        managed_ids = {r.store_id for r in self.snapshot.managed.values() if r.kind == "Config"}
+        for row in self.snapshot.rows.get("configs", {}).values():
+            if row["id"] not in managed_ids and row["id"] not in self.deleted_ids and _config_key(row) == key:
+                return str(row["id"])
+        return None
+
+    def _unmanaged_clash(self, desired: Desired) -> str:
+        column = UNIQUE_COLUMNS.get(desired.kind)
+        if column is None or not desired.rows:
+            return ""
+        value = desired.rows[0].values.get(column)
+        managed_ids = {r.store_id for r in self.snapshot.managed.values()}
+        for row in self.snapshot.rows.get(desired.table, {}).values():
+            if row.get(column) == value and row["id"] not in managed_ids:
+                return (f"the store already has a {desired.kind} with {column} {value!r} (id {row['id']}) that ftctl "
+                        f"does not manage; adopt it with `ftctl import`, or rename the manifest")
+        return ""
+
+    # -- compare ---------------------------------------------------------------------------------
+
+    def _compare(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
+        kind, name = desired.kind, desired.name
+        if desired.waits_for:
+            return Change(kind, name, Action.REPLACE, f"waits for {', '.join(desired.waits_for)}", Consequence.WAIT, wave,
+                          waits_for=desired.waits_for)
+        live = self._live_rows(record)
+        if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
+            return self._recreate(desired, record, wave, spec_fp, protected)
+        only = SHARED_COLUMNS if record.origin == "shared" else None
+        fields = _field_diffs(desired, live, only=only)
+        live_fp = _rows_fp(desired, live, only=only)
+        drift = live_fp != record.row_fingerprint
+        reason_drift = "changed outside ftctl (drift); the manifest's values are put back" if drift else ""
+        if kind in RERUN_KINDS:
+            if not fields and spec_fp == record.spec_fingerprint:
+                return self._noop_or_protect(desired, record, wave, protected)
+            why = "the manifest changed" if spec_fp != record.spec_fingerprint else reason_drift
+            if spec_fp != record.spec_fingerprint and not fields and desired.rows:
+                why = "an input changed: " + ", ".join(f"{k}/{n}" for k, n in desired.depends_on) or why
+            return self._replace(desired, record, wave, spec_fp, protected, why, RERUN_KINDS[kind], fields, drift)
+        if not fields:
+            return self._noop_or_protect(desired, record, wave, protected)
+        table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
+        replace = any(f.forces_replace or f.path.split(".", 1)[1] in table_replace for f in fields)
+        fields = tuple(FieldDiff(f.path, f.before, f.after, f.path.split(".", 1)[1] in table_replace, f.sensitive) for f in fields)
+        why = reason_drift or "the manifest changed"
+        if replace:
+            return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.IN_PLACE, fields, drift)
+        ops = tuple(RowOp(r.table, "update", record.row_ids[0], {f.path.split(".", 1)[1]: r.values[f.path.split(".", 1)[1]] for f in fields}) for r in desired.rows[:1])
+        new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, _rows_fp(desired, {}, only=only),
+                            record.generation, record.origin, protected)
+        return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
+
+    def _noop_or_protect(self, desired: Desired, record: ManagedRecord, wave: int, protected: bool) -> Change:
+        if protected == record.protected:
+            return Change(desired.kind, desired.name, Action.NOOP, "in sync", wave=wave)
+        new_record = Record(record.store_table, record.store_id, record.row_ids, record.spec_fingerprint,
+                            record.row_fingerprint, record.generation, record.origin, protected)
+        word = "protected" if protected else "no longer protected"
+        return Change(desired.kind, desired.name, Action.UPDATE, f"becomes {word} ({PROTECTED_ANNOTATION})", Consequence.IN_PLACE, wave,
+                      fields=(FieldDiff("ftctl.protected", record.protected, protected),), record=new_record)
+
+    def _live_rows(self, record: ManagedRecord) -> dict[str, Row | None]:
+        if not record.store_table:
+            return {}
+        return {rid: self.snapshot.row(record.store_table, rid) for rid in record.row_ids}
+
+    def _recreate(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
+        change = self._create(desired, wave, spec_fp, protected, reason="its row was deleted outside ftctl (drift)")
+        if change.record is None:
+            return change
+        record_after = Record(**{**change.record.__dict__, "generation": record.generation})
+        return Change(change.kind, change.name, Action.CREATE, change.reason, change.consequence, wave, True,
+                      change.fields, change.ops, record_after)
+
+    def _replace(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool, why: str,
+                 consequence: Consequence, fields: tuple[FieldDiff, ...], drift: bool) -> Change:
+        kind, name = desired.kind, desired.name
+        generation = record.generation + 1
+        delete_ops = self._delete_ops(record)
+        self.deleted_ids.update(record.row_ids)
+        if kind == "Config":
+            shared = self._equal_config(desired)
+            if shared is not None:
+                self.ids[(kind, name)] = shared
+                rec = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), generation, "shared", protected)
+                return Change(kind, name, Action.REPLACE, why + f"; an equal config exists: reuse row {shared}", Consequence.SHARED, wave, drift, fields, delete_ops, rec)
+        own_id = new_id(self.seed, kind, name, generation)
+        self.ids[(kind, name)] = own_id
+        if desired.table == "evaluation_jobs":  # the rows carry the job's id as parent_job_id
+            desired = _with_parent(desired, own_id)
+        ids = self._row_ids(desired, own_id, generation=generation)
+        inserts = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
+        if kind == "Config":
+            self.new_configs[_config_key(desired.rows[0].values)] = own_id
+        rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, _rows_fp(desired, {}),
+                     generation, "created", protected)
+        return Change(kind, name, Action.REPLACE, why, consequence, wave, drift, fields, delete_ops + inserts, rec)
+
+    def _delete_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
+        if record.origin == "shared" or not record.store_table:
+            return ()
+        others = [r for r in self.snapshot.managed.values() if r.store_id == record.store_id and r.address != record.address]
+        if others:
+            return ()
+        return tuple(RowOp(record.store_table, "delete", rid) for rid in record.row_ids if self.snapshot.row(record.store_table, rid) is not None)
+
+    # -- delete ----------------------------------------------------------------------------------
+
+    def deletions(self) -> list[Change]:
+        wanted = {(m.kind, m.name) for m in self.manifests}
+        orphans = [r for key, r in self.snapshot.managed.items() if key not in wanted]
+        orphans.sort(key=lambda r: (DELETE_ORDER.index(r.kind) if r.kind in DELETE_ORDER else 99, r.name))
+        if not self.policy.prune:
+            return [Change(r.kind, r.name, Action.NOOP, "no manifest any more; `--prune` would delete it") for r in orphans]
+        going = {rid for r in orphans for rid in r.row_ids}
+        changes = []
+        for record in orphans:
+            changes.append(self._delete(record, going))
+        return changes
+
+    def _delete(self, record: ManagedRecord, going: set[str]) -> Change:
+        address = record.address
+        if record.protected:
+            self.blockers.append(Blocker(address, "PL-002", f"{address} is protected ({PROTECTED_ANNOTATION}); "
+                                         "unprotect it (`ftctl unprotect`) before pruning it"))
+        users = list(self._users(record, going))
+        if users:
+            self.blockers.append(Blocker(address, "PL-003", f"{address} is still used by {', '.join(users[:5])}"
+                                         + (f" and {len(users) - 5} more" if len(users) > 5 else "") + "; delete them too or keep it"))
+        ops = self._delete_ops(record)
+        live = self._live_rows(record)
+        fields = tuple(FieldDiff(f"{record.store_table}.{c}", v, None) for row in live.values() if row for c, v in row.items()
+                       if c != "id" and v not in (None, ""))
+        consequence = Consequence.RELEASE if not ops and record.store_table else Consequence.NONE
+        return Change(record.kind, record.name, Action.DELETE, "no manifest any more (--prune)", consequence,
+                      wave=0, fields=fields, ops=ops)
+
+    def _users(self, record: ManagedRecord, going: set[str]) -> Iterable[str]:
+        for table, column in REFERRERS.get(record.store_table, ()):
+            for row in self.snapshot.rows.get(table, {}).values():
+                if row.get(column) in record.row_ids and row["id"] not in going:
+                    kind = next(k for k, t in KIND_TABLE.items() if t == table)
+                    yield f"{kind} {row.get('name') or row.get('adapter_name') or row['id']}"
+
+
+def _with_parent(desired: Desired, parent: str) -> Desired:
+    rows = tuple(DesiredRow(r.table, r.key, {**r.values, "parent_job_id": parent}) for r in desired.rows)
+    return Desired(desired.kind, desired.name, desired.table, rows, desired.spec, desired.depends_on, desired.waits_for)
+
+
+def _run_inputs(desired: Desired) -> str:
+    columns = RUN_INPUT_COLUMNS.get(desired.table)
+    if columns is None:
+        return digest([r.values for r in desired.rows] + [desired.spec])
+    return digest([comparable(desired.table, r.values).get(c) for r in desired.rows for c in columns])
+
+
+def _config_key(values: Row) -> str:
+    return digest([values.get("type"), comparable("configs", dict(values)).get("config")])
+
+
+def _pair_live(desired: Desired, live: dict[str, Row | None]) -> dict[str, Row]:
+    """Desired row key -> live row: single rows by position, evaluation rows by (model, adapter)."""
+    rows = [r for r in live.values() if r is not None]
+    if desired.table != "evaluation_jobs":
+        return {desired.rows[0].key: rows[0]} if desired.rows and rows else {}
+    return {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": r for r in rows}
+
+
+def _field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[str, ...] | None) -> tuple[FieldDiff, ...]:
+    paired = _pair_live(desired, live)
+    out: list[FieldDiff] = []
+    for drow in desired.rows:
+        lrow = paired.get(drow.key)
+        if lrow is None:
+            out.append(FieldDiff(f"{drow.table}.row", None, drow.key or "row", True))
+            continue
+        want, have = comparable(drow.table, dict(drow.values)), comparable(drow.table, lrow)
+        for column in drow.values:
+            if only is not None and column not in only:
+                continue
+            if want[column] != have[column]:
+                out.append(FieldDiff(f"{drow.table}.{column}", lrow.get(column), drow.values[column],
+                                     sensitive=_sensitive(drow.values[column]) or _sensitive(lrow.get(column))))
+    if desired.table == "evaluation_jobs" and len(paired) > len(desired.rows):
+        out.append(FieldDiff("evaluation_jobs.row", "extra combinations", None, True))
+    return tuple(out)
+
+
+def _rows_fp(desired: Desired, live: dict[str, Row | None] | dict[str, Row], *, only: tuple[str, ...] | None = None) -> str:
+    """Digest of the owned columns: of the desired rows (when `live` is empty) or of the live rows."""
+    if not desired.rows:
+        return digest(desired.spec)
+    paired = _pair_live(desired, dict(live)) if live else {r.key: dict(r.values) for r in desired.rows}
+    out: list[Any] = []
+    for drow in desired.rows:
+        row = paired.get(drow.key)
+        if row is None:
+            out.append(None)
+            continue
+        values = comparable(drow.table, row)
+        columns = [c for c in drow.values if only is None or c in only]
+        out.append([drow.key, [values[c] for c in columns]])
+    return digest(out)
+
+
+def _sensitive(value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith("{"):
+        return False
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and any(SECRET_KEY.search(str(k).lower()) and body[k] for k in body)
+
+
+def _mass_deletion(changes: list[Change], policy: Policy) -> list[Blocker]:
+    deletions = [c for c in changes if c.action is Action.DELETE]
+    if len(deletions) <= policy.max_deletions:
+        return []
+    return [Blocker("*", "PL-004", f"the plan deletes {len(deletions)} objects, more than --max-deletions "
+                    f"{policy.max_deletions}; raise the limit if this is intended")]

@@ -1,0 +1,77 @@
+"""Opening the store: a SQLite path or any SQLAlchemy URL, with the settings a shared file needs.
+
+SQLite runs in WAL mode with a busy timeout, so the Studio's own server keeps reading and writing
+the same file while ftctl works. A new store gets the Studio's seven tables and its alembic head
+stamped; an existing one is used as it is (missing ftctl_* tables are added, Studio tables are
+never altered).
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine, create_engine, event, inspect
+
+from reconciler.store.schema import ALEMBIC_HEAD, ALEMBIC_VERSION, STUDIO_TABLES, ftctl
+
+DEFAULT_DB = ".app/state.db"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(Exception):
+    """The store could not be opened, read or written."""
+
+
+def resolve_location(location: str | None) -> str:
+    """A path or URL; defaults to the Studio's own variable, then its default path."""
+    return location or os.environ.get("FINE_TUNING_STUDIO_SQLITE_DB") or DEFAULT_DB
+
+
+def store_url(location: str | None) -> str:
+    """A SQLAlchemy URL for a path or URL."""
+    resolved = resolve_location(location)
+    return resolved if "://" in resolved else f"sqlite+pysqlite:///{resolved}"
+
+
+def exists(location: str | None) -> bool:
+    resolved = resolve_location(location)
+    return "://" in resolved or os.path.isfile(resolved)
+
+
+def open_engine(location: str | None, *, create: bool) -> Engine:
+    """An engine on the store; with `create`, the file's folder is made and the schema ensured."""
+    resolved = resolve_location(location)
+    if "://" not in resolved:
+        if not create and not os.path.isfile(resolved):
+            raise StoreError(f"no store at {resolved}")
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(resolved)), exist_ok=True)
+    url = store_url(resolved)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if url.startswith("sqlite") else {})
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if create:
+        ensure_schema(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create what is missing: all Studio tables (+ alembic stamp) for a new store; ftctl's tables."""
+    with engine.begin() as conn:
+        present = set(inspect(conn).get_table_names())
+        new_store = not present.intersection(STUDIO_TABLES)
+        for table in STUDIO_TABLES.values():
+            if table.name not in present:
+                table.create(conn)
+        if new_store and "alembic_version" not in present:
+            ALEMBIC_VERSION.create(conn)
+            conn.execute(ALEMBIC_VERSION.insert(), {"version_num": ALEMBIC_HEAD})
+        ftctl.create_all(conn, checkfirst=True)

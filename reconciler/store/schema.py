@@ -1,0 +1,101 @@
+"""The store's tables: the Studio's seven, exactly as its ORM declares them, and ftctl's own.
+
+The Studio's tables (`ft/db/model.py`) are never altered: no column is dropped, renamed or added.
+ftctl keeps its bookkeeping in tables prefixed `ftctl_`, which the Studio ignores. Used by the
+reader and the writer in this package; nothing outside `store/` sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Double, Float, Integer, MetaData, String, Table, Text
+
+from reconciler.records import STUDIO_COLUMNS
+
+ALEMBIC_HEAD = "52d1db1b40a8"
+
+studio = MetaData()
+_TYPES = {"str": String, "text": Text, "int": Integer, "float": Double}
+
+
+def _studio_table(name: str) -> Table:
+    columns: list[Column[Any]] = [Column(col, _TYPES[kind]) for col, kind in STUDIO_COLUMNS[name] if col != "id"]
+    return Table(name, studio, Column("id", String, primary_key=True, nullable=False), *columns)
+
+
+STUDIO_TABLES: dict[str, Table] = {name: _studio_table(name) for name in STUDIO_COLUMNS}
+ALEMBIC_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True, nullable=False))
+
+ftctl = MetaData()
+
+OBJECTS = Table(
+    "ftctl_objects",
+    ftctl,
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("store_table", String, nullable=False),
+    Column("store_id", String, nullable=False),
+    Column("row_ids", Text, nullable=False),  # JSON list: every Studio row this object owns
+    Column("spec_fingerprint", String, nullable=False),
+    Column("row_fingerprint", String, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("protected", Integer, nullable=False, default=0),
+    Column("origin", String, nullable=False),  # created | shared | imported
+    Column("serial", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+META = Table(
+    "ftctl_meta",
+    ftctl,
+    Column("key", String, primary_key=True),
+    Column("value", String, nullable=False),
+)
+LOCK = Table(
+    "ftctl_lock",
+    ftctl,
+    Column("name", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("host", String, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+APPLIES = Table(
+    "ftctl_applies",
+    ftctl,
+    Column("apply_id", String, primary_key=True),
+    Column("serial", Integer, nullable=False),
+    Column("plan_digest", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("commit_sha", String, nullable=False, default=""),
+    Column("state", String, nullable=False),  # running | done | failed
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+JOURNAL = Table(
+    "ftctl_journal",
+    ftctl,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("apply_id", String, nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("intent", Text, nullable=False),  # JSON: the addresses and row ids the step will write
+    Column("state", String, nullable=False),  # intent | done | abandoned
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+HISTORY = Table(
+    "ftctl_history",
+    ftctl,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("apply_id", String, nullable=False, index=True),
+    Column("serial", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("store_table", String, nullable=False),
+    Column("row_id", String, nullable=False),
+    Column("before", Text),  # JSON row, NULL when created
+    Column("after", Text),  # JSON row, NULL when deleted
+)

@@ -1,0 +1,216 @@
+"""Writing the store: the lease lock, the apply record and journal, and one transaction per step.
+
+`StoreWriter` is what the executor drives. Every effect on the Studio's tables happens inside
+`commit_step`, in one short transaction together with ftctl's records, the history (row before and
+after) and the journal row marking the step done: after a crash a step is either wholly in the
+store or not at all. No transaction is held open across anything but these statements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, text, update
+
+from reconciler.live import Snapshot
+from reconciler.plan import Change, RowOp
+from reconciler.records import fingerprint, storable
+from reconciler.store.db import StoreError, open_engine, store_url
+from reconciler.store.read import snapshot_from
+from reconciler.store.schema import APPLIES, HISTORY, JOURNAL, LOCK, META, OBJECTS, STUDIO_TABLES
+
+LOCK_NAME = "apply"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    owner: str
+    host: str
+    pid: int
+    expires_at: float
+
+    def describe(self, now: float) -> str:
+        return f"{self.owner} (pid {self.pid} on {self.host}, lease expires in {max(0, self.expires_at - now):.0f} s)"
+
+
+class LockedError(StoreError):
+    """Another apply holds the lock."""
+
+    def __init__(self, holder: LockHolder, waited: float, now: float) -> None:
+        super().__init__(f"the store is locked by {holder.describe(now)}; waited {waited:.0f} s (--lock-timeout)")
+        self.holder = holder
+
+
+class StoreWriter:
+    def __init__(self, location: str | None, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = store_url(location)
+        self.engine: Engine = open_engine(location, create=True)
+        self.clock = clock
+        self.owner = f"ftctl-{uuid.uuid4().hex[:8]}"
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def snapshot(self) -> Snapshot:
+        return snapshot_from(self.engine)
+
+    # -- lease lock ------------------------------------------------------------------------------
+
+    def acquire_lock(self, *, ttl_s: float, wait_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        started = self.clock()
+        while True:
+            holder = self._try_lock(ttl_s)
+            if holder is None:
+                return
+            now = self.clock()
+            if now - started >= wait_s:
+                raise LockedError(holder, now - started, now)
+            sleep(min(0.2, max(0.01, wait_s - (now - started))))
+
+    def _try_lock(self, ttl_s: float) -> LockHolder | None:
+        now = self.clock()
+        mine = {"owner": self.owner, "host": self.host, "pid": self.pid, "acquired_at": now, "expires_at": now + ttl_s}
+        with self.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO ftctl_lock (name, owner, host, pid, acquired_at, expires_at) "
+                "VALUES (:name, :owner, :host, :pid, :acquired_at, :expires_at) ON CONFLICT (name) DO NOTHING"
+            ), {"name": LOCK_NAME, **mine})
+            row = conn.execute(select(LOCK).where(LOCK.c.name == LOCK_NAME)).one()
+            holder = LockHolder(row.owner, row.host, int(row.pid), float(row.expires_at))
+            if holder.owner == self.owner:
+                return None
+            if holder.expires_at < now or (holder.host == self.host and not _alive(holder.pid)):
+                taken = conn.execute(
+                    update(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == holder.owner).values(**mine)
+                ).rowcount
+                return None if taken == 1 else holder
+            return holder
+
+    def renew_lock(self, ttl_s: float) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner).values(expires_at=now + ttl_s)
+            ).rowcount
+        if renewed != 1:
+            raise StoreError("lost the store lock (its lease expired and another apply took it); stopping")
+
+    def release_lock(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner))
+
+    # -- apply record and journal -----------------------------------------------------------------
+
+    def begin_apply(self, *, plan_digest: str, actor: str, commit_sha: str = "") -> tuple[str, int, int]:
+        """Bump the serial, mark interrupted applies and their open intents; (apply id, serial, abandoned)."""
+        apply_id = uuid.uuid4().hex
+        now = self.clock()
+        with self.engine.begin() as conn:
+            current = conn.execute(select(META.c.value).where(META.c.key == "serial")).scalar()
+            serial = int(current or 0) + 1
+            if current is None:
+                conn.execute(insert(META), {"key": "serial", "value": str(serial)})
+            else:
+                conn.execute(update(META).where(META.c.key == "serial").values(value=str(serial)))
+            abandoned = conn.execute(
+                update(JOURNAL).where(JOURNAL.c.state == "intent").values(state="abandoned", finished_at=now)
+            ).rowcount
+            conn.execute(update(APPLIES).where(APPLIES.c.state == "running").values(state="interrupted", finished_at=now))
+            conn.execute(insert(APPLIES), {
+                "apply_id": apply_id, "serial": serial, "plan_digest": plan_digest, "actor": actor,
+                "commit_sha": commit_sha, "state": "running", "started_at": now,
+            })
+        return apply_id, serial, int(abandoned)
+
+    def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int:
+        intent = {"changes": [f"{c.action.value} {c.address}" for c in changes],
+                  "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops]}
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(JOURNAL), {
+                "apply_id": apply_id, "step": step, "intent": json.dumps(intent), "state": "intent", "created_at": self.clock(),
+            })
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None:
+        """Carry out the changes' row operations and records, with history, in one transaction."""
+        now = self.clock()
+        history: list[dict[str, Any]] = []
+        with self.engine.begin() as conn:
+            for change in changes:
+                for op in change.ops:
+                    history.append(self._row_op(conn, op, change, apply_id, serial, now))
+                self._record(conn, change, serial, now)
+            if history:
+                conn.execute(insert(HISTORY), history)
+            conn.execute(update(JOURNAL).where(JOURNAL.c.seq == journal_seq).values(state="done", finished_at=now))
+
+    def _row_op(self, conn, op: RowOp, change: Change, apply_id: str, serial: int, now: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        table = STUDIO_TABLES[op.table]
+        before_row = conn.execute(select(table).where(table.c.id == op.row_id)).mappings().first()
+        before = dict(before_row) if before_row is not None else None
+        after: dict[str, Any] | None
+        if op.op == "insert":
+            if before is not None:  # written by an earlier, interrupted step of this same object
+                raise StoreError(f"{op.table} row {op.row_id} already exists; re-plan")
+            after = storable(op.table, op.values)
+            conn.execute(insert(table), after)
+        elif op.op == "update":
+            if before is None:
+                raise StoreError(f"{op.table} row {op.row_id} of {change.address} is gone; re-plan")
+            values = {k: v for k, v in storable(op.table, {**before, **op.values}).items() if k in op.values}
+            conn.execute(update(table).where(table.c.id == op.row_id).values(**values))
+            after = {**before, **values}
+        else:
+            conn.execute(delete(table).where(table.c.id == op.row_id))
+            after = None
+        return {
+            "apply_id": apply_id, "serial": serial, "at": now, "kind": change.kind, "name": change.name,
+            "action": change.action.value, "store_table": op.table, "row_id": op.row_id,
+            "before": json.dumps(before) if before is not None else None,
+            "after": json.dumps(after) if after is not None else None,
+        }
+
+    def _record(self, conn, change: Change, serial: int, now: float) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(delete(OBJECTS).where(OBJECTS.c.kind == change.kind, OBJECTS.c.name == change.name))
+        rec = change.record
+        if rec is None:
+            return
+        conn.execute(insert(OBJECTS), {
+            "kind": change.kind, "name": change.name, "store_table": rec.store_table, "store_id": rec.store_id,
+            "row_ids": json.dumps(list(rec.row_ids)), "spec_fingerprint": rec.spec_fingerprint,
+            "row_fingerprint": rec.row_fingerprint, "generation": rec.generation, "protected": int(rec.protected),
+            "origin": rec.origin, "serial": serial, "updated_at": now,
+        })
+
+    def finish_apply(self, apply_id: str, state: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(APPLIES).where(APPLIES.c.apply_id == apply_id).values(state=state, finished_at=self.clock()))
+
+    def set_protected(self, kind: str, name: str, protected: bool) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                update(OBJECTS).where(OBJECTS.c.kind == kind, OBJECTS.c.name == name).values(protected=int(protected))
+            ).rowcount)
+
+
+def row_fingerprint(table: str, row: dict[str, Any]) -> str:
+    return fingerprint(table, row)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

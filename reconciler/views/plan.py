@@ -1,0 +1,130 @@
+"""Rendering a `Plan` for people and machines: text (terminal), json (the plan file), markdown (PR).
+
+Pure: a plan in, a string out. The markdown view fits a pull-request comment: the summary counts
+first, blockers next, every change folded under <details>, and the whole kept under a size budget.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.plan import Action, Change, Plan
+
+SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
+MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
+VALUE_WIDTH = 100
+
+
+def render_plan(fmt: str, plan: Plan) -> str:
+    if fmt == "json":
+        return plan.to_json()
+    if fmt == "markdown":
+        return markdown(plan)
+    return text(plan)
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.counts()
+    waiting = sum(1 for c in plan.changes if c.waits_for)
+    parts = [f"{counts['create'] - waiting} to create", f"{counts['update']} to update", f"{counts['replace']} to replace",
+             f"{counts['delete']} to delete", f"{counts['noop']} unchanged"]
+    if waiting:
+        parts.append(f"{waiting} waiting")
+    return ", ".join(parts)
+
+
+def text(plan: Plan) -> str:
+    lines = [f"Plan for {plan.store} (serial {plan.serial}): {summary_line(plan)}."]
+    shown = [c for c in plan.changes if c.action.is_change()]
+    if shown:
+        lines.append("")
+    for change in shown:
+        lines.extend(_text_change(change))
+    orphans = [c for c in plan.changes if c.action is Action.NOOP and "--prune" in c.reason]
+    if orphans:
+        lines += ["", f"Not in the manifests ({len(orphans)}; kept, `--prune` would delete them):"]
+        lines += [f"  {c.address}" for c in orphans[:20]] + ([f"  … and {len(orphans) - 20} more"] if len(orphans) > 20 else [])
+    if plan.blockers:
+        lines += ["", "Blocked: this plan will not be applied:"]
+        lines += [f"  {b.code} {b.address}: {b.message}" for b in plan.blockers]
+    if not plan.has_changes() and not plan.blockers:
+        lines += ["", "No changes. The store matches the manifests."]
+    return "\n".join(lines) + "\n"
+
+
+def _text_change(change: Change) -> list[str]:
+    head = f"  {SYMBOL[change.action]} {change.address}: {change.reason}"
+    if change.consequence.value not in ("none",):
+        head += f" [{change.consequence.value}]"
+    if change.drift:
+        head += " (drift)"
+    out = [head]
+    for diff in change.fields:
+        before, after = diff.shown()
+        mark = "  # forces replacement" if diff.forces_replace and change.action is Action.REPLACE else ""
+        if change.action is Action.CREATE:
+            out.append(f"      {diff.path} = {_value(after)}")
+        elif change.action is Action.DELETE:
+            out.append(f"      {diff.path} = {_value(before)}")
+        else:
+            out.append(f"      {diff.path}: {_value(before)} -> {_value(after)}{mark}")
+    return out
+
+
+def _value(value: Any) -> str:
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= VALUE_WIDTH else shown[: VALUE_WIDTH - 1] + "…"
+
+
+def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
+    counts = plan.counts()
+    head = ["### ftctl plan", "",
+            "| create | update | replace | delete | unchanged |", "|---:|---:|---:|---:|---:|",
+            f"| {counts['create']} | {counts['update']} | {counts['replace']} | {counts['delete']} | {counts['noop']} |", ""]
+    if plan.blockers:
+        head += ["**Blocked** (exit 3): this plan will not be applied.", ""]
+        head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]
+    if not plan.has_changes():
+        head += ["No changes: the store matches the manifests.", ""]
+    changes = [c for c in plan.changes if c.action.is_change()]
+    body: list[str] = []
+    if changes:
+        body += [f"<details><summary>{len(changes)} change(s)</summary>", ""]
+        for change in changes:
+            body += _md_change(change)
+        body += ["</details>", ""]
+    footer = [f"<sub>store serial {plan.serial} · plan digest `{plan.digest()}`</sub>", ""]
+    out = "\n".join(head + body + footer)
+    if len(out) <= budget:
+        return out
+    kept: list[str] = []
+    size = len("\n".join(head + footer)) + 200
+    for line in body:
+        if size + len(line) + 1 > budget:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    note = f"_…the plan is longer than a comment allows; {len(changes)} changes in all: see the job's plan artifact._"
+    return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
+
+
+def _md_change(change: Change) -> list[str]:
+    extra = f" — {change.consequence.value}" if change.consequence.value != "none" else ""
+    drift = " (drift)" if change.drift else ""
+    out = [f"- `{SYMBOL[change.action].strip() or '='}` **{_md(change.address)}**: {_md(change.reason)}{extra}{drift}"]
+    for diff in change.fields[:30]:
+        before, after = diff.shown()
+        if change.action is Action.CREATE:
+            out.append(f"  - `{diff.path}` = `{_md(_value(after))}`")
+        elif change.action is Action.DELETE:
+            out.append(f"  - `{diff.path}` was `{_md(_value(before))}`")
+        else:
+            out.append(f"  - `{diff.path}`: `{_md(_value(before))}` → `{_md(_value(after))}`")
+    if len(change.fields) > 30:
+        out.append(f"  - … {len(change.fields) - 30} more fields")
+    return out
+
+
+def _md(value: str) -> str:
+    return value.replace("`", "'").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
