@@ -165,6 +165,102 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){note}.")
 
 
+@cli.command(name="import")
+@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--out", "out_dir", default="imported", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the manifests (one file per kind).")
+@click.option("--force", is_flag=True, help="Overwrite manifest files that already exist in --out.")
+@click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS")
+def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float) -> None:
+    """Take existing Studio rows under management.
+
+    Writes a manifest for every row ftctl does not manage yet (annotated with the row's id,
+    ftctl.io/store-id), then adopts those rows in one apply: from then on `ftctl plan` over the
+    manifests shows no changes until Git or the Studio changes something.
+    """
+    from reconciler.engine import import_rows
+    from reconciler.views import render_diagnostics, render_plan
+
+    report = import_rows(store, out_dir, lock_wait_s=lock_timeout, overwrite=force)
+    if not report.objects:
+        click.echo("Nothing to import: ftctl already manages every row of the store.")
+        return
+    click.echo(f"Wrote {report.objects} manifests to {', '.join(report.files)}.")
+    if report.plan is not None and report.plan.plan is None:
+        click.echo(render_diagnostics("text", report.plan.validation.diagnostics, files=len(report.plan.validation.files),
+                                      manifests=report.plan.validation.documents), err=True, nl=False)
+        click.echo("ftctl: the rows were not adopted: fix the manifests above, then `ftctl apply` them", err=True)
+        sys.exit(EXIT_ERRORS)
+    if report.plan is not None and report.plan.plan is not None and report.plan.plan.is_blocked():
+        click.echo(render_plan("text", report.plan.plan), nl=False)
+        sys.exit(EXIT_BLOCKED)
+    click.echo(f"Adopted {report.objects} objects (serial {report.applied.serial if report.applied else '?'}).")
+
+
+@cli.command(name="export-manifests")
+@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--out", "out_dir", default="exported", show_default=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite manifest files that already exist in --out.")
+def export_manifests(store: str | None, out_dir: str, force: bool) -> None:
+    """Dump every row of a store as manifests (writes files only; the store is not touched)."""
+    from reconciler.engine import export_manifests as run_export
+
+    report = run_export(store, out_dir, overwrite=force)
+    click.echo(f"Wrote {report.objects} manifests to {', '.join(report.files) or out_dir}.")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--offline", is_flag=True, help="Skip the Hub.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -> None:
+    """Each object's sync state (synced, out of sync, drifted, missing, waiting, orphaned) and health.
+
+    PATHS are the manifests (default: the current folder). Exit 0 when everything is synced,
+    2 when something is not.
+    """
+    import json as jsonlib
+    from dataclasses import asdict
+
+    from reconciler.engine import status as run_status
+
+    report, rows = run_status(list(paths) or ["."], store=store, offline=offline)
+    if report.plan is None:
+        _plan_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
+    if fmt == "json":
+        click.echo(jsonlib.dumps([asdict(r) for r in rows], indent=1))
+    else:
+        header = ("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID")
+        table = [header] + [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-") for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    sys.exit(EXIT_OK if all(r.sync.is_synced() for r in rows) else EXIT_CHANGES)
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--store", metavar="PATH|URL")
+def protect(address: str, store: str | None) -> None:
+    """Protect a managed object (Kind/name) from deletion, even after its manifest is gone."""
+    from reconciler.engine import set_protection
+
+    set_protection(store, address, True)
+    click.echo(f"{address} is protected: prune will refuse to delete it.")
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--store", metavar="PATH|URL")
+def unprotect(address: str, store: str | None) -> None:
+    """Lift the protection of a managed object (Kind/name)."""
+    from reconciler.engine import set_protection
+
+    set_protection(store, address, False)
+    click.echo(f"{address} is no longer protected.")
+
+
 @cli.command()
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder to write (default: schemas/).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each stale file.")

@@ -179,14 +179,17 @@ def _dataset(m: Manifest, scope: Scope, _own: str) -> Rendered:
         table_fact = scope.facts.local.tables.get(m.path(spec.location))
         if table_fact is not None and table_fact.error is None:
             features = list(table_fact.columns)
-    return _one("datasets", {
+    values: Row = {
         "type": spec.type,
         "name": m.name,
         "description": description,
         "huggingface_name": spec.huggingface_name if spec.type == "huggingface" else None,
         "location": scope.stored_path(m, spec.location) if spec.type != "huggingface" else None,
         "features": json.dumps(features) if features is not None else None,
-    })
+    }
+    if spec.type == "huggingface":  # what the Hub did not tell us (offline) is left as the store has it
+        values = {k: v for k, v in values.items() if v is not None or k not in ("features", "description")}
+    return _one("datasets", values)
 
 
 def _model(m: Manifest, scope: Scope, _own: str) -> Rendered:
@@ -314,7 +317,6 @@ def _evaluation_job(m: Manifest, scope: Scope, own_id: str) -> Rendered:
         "parent_job_id": own_id,
         "dataset_id": scope.ref_id(spec.dataset, "Dataset"),
         "prompt_id": scope.ref_id(spec.prompt, "Prompt"),
-        "num_workers": 1,
         "num_cpu": res.cpu if res else None,
         "num_gpu": res.gpu if res else None,
         "num_memory": res.memory if res else None,

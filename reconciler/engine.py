@@ -18,6 +18,7 @@ from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
 from reconciler.executor import ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
+from reconciler.health import ObjectStatus, assess
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
@@ -207,3 +208,62 @@ def commit_sha(environ: Mapping[str, str]) -> str:
         if environ.get(name):
             return environ[name]
     return ""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    files: list[str]
+    objects: int
+    plan: PlanReport | None = None
+    applied: ApplyResult | None = None
+
+
+def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = False, overwrite: bool = False) -> ImportReport:
+    """Write manifests for the store's rows (all of them, or those ftctl does not manage) to out_dir."""
+    from reconciler.importer import Layout, manifests_for, to_yaml
+
+    snapshot = _read_for_plan(store)
+    layout = Layout(root=os.getcwd(), out_dir=os.path.abspath(out_dir))
+    files = manifests_for(snapshot, layout=layout, unmanaged_only=unmanaged_only)
+    targets = {os.path.join(out_dir, name): docs for name, docs in sorted(files.items())}
+    clashes = [path for path in targets if os.path.exists(path)]
+    if clashes and not overwrite:
+        raise EngineError(f"{', '.join(clashes)} already exist; choose another folder (or --force to overwrite)")
+    os.makedirs(out_dir, exist_ok=True)
+    header = f"Written by ftctl from {snapshot.source}; each manifest names the row it came from (ftctl.io/store-id)."
+    for path, docs in targets.items():
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(to_yaml(docs, header=header))
+    return ImportReport(sorted(targets), sum(len(d) for d in files.values()))
+
+
+def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False) -> ImportReport:
+    """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)."""
+    written = export_manifests(store, out_dir, unmanaged_only=True, overwrite=overwrite)
+    if not written.objects:
+        return written
+    report = make_plan([out_dir], store=store, policy=Policy(), offline=True, use_cache=False)
+    if report.plan is None or report.plan.is_blocked():
+        return ImportReport(written.files, written.objects, report)
+    applied = execute_plan(report.plan, store=store, lock_wait_s=lock_wait_s)
+    return ImportReport(written.files, written.objects, report, applied)
+
+
+def status(paths: Sequence[str], *, store: str | None, offline: bool) -> tuple[PlanReport, list[ObjectStatus]]:
+    snapshot = _read_for_plan(store)
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot)
+    return report, (assess(report.plan, snapshot) if report.plan else [])
+
+
+def set_protection(store: str | None, address: str, protected: bool) -> None:
+    from reconciler.store import StoreError, StoreWriter
+
+    kind, _, name = address.partition("/")
+    writer = StoreWriter(store)
+    try:
+        if not writer.set_protected(kind, name, protected):
+            raise EngineError(f"{address} is not managed by ftctl in {writer.url}")
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    finally:
+        writer.close()

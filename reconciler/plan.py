@@ -124,6 +124,7 @@ class Plan:
     changes: tuple[Change, ...] = ()
     blockers: tuple[Blocker, ...] = ()
     policy: Policy = field(default_factory=Policy)
+    labels: dict[str, str] = field(default_factory=dict)  # store id -> Kind/name, for ids shown in diffs
     format_version: int = FORMAT_VERSION
 
     def actionable(self) -> list[Change]:
@@ -175,6 +176,7 @@ class Plan:
             changes=tuple(_change(c) for c in data["changes"]),
             blockers=tuple(Blocker(**b) for b in data["blockers"]),
             policy=Policy(**data["policy"]),
+            labels=dict(data.get("labels", {})),
             format_version=int(data["format_version"]),
         )
 

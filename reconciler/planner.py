@@ -47,6 +47,8 @@ REFERRERS: dict[str, tuple[tuple[str, str], ...]] = {
 # Studio columns that are unique by application code, per kind (a second row would break the Studio).
 UNIQUE_COLUMNS = {"Dataset": "name", "Adapter": "name", "Prompt": "name", "FineTuningJob": "adapter_name"}
 PROTECTED_ANNOTATION = "ftctl.io/protected"
+# Names the existing Studio row a manifest takes over (written by `ftctl import`).
+STORE_ID_ANNOTATION = "ftctl.io/store-id"
 # A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
 SHARED_COLUMNS = ("type", "config")
 NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")
@@ -64,6 +66,7 @@ def build_plan(
     changes = planner.pair_all() + planner.deletions()
     blockers = planner.blockers + _mass_deletion(changes, policy)
     return Plan(
+        labels=_labels(changes, planner.ids, snapshot),
         store=snapshot.source,
         serial=snapshot.serial,
         read=dict(snapshot.fingerprints),
@@ -73,12 +76,31 @@ def build_plan(
     )
 
 
+def _labels(changes: list[Change], ids: dict[tuple[str, str], str], snapshot: Snapshot) -> dict[str, str]:
+    """Kind/name of every store id that a field diff shows, so people read names, not UUIDs."""
+    known = {store_id: f"{kind}/{name}" for (kind, name), store_id in ids.items()}
+    shown = {v for c in changes for f in c.fields for v in (f.before, f.after) if isinstance(v, str) and len(v) == 36}
+    out = {}
+    for value in sorted(shown):
+        if value in known:
+            out[value] = known[value]
+        else:
+            live = snapshot.by_id(value)
+            if live is not None:
+                out[value] = f"{live.kind}/{live.name or live.id} (not managed)"
+    return out
+
+
 def new_id(seed: str, *parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, "\0".join([seed, *map(str, parts)])))
 
 
-def is_protected(manifest: Manifest) -> bool:
-    return manifest.resource.metadata.annotations.get(PROTECTED_ANNOTATION, "").lower() in ("true", "yes", "1")
+def is_protected(manifest: Manifest, record: ManagedRecord | None) -> bool:
+    """The annotation when the manifest has one; otherwise what the store says (`ftctl protect`)."""
+    value = manifest.resource.metadata.annotations.get(PROTECTED_ANNOTATION)
+    if value is None:
+        return record.protected if record else False
+    return value.strip().lower() in ("true", "yes", "1")
 
 
 @dataclass
@@ -93,6 +115,12 @@ class _Planner:
     content: dict[tuple[str, str], str] = field(default_factory=dict)  # run-input digest per object
     new_configs: dict[str, str] = field(default_factory=dict)  # config content key -> id created here
     deleted_ids: set[str] = field(default_factory=set)
+
+    @property
+    def _managed_ids(self) -> set[str]:
+        if not hasattr(self, "_managed_id_set"):
+            self._managed_id_set = {r.store_id for r in self.snapshot.managed.values()}
+        return self._managed_id_set
 
     def pair_all(self) -> list[Change]:
         by_key = {(m.kind, m.name): m for m in self.manifests}
@@ -114,15 +142,57 @@ class _Planner:
     def pair(self, manifest: Manifest, wave: int) -> Change:
         key = (manifest.kind, manifest.name)
         record = self.snapshot.managed.get(key)
+        adopting = record is None and self._adoptable(manifest)
+        if adopting:
+            record = self._adoption_record(manifest)
         own_id = record.store_id if record else new_id(self.seed, *key, 1)
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.content[key] = _run_inputs(desired)
         spec_fp = self._spec_fingerprint(desired)
-        protected = is_protected(manifest)
+        protected = is_protected(manifest, record)
         if record is None:
             return self._create(desired, wave, spec_fp, protected)
+        if adopting:
+            return self._adopt(desired, record, wave, spec_fp, protected)
         return self._compare(desired, record, wave, spec_fp, protected)
+
+    # -- adopt -----------------------------------------------------------------------------------
+
+    def _adoptable(self, manifest: Manifest) -> bool:
+        store_id = manifest.resource.metadata.annotations.get(STORE_ID_ANNOTATION)
+        table = KIND_TABLE.get(manifest.kind, "")
+        if not store_id or not table or store_id in self._managed_ids:
+            return False
+        if table == "evaluation_jobs":
+            return any(r.get("parent_job_id") == store_id for r in self.snapshot.rows.get(table, {}).values())
+        return self.snapshot.row(table, store_id) is not None
+
+    def _adoption_record(self, manifest: Manifest) -> ManagedRecord:
+        store_id = manifest.resource.metadata.annotations[STORE_ID_ANNOTATION]
+        table = KIND_TABLE[manifest.kind]
+        if table == "evaluation_jobs":
+            row_ids = tuple(sorted(str(r["id"]) for r in self.snapshot.rows[table].values() if r.get("parent_job_id") == store_id))
+        else:
+            row_ids = (store_id,)
+        row = self.snapshot.row(table, row_ids[0]) or {}
+        origin = "shared" if table == "configs" and str(row.get("is_default") or 0) == "1" else "imported"
+        return ManagedRecord(manifest.kind, manifest.name, table, store_id, row_ids, "", "", 1, False, origin)
+
+    def _adopt(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
+        """Take an existing Studio row under management; differences are shown and put right."""
+        only = SHARED_COLUMNS if record.origin == "shared" else None
+        live_fp = _rows_fp(desired, self._live_rows(record), only=only)
+        record = ManagedRecord(record.kind, record.name, record.store_table, record.store_id, record.row_ids,
+                               spec_fp, live_fp, 1, protected, record.origin)
+        change = self._compare(desired, record, wave, spec_fp, protected)
+        after = change.record or Record(record.store_table, record.store_id, record.row_ids, spec_fp,
+                                        _rows_fp(desired, {}, only=only), 1, record.origin, protected)
+        reason = f"adopt the existing Studio row {record.store_id} ({STORE_ID_ANNOTATION})"
+        if change.action is Action.NOOP:
+            return Change(desired.kind, desired.name, Action.UPDATE, reason, Consequence.IN_PLACE, wave, record=after)
+        return Change(change.kind, change.name, change.action, f"{reason}; {change.reason}", change.consequence, wave,
+                      False, change.fields, change.ops, after, change.waits_for)
 
     def _spec_fingerprint(self, desired: Desired) -> str:
         inputs = sorted(self.content.get(dep, "") for dep in desired.depends_on)
@@ -178,11 +248,11 @@ class _Planner:
         if column is None or not desired.rows:
             return ""
         value = desired.rows[0].values.get(column)
-        managed_ids = {r.store_id for r in self.snapshot.managed.values()}
         for row in self.snapshot.rows.get(desired.table, {}).values():
-            if row.get(column) == value and row["id"] not in managed_ids:
+            if row.get(column) == value and row["id"] not in self._managed_ids:
                 return (f"the store already has a {desired.kind} with {column} {value!r} (id {row['id']}) that ftctl "
-                        f"does not manage; adopt it with `ftctl import`, or rename the manifest")
+                        f"does not manage; adopt it (`ftctl import`, or annotate the manifest "
+                        f"{STORE_ID_ANNOTATION}: {row['id']}), or rename the manifest")
         return ""
 
     # -- compare ---------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def text(plan: Plan) -> str:
     if shown:
         lines.append("")
     for change in shown:
-        lines.extend(_text_change(change))
+        lines.extend(_text_change(change, plan.labels))
     orphans = [c for c in plan.changes if c.action is Action.NOOP and "--prune" in c.reason]
     if orphans:
         lines += ["", f"Not in the manifests ({len(orphans)}; kept, `--prune` would delete them):"]
@@ -53,7 +53,7 @@ def text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _text_change(change: Change) -> list[str]:
+def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
     head = f"  {SYMBOL[change.action]} {change.address}: {change.reason}"
     if change.consequence.value not in ("none",):
         head += f" [{change.consequence.value}]"
@@ -64,17 +64,20 @@ def _text_change(change: Change) -> list[str]:
         before, after = diff.shown()
         mark = "  # forces replacement" if diff.forces_replace and change.action is Action.REPLACE else ""
         if change.action is Action.CREATE:
-            out.append(f"      {diff.path} = {_value(after)}")
+            out.append(f"      {diff.path} = {_value(after, labels)}")
         elif change.action is Action.DELETE:
-            out.append(f"      {diff.path} = {_value(before)}")
+            out.append(f"      {diff.path} = {_value(before, labels)}")
         else:
-            out.append(f"      {diff.path}: {_value(before)} -> {_value(after)}{mark}")
+            out.append(f"      {diff.path}: {_value(before, labels)} -> {_value(after, labels)}{mark}")
     return out
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, labels: dict[str, str] | None = None) -> str:
     shown = json.dumps(value, ensure_ascii=False, default=str)
-    return shown if len(shown) <= VALUE_WIDTH else shown[: VALUE_WIDTH - 1] + "…"
+    if len(shown) > VALUE_WIDTH:
+        shown = shown[: VALUE_WIDTH - 1] + "…"
+    label = (labels or {}).get(value) if isinstance(value, str) else None
+    return f"{shown} ({label})" if label else shown
 
 
 def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
@@ -92,7 +95,7 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
     if changes:
         body += [f"<details><summary>{len(changes)} change(s)</summary>", ""]
         for change in changes:
-            body += _md_change(change)
+            body += _md_change(change, plan.labels)
         body += ["</details>", ""]
     footer = [f"<sub>store serial {plan.serial} · plan digest `{plan.digest()}`</sub>", ""]
     out = "\n".join(head + body + footer)
@@ -109,18 +112,18 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
     return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
 
 
-def _md_change(change: Change) -> list[str]:
+def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
     extra = f" — {change.consequence.value}" if change.consequence.value != "none" else ""
     drift = " (drift)" if change.drift else ""
     out = [f"- `{SYMBOL[change.action].strip() or '='}` **{_md(change.address)}**: {_md(change.reason)}{extra}{drift}"]
     for diff in change.fields[:30]:
         before, after = diff.shown()
         if change.action is Action.CREATE:
-            out.append(f"  - `{diff.path}` = `{_md(_value(after))}`")
+            out.append(f"  - `{diff.path}` = `{_md(_value(after, labels))}`")
         elif change.action is Action.DELETE:
-            out.append(f"  - `{diff.path}` was `{_md(_value(before))}`")
+            out.append(f"  - `{diff.path}` was `{_md(_value(before, labels))}`")
         else:
-            out.append(f"  - `{diff.path}`: `{_md(_value(before))}` → `{_md(_value(after))}`")
+            out.append(f"  - `{diff.path}`: `{_md(_value(before, labels))}` → `{_md(_value(after, labels))}`")
     if len(change.fields) > 30:
         out.append(f"  - … {len(change.fields) - 30} more fields")
     return out

@@ -1,0 +1,79 @@
+"""Sync state and health of managed objects, for `ftctl status`. Pure: a plan and a snapshot in.
+
+Sync state says whether the store matches Git (synced, out of sync, drifted, missing, waiting,
+orphaned); health says whether the object itself is usable (its row exists; a job's state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.live import ManagedRecord, Snapshot
+from reconciler.plan import Action, Change, Plan
+
+
+class Sync(StrEnum):
+    SYNCED = "synced"
+    OUT_OF_SYNC = "out of sync"
+    DRIFTED = "drifted"
+    MISSING = "missing"
+    WAITING = "waiting"
+    ORPHANED = "orphaned"
+
+    def is_synced(self) -> bool:
+        return self is Sync.SYNCED
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    PENDING = "pending"  # a job row not launched yet
+    LAUNCHED = "launched"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ObjectStatus:
+    kind: str
+    name: str
+    sync: Sync
+    health: Health
+    store_id: str
+    generation: int
+    reason: str
+
+
+def assess(plan: Plan, snapshot: Snapshot) -> list[ObjectStatus]:
+    return [_status(change, snapshot) for change in plan.changes]
+
+
+def _status(change: Change, snapshot: Snapshot) -> ObjectStatus:
+    record = snapshot.managed.get((change.kind, change.name))
+    store_id = record.store_id if record else ""
+    generation = record.generation if record else 0
+    return ObjectStatus(change.kind, change.name, _sync(change), _health(change, record, snapshot),
+                        store_id, generation, change.reason)
+
+
+def _sync(change: Change) -> Sync:
+    if change.waits_for:
+        return Sync.WAITING
+    if change.action is Action.NOOP:
+        return Sync.ORPHANED if "--prune" in change.reason else Sync.SYNCED
+    if change.action is Action.CREATE:  # not in the store yet, or its row was deleted there
+        return Sync.MISSING
+    return Sync.DRIFTED if change.drift else Sync.OUT_OF_SYNC
+
+
+def _health(change: Change, record: ManagedRecord | None, snapshot: Snapshot) -> Health:
+    if record is None:
+        return Health.MISSING
+    if not record.store_table:
+        return Health.UNKNOWN
+    rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
+    if not rows or any(r is None for r in rows):
+        return Health.MISSING
+    if record.store_table.endswith("_jobs"):
+        return Health.LAUNCHED if all(r and r.get("cml_job_id") for r in rows) else Health.PENDING
+    return Health.HEALTHY
