@@ -156,10 +156,8 @@ def _prompt(rows: list[Row], names: dict[str, tuple[str, str]], _layout: Layout)
 def _config(rows: list[Row], _names: dict[str, tuple[str, str]], _layout: Layout) -> dict[str, Any]:
     row = rows[0]
     body = parsed_config(str(row.get("config") or ""), yaml=row.get("type") == "axolotl")
-    return _clean({
-        "type": row.get("type"), "config": body, "description": row.get("description"),
-        "model_family": row.get("model_family"),
-    })
+    spec = _clean({"type": row.get("type"), "config": body, "model_family": row.get("model_family")})
+    return {**spec, "description": row.get("description") or ""}  # '' kept: the default is the manifest name
 
 
 def _snapshot(text: Any) -> Any:
