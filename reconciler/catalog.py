@@ -82,7 +82,7 @@ _RULES: list[Rule] = [
     Rule("AD-005", E, "prompt must exist", "Name a Prompt manifest or reference a store id; or leave it out.", True),
     # --- ftctl's adapter rules ---
     Rule("AD-101", E, "adapter type needs its identifying field", "project adapters need location; huggingface adapters need huggingface_name; model_registry adapters need cml_registered_model_id.", False),
-    Rule("AD-102", W, "project adapter directory has no adapter_config.json", "A PEFT adapter directory holds adapter_config.json and the adapter weights.", False),
+    Rule("AD-102", E, "project adapter directory must hold adapter_config.json", "A PEFT adapter directory holds adapter_config.json and the adapter weights; point location at one.", False),
     # --- the Studio's prompt rules ---
     Rule("PR-001", E, "prompt name is required and unique", "Set metadata.name to a name no other Prompt uses.", True),
     Rule("PR-002", E, "prompt dataset is required", "Name the Dataset whose columns the templates use.", True),

@@ -155,17 +155,18 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise PlanFormatError(f"not a plan file (invalid JSON: {exc})") from exc
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            raise PlanFormatError(f"not a plan file (invalid JSON: {str(exc)[:200]})") from exc
         if not isinstance(data, dict) or "format_version" not in data:
             raise PlanFormatError("not a plan file (no format_version)")
-        if data["format_version"] != FORMAT_VERSION:
-            raise PlanFormatError(f"plan format_version {data['format_version']} (this ftctl reads {FORMAT_VERSION})")
+        version = data["format_version"]
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise PlanFormatError(f"plan format_version {version!r} (this ftctl reads {FORMAT_VERSION})")
         try:
             return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlanFormatError(f"malformed plan file: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise PlanFormatError(f"malformed plan file: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -179,6 +180,10 @@ class Plan:
             labels=dict(data.get("labels", {})),
             format_version=int(data["format_version"]),
         )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a plan holds")
 
 
 def _change(data: dict[str, Any]) -> Change:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
@@ -23,18 +23,15 @@ from reconciler.graph import build_graph, waves
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.manifests.schema_errors import SECRET_KEY
-from reconciler.models import Config, FineTuningJob, Model
+from reconciler.models import MODELS, Config, FineTuningJob, Model
 from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
-from reconciler.records import Row, comparable, digest
+from reconciler.records import JSON_COLUMNS, Row, comparable, digest
 
-# Kinds whose change re-runs work (a job, an export): any change replaces them.
-RERUN_KINDS = {
-    "FineTuningJob": Consequence.NEW_ADAPTER_VERSION,
-    "EvaluationJob": Consequence.RERUN,
-    "ModelExport": Consequence.REEXPORT,
+# Read from the declarations beside each model (`RERUN`, `REPLACE_COLUMNS`).
+RERUN_KINDS = {kind: Consequence(model.RERUN) for kind, model in MODELS.items() if model.RERUN}
+REPLACE_COLUMNS: dict[str, frozenset[str]] = {
+    KIND_TABLE[kind]: model.REPLACE_COLUMNS for kind, model in MODELS.items() if model.REPLACE_COLUMNS
 }
-# Columns that cannot change in place: configs are content-addressed (a new body is a new row).
-REPLACE_COLUMNS: dict[str, frozenset[str]] = {"configs": frozenset({"type", "config", "model_family"})}
 # Deletion order: what uses others goes first.
 DELETE_ORDER = ("ModelExport", "EvaluationJob", "FineTuningJob", "Adapter", "Prompt", "Config", "Dataset", "Model")
 # Columns by which other rows reference a kind's rows (to refuse deleting what is still used).
@@ -63,7 +60,7 @@ def build_plan(
     seed: str,
 ) -> Plan:
     planner = _Planner(manifests, snapshot, policy, facts, seed)
-    changes = planner.pair_all() + planner.deletions()
+    changes = [_readable(c) for c in planner.pair_all() + planner.deletions()]
     blockers = planner.blockers + _mass_deletion(changes, policy)
     return Plan(
         labels=_labels(changes, planner.ids, snapshot),
@@ -115,6 +112,7 @@ class _Planner:
     content: dict[tuple[str, str], str] = field(default_factory=dict)  # run-input digest per object
     new_configs: dict[str, str] = field(default_factory=dict)  # config content key -> id created here
     deleted_ids: set[str] = field(default_factory=set)
+    changed: set[tuple[str, str]] = field(default_factory=set)  # objects this plan changes
 
     @property
     def _managed_ids(self) -> set[str]:
@@ -152,10 +150,14 @@ class _Planner:
         spec_fp = self._spec_fingerprint(desired)
         protected = is_protected(manifest, record)
         if record is None:
-            return self._create(desired, wave, spec_fp, protected)
-        if adopting:
-            return self._adopt(desired, record, wave, spec_fp, protected)
-        return self._compare(desired, record, wave, spec_fp, protected)
+            change = self._create(desired, wave, spec_fp, protected)
+        elif adopting:
+            change = self._adopt(desired, record, wave, spec_fp, protected)
+        else:
+            change = self._compare(desired, record, wave, spec_fp, protected)
+        if change.action.is_change() and not change.waits_for and change.ops:
+            self.changed.add(key)
+        return change
 
     # -- adopt -----------------------------------------------------------------------------------
 
@@ -211,7 +213,7 @@ class _Planner:
             if shared is not None:
                 self.ids[(kind, name)] = shared
                 record = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), 1, "shared", protected)
-                return Change(kind, name, Action.CREATE, f"an equal {desired.rows[0].values['type']} config exists (CF-004): reuse row {shared}",
+                return Change(kind, name, Action.CREATE, f"equal to {self._config_label(shared, exclude=name)} (CF-004): shares its row",
                               Consequence.SHARED, wave, record=record)
         clash = self._unmanaged_clash(desired)
         if clash:
@@ -231,6 +233,15 @@ class _Planner:
         if desired.table == "evaluation_jobs":
             return {r.key: new_id(self.seed, desired.kind, desired.name, generation, r.key) for r in desired.rows}
         return {r.key: own_id for r in desired.rows}
+
+    def _config_label(self, store_id: str, *, exclude: str) -> str:
+        owners = [*self.ids.items(), *(((r.kind, r.name), r.store_id) for r in self.snapshot.managed.values())]
+        for (kind, name), known in owners:
+            if known == store_id and kind == "Config" and name != exclude:
+                return f"Config/{name}"
+        row = self.snapshot.row("configs", store_id) or {}
+        default = "a Studio default config" if str(row.get("is_default") or 0) == "1" else "a Studio config"
+        return f"{default} ({store_id}; its description stays as it is)"
 
     def _equal_config(self, desired: Desired) -> str | None:
         values = desired.rows[0].values
@@ -266,29 +277,31 @@ class _Planner:
         if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = SHARED_COLUMNS if record.origin == "shared" else None
-        fields = _field_diffs(desired, live, only=only)
-        live_fp = _rows_fp(desired, live, only=only)
-        drift = live_fp != record.row_fingerprint
-        reason_drift = "changed outside ftctl (drift); the manifest's values are put back" if drift else ""
-        if kind in RERUN_KINDS:
-            if not fields and spec_fp == record.spec_fingerprint:
-                return self._noop_or_protect(desired, record, wave, protected)
-            why = "the manifest changed" if spec_fp != record.spec_fingerprint else reason_drift
-            if spec_fp != record.spec_fingerprint and not fields and desired.rows:
-                why = "an input changed: " + ", ".join(f"{k}/{n}" for k, n in desired.depends_on) or why
-            return self._replace(desired, record, wave, spec_fp, protected, why, RERUN_KINDS[kind], fields, drift)
-        if not fields:
-            return self._noop_or_protect(desired, record, wave, protected)
         table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
-        replace = any(f.forces_replace or f.path.split(".", 1)[1] in table_replace for f in fields)
-        fields = tuple(FieldDiff(f.path, f.before, f.after, f.path.split(".", 1)[1] in table_replace, f.sensitive) for f in fields)
-        why = reason_drift or "the manifest changed"
-        if replace:
-            return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.IN_PLACE, fields, drift)
-        ops = tuple(RowOp(r.table, "update", record.row_ids[0], {f.path.split(".", 1)[1]: r.values[f.path.split(".", 1)[1]] for f in fields}) for r in desired.rows[:1])
+        fields = tuple(
+            FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
+            for f in _field_diffs(desired, live, only=only)
+        )
+        drift = _rows_fp(desired, live, only=only) != record.row_fingerprint
+        if not fields and (kind not in RERUN_KINDS or spec_fp == record.spec_fingerprint):
+            return self._noop_or_protect(desired, record, wave, protected)
+        why = self._why(desired, drift)
+        if kind in RERUN_KINDS:
+            return self._replace(desired, record, wave, spec_fp, protected, why, RERUN_KINDS[kind], fields, drift)
+        if any(f.forces_replace for f in fields):
+            return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.NONE, fields, drift)
+        columns = [f.path.split(".", 1)[1] for f in fields]
+        ops = tuple(RowOp(r.table, "update", record.row_ids[0], {c: r.values[c] for c in columns}) for r in desired.rows[:1])
         new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, _rows_fp(desired, {}, only=only),
                             record.generation, record.origin, protected)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
+
+    def _why(self, desired: Desired, drift: bool) -> str:
+        """The human reason: which inputs changed, drift, or (otherwise) the manifest itself."""
+        causes = [f"{k}/{n} changed" for k, n in desired.depends_on if (k, n) in self.changed]
+        if drift:
+            causes.append("changed outside ftctl: the manifest's values are put back")
+        return "; ".join(causes) or "the manifest changed"
 
     def _noop_or_protect(self, desired: Desired, record: ManagedRecord, wave: int, protected: bool) -> Change:
         if protected == record.protected:
@@ -305,7 +318,7 @@ class _Planner:
         return {rid: self.snapshot.row(record.store_table, rid) for rid in record.row_ids}
 
     def _recreate(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
-        change = self._create(desired, wave, spec_fp, protected, reason="its row was deleted outside ftctl (drift)")
+        change = self._create(desired, wave, spec_fp, protected, reason="its row was deleted outside ftctl: it is written again")
         if change.record is None:
             return change
         record_after = Record(**{**change.record.__dict__, "generation": record.generation})
@@ -323,7 +336,8 @@ class _Planner:
             if shared is not None:
                 self.ids[(kind, name)] = shared
                 rec = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), generation, "shared", protected)
-                return Change(kind, name, Action.REPLACE, why + f"; an equal config exists: reuse row {shared}", Consequence.SHARED, wave, drift, fields, delete_ops, rec)
+                return Change(kind, name, Action.REPLACE, f"{why}; the new body equals {self._config_label(shared, exclude=name)}: shares its row",
+                              Consequence.SHARED, wave, drift, fields, delete_ops, rec)
         own_id = new_id(self.seed, kind, name, generation)
         self.ids[(kind, name)] = own_id
         if desired.table == "evaluation_jobs":  # the rows carry the job's id as parent_job_id
@@ -381,6 +395,36 @@ class _Planner:
                 if row.get(column) in record.row_ids and row["id"] not in going:
                     kind = next(k for k, t in KIND_TABLE.items() if t == table)
                     yield f"{kind} {row.get('name') or row.get('adapter_name') or row['id']}"
+
+
+def _readable(change: Change) -> Change:
+    """Field diffs as people read them: JSON columns parsed, and compared key by key."""
+    out: list[FieldDiff] = []
+    for diff in change.fields:
+        table, _, column = diff.path.partition(".")
+        if diff.sensitive or column not in JSON_COLUMNS.get(table, ()):
+            out.append(diff)
+            continue
+        before, after = _json_or_text(diff.before), _json_or_text(diff.after)
+        if isinstance(before, dict) and isinstance(after, dict):
+            for key in dict.fromkeys([*before, *after]):
+                if before.get(key, _ABSENT) != after.get(key, _ABSENT):
+                    out.append(FieldDiff(f"{diff.path}.{key}", before.get(key), after.get(key), diff.forces_replace))
+        else:
+            out.append(FieldDiff(diff.path, before, after, diff.forces_replace))
+    return replace(change, fields=tuple(out)) if out != list(change.fields) else change
+
+
+_ABSENT = object()
+
+
+def _json_or_text(value: object) -> object:
+    if not isinstance(value, str) or not value:
+        return value if value != "" else None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def _with_parent(desired: Desired, parent: str) -> Desired:
@@ -458,5 +502,5 @@ def _mass_deletion(changes: list[Change], policy: Policy) -> list[Blocker]:
     deletions = [c for c in changes if c.action is Action.DELETE]
     if len(deletions) <= policy.max_deletions:
         return []
-    return [Blocker("*", "PL-004", f"the plan deletes {len(deletions)} objects, more than --max-deletions "
+    return [Blocker("plan", "PL-004", f"the plan deletes {len(deletions)} objects, more than --max-deletions "
                     f"{policy.max_deletions}; raise the limit if this is intended")]

@@ -47,6 +47,11 @@ class Resource(Strict):
     """The envelope shared by all kinds; each kind narrows `kind` and `spec`."""
 
     KIND: ClassVar[str] = ""
+    # How a change reaches the store, declared beside each model and read by the planner:
+    # RERUN non-empty means any change re-runs work (its consequence, as the plan shows it);
+    # REPLACE_COLUMNS are Studio columns that cannot change in place (a change makes a new row).
+    RERUN: ClassVar[str] = ""
+    REPLACE_COLUMNS: ClassVar[frozenset[str]] = frozenset()
 
     apiVersion: str = API_VERSION
     kind: str

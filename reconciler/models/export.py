@@ -40,6 +40,7 @@ class ModelExportSpec(Strict):
 
 class ModelExport(Resource):
     KIND: ClassVar[str] = "ModelExport"
+    RERUN: ClassVar[str] = "re-export"
     kind: Literal["ModelExport"]
     spec: ModelExportSpec
 

@@ -50,6 +50,7 @@ class FineTuningJobSpec(Strict):
 
 class FineTuningJob(Resource):
     KIND: ClassVar[str] = "FineTuningJob"
+    RERUN: ClassVar[str] = "new adapter version"
     kind: Literal["FineTuningJob"]
     spec: FineTuningJobSpec
 
@@ -90,5 +91,6 @@ class EvaluationJobSpec(Strict):
 
 class EvaluationJob(Resource):
     KIND: ClassVar[str] = "EvaluationJob"
+    RERUN: ClassVar[str] = "re-run the job"
     kind: Literal["EvaluationJob"]
     spec: EvaluationJobSpec

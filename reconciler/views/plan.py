@@ -14,6 +14,7 @@ from reconciler.plan import Action, Change, Plan
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
 MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
 VALUE_WIDTH = 100
+LISTED = 20
 
 
 def render_plan(fmt: str, plan: Plan) -> str:
@@ -24,38 +25,65 @@ def render_plan(fmt: str, plan: Plan) -> str:
     return text(plan)
 
 
+def store_label(store: str) -> str:
+    """The store as people name it: a path for SQLite, the URL otherwise."""
+    return store.split(":///", 1)[1] if store.startswith("sqlite") and ":///" in store else store
+
+
+def counts(plan: Plan) -> dict[str, int]:
+    """Changes by action, with changes that wait for a job's output counted apart."""
+    out = {a.value: 0 for a in Action} | {"waiting": 0}
+    for change in plan.changes:
+        out["waiting" if change.waits_for else change.action.value] += 1
+    return out
+
+
 def summary_line(plan: Plan) -> str:
-    counts = plan.counts()
-    waiting = sum(1 for c in plan.changes if c.waits_for)
-    parts = [f"{counts['create'] - waiting} to create", f"{counts['update']} to update", f"{counts['replace']} to replace",
-             f"{counts['delete']} to delete", f"{counts['noop']} unchanged"]
-    if waiting:
-        parts.append(f"{waiting} waiting")
+    n = counts(plan)
+    parts = [f"{n['create']} to create", f"{n['update']} to update", f"{n['replace']} to replace",
+             f"{n['delete']} to delete", f"{n['noop']} unchanged"]
+    if n["waiting"]:
+        parts.append(f"{n['waiting']} waiting")
     return ", ".join(parts)
 
 
+def _orphans(plan: Plan) -> list[Change]:
+    return [c for c in plan.changes if c.action is Action.NOOP and "--prune" in c.reason]
+
+
 def text(plan: Plan) -> str:
-    lines = [f"Plan for {plan.store} (serial {plan.serial}): {summary_line(plan)}."]
-    shown = [c for c in plan.changes if c.action.is_change()]
+    lines = [f"Plan for {store_label(plan.store)} (serial {plan.serial}): {summary_line(plan)}."]
+    shown = plan.actionable()
     if shown:
         lines.append("")
     for change in shown:
         lines.extend(_text_change(change, plan.labels))
-    orphans = [c for c in plan.changes if c.action is Action.NOOP and "--prune" in c.reason]
+    waiting = [c for c in plan.changes if c.waits_for]
+    if waiting:
+        lines += ["", "Waiting (planned once what they need exists):"]
+        lines += [f"  {c.address}: {c.reason}" for c in waiting]
+    orphans = _orphans(plan)
     if orphans:
         lines += ["", f"Not in the manifests ({len(orphans)}; kept, `--prune` would delete them):"]
-        lines += [f"  {c.address}" for c in orphans[:20]] + ([f"  … and {len(orphans) - 20} more"] if len(orphans) > 20 else [])
+        lines += [f"  {c.address}" for c in orphans[:LISTED]] + ([f"  … and {len(orphans) - LISTED} more"] if len(orphans) > LISTED else [])
     if plan.blockers:
         lines += ["", "Blocked: this plan will not be applied:"]
         lines += [f"  {b.code} {b.address}: {b.message}" for b in plan.blockers]
     if not plan.has_changes() and not plan.blockers:
-        lines += ["", "No changes. The store matches the manifests."]
+        lines += ["", _no_changes(plan)]
     return "\n".join(lines) + "\n"
+
+
+def _no_changes(plan: Plan) -> str:
+    kept = len(_orphans(plan))
+    if kept:
+        return f"No changes to apply. {kept} managed object(s) without manifests are kept as they are."
+    return "No changes. The store matches the manifests."
 
 
 def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
     head = f"  {SYMBOL[change.action]} {change.address}: {change.reason}"
-    if change.consequence.value not in ("none",):
+    if change.consequence.value != "none":
         head += f" [{change.consequence.value}]"
     if change.drift:
         head += " (drift)"
@@ -81,22 +109,30 @@ def _value(value: Any, labels: dict[str, str] | None = None) -> str:
 
 
 def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
-    counts = plan.counts()
-    head = ["### ftctl plan", "",
-            "| create | update | replace | delete | unchanged |", "|---:|---:|---:|---:|---:|",
-            f"| {counts['create']} | {counts['update']} | {counts['replace']} | {counts['delete']} | {counts['noop']} |", ""]
+    n = counts(plan)
+    head = [f"### ftctl plan for `{store_label(plan.store)}`", "",
+            "| create | update | replace | delete | unchanged | waiting |", "|---:|---:|---:|---:|---:|---:|",
+            f"| {n['create']} | {n['update']} | {n['replace']} | {n['delete']} | {n['noop']} | {n['waiting']} |", ""]
     if plan.blockers:
         head += ["**Blocked** (exit 3): this plan will not be applied.", ""]
         head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]
     if not plan.has_changes():
-        head += ["No changes: the store matches the manifests.", ""]
-    changes = [c for c in plan.changes if c.action.is_change()]
+        head += [_no_changes(plan), ""]
+    changes = plan.actionable()
     body: list[str] = []
     if changes:
         body += [f"<details><summary>{len(changes)} change(s)</summary>", ""]
         for change in changes:
             body += _md_change(change, plan.labels)
-        body += ["</details>", ""]
+        body += ["", "</details>", ""]
+    waiting = [c for c in plan.changes if c.waits_for]
+    orphans = _orphans(plan)
+    if waiting:
+        body += [f"<details><summary>{len(waiting)} waiting</summary>", ""]
+        body += [f"- **{_md(c.address)}**: {_md(c.reason)}" for c in waiting] + ["", "</details>", ""]
+    if orphans:
+        body += [f"<details><summary>{len(orphans)} kept without manifests (<code>--prune</code> would delete them)</summary>", ""]
+        body += [f"- {_md(c.address)}" for c in orphans] + ["", "</details>", ""]
     footer = [f"<sub>store serial {plan.serial} · plan digest `{plan.digest()}`</sub>", ""]
     out = "\n".join(head + body + footer)
     if len(out) <= budget:
@@ -108,7 +144,7 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
             break
         kept.append(line)
         size += len(line) + 1
-    note = f"_…the plan is longer than a comment allows; {len(changes)} changes in all: see the job's plan artifact._"
+    note = f"_…the plan is longer than a comment allows ({len(changes)} changes in all): see the job's plan artifact._"
     return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
 
 
@@ -119,11 +155,11 @@ def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
     for diff in change.fields[:30]:
         before, after = diff.shown()
         if change.action is Action.CREATE:
-            out.append(f"  - `{diff.path}` = `{_md(_value(after, labels))}`")
+            out.append(f"  - `{diff.path}` = `{_code(_value(after, labels))}`")
         elif change.action is Action.DELETE:
-            out.append(f"  - `{diff.path}` was `{_md(_value(before, labels))}`")
+            out.append(f"  - `{diff.path}` was `{_code(_value(before, labels))}`")
         else:
-            out.append(f"  - `{diff.path}`: `{_md(_value(before, labels))}` → `{_md(_value(after, labels))}`")
+            out.append(f"  - `{diff.path}`: `{_code(_value(before, labels))}` → `{_code(_value(after, labels))}`")
     if len(change.fields) > 30:
         out.append(f"  - … {len(change.fields) - 30} more fields")
     return out
@@ -131,3 +167,8 @@ def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
 
 def _md(value: str) -> str:
     return value.replace("`", "'").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
+def _code(value: str) -> str:
+    """Text for inside a code span: HTML is shown literally there; only backticks and newlines matter."""
+    return value.replace("`", "'").replace("\n", " ")
