@@ -138,6 +138,7 @@ _RULES: list[Rule] = [
     # --- names ---
     Rule("NM-001", E, "name is used twice in one kind", "metadata.name is unique per kind; rename one of them.", False),
     Rule("NM-002", E, "adapter name clashes with another adapter or job", "A FineTuningJob's adapter_name must differ from every Adapter name and every other job's adapter_name.", False),
+    Rule("NM-004", E, "a Hub model or dataset is registered twice", "The Studio registers each huggingface_model_name / huggingface_name once; declare it in one manifest and reference that.", False),
     Rule("NM-003", E, "metadata.name is not a valid name", "Names are 1-256 characters with no control characters and no leading or trailing spaces (the Studio's own names, like bigscience/bloom-1b1, are fine).", False),
     # --- online checks ---
     Rule("ON-001", I, "online check skipped", "Run without --offline (and with network access to the Hub) to check Hub names.", False),

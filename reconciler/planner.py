@@ -42,7 +42,13 @@ REFERRERS: dict[str, tuple[tuple[str, str], ...]] = {
     "adapters": (("evaluation_jobs", "adapter_id"),),
 }
 # Studio columns that are unique by application code, per kind (a second row would break the Studio).
-UNIQUE_COLUMNS = {"Dataset": "name", "Adapter": "name", "Prompt": "name", "FineTuningJob": "adapter_name"}
+UNIQUE_COLUMNS = {
+    "Dataset": ("name", "huggingface_name"),
+    "Model": ("huggingface_model_name",),
+    "Adapter": ("name",),
+    "Prompt": ("name",),
+    "FineTuningJob": ("adapter_name",),
+}
 PROTECTED_ANNOTATION = "ftctl.io/protected"
 # Names the existing Studio row a manifest takes over (written by `ftctl import`).
 STORE_ID_ANNOTATION = "ftctl.io/store-id"
@@ -255,15 +261,18 @@ class _Planner:
         return None
 
     def _unmanaged_clash(self, desired: Desired) -> str:
-        column = UNIQUE_COLUMNS.get(desired.kind)
-        if column is None or not desired.rows:
+        if not desired.rows:
             return ""
-        value = desired.rows[0].values.get(column)
-        for row in self.snapshot.rows.get(desired.table, {}).values():
-            if row.get(column) == value and row["id"] not in self._managed_ids:
-                return (f"the store already has a {desired.kind} with {column} {value!r} (id {row['id']}) that ftctl "
-                        f"does not manage; adopt it (`ftctl import`, or annotate the manifest "
-                        f"{STORE_ID_ANNOTATION}: {row['id']}), or rename the manifest")
+        values = desired.rows[0].values
+        for column in UNIQUE_COLUMNS.get(desired.kind, ()):
+            value = values.get(column)
+            if not value:
+                continue
+            for row in self.snapshot.rows.get(desired.table, {}).values():
+                if row.get(column) == value and row["id"] not in self._managed_ids:
+                    return (f"the store already has a {desired.kind} with {column} {value!r} (id {row['id']}) that ftctl "
+                            f"does not manage; adopt it (`ftctl import`, or annotate the manifest "
+                            f"{STORE_ID_ANNOTATION}: {row['id']}), or rename the manifest")
         return ""
 
     # -- compare ---------------------------------------------------------------------------------

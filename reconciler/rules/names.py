@@ -1,6 +1,6 @@
 """Name rules: every object has a valid name, unique per kind; trained adapter names never clash.
 
-Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001, NM-002, NM-003.
+Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001, NM-002, NM-003, NM-004.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
-from reconciler.models import FineTuningJob
+from reconciler.models import Dataset, FineTuningJob, Model
 from reconciler.rules.context import RuleContext
 
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,254}[^\x00-\x1f\x7f\s])?$")
@@ -38,6 +38,25 @@ def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
                     detail=f"first declared in {first.file} (document {first.doc + 1})",
                 )
     yield from _adapter_name_clashes(ctx)
+    yield from _hub_ids_twice(ctx)
+
+
+def _hub_ids_twice(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """The Studio refuses a second row for a Hub model or dataset it already has (NM-004)."""
+    seen: dict[tuple[str, str], str] = {}
+    for m in ctx.manifests:
+        res = m.resource
+        if isinstance(res, Model) and res.spec.type == "huggingface" and res.spec.huggingface_model_name:
+            key, field = ("Model", res.spec.huggingface_model_name.strip()), "huggingface_model_name"
+        elif isinstance(res, Dataset) and res.spec.type == "huggingface" and res.spec.huggingface_name:
+            key, field = ("Dataset", res.spec.huggingface_name.strip()), "huggingface_name"
+        else:
+            continue
+        if key in seen:
+            yield make_diag("NM-004", f"{field} {key[1]!r} is also registered by {key[0]}/{seen[key]}",
+                            location=m.at("spec", field), address=m.address)
+        else:
+            seen[key] = m.name
 
 
 def _adapter_name_clashes(ctx: RuleContext) -> Iterator[Diagnostic]:

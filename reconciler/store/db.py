@@ -9,8 +9,11 @@ never altered).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from reconciler.store.schema import ALEMBIC_HEAD, ALEMBIC_VERSION, STUDIO_TABLES, ftctl
 
@@ -57,21 +60,35 @@ def open_engine(location: str | None, *, create: bool) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    for attempt in range(50):  # switching to WAL needs a moment alone with the file; WAL then persists
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.05)
     cursor.close()
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create what is missing: all Studio tables (+ alembic stamp) for a new store; ftctl's tables."""
+    """Create what is missing: all Studio tables (+ alembic stamp) for a new store; ftctl's tables.
+
+    Every statement is `IF NOT EXISTS` / `ON CONFLICT DO NOTHING`, so two applies that meet a new
+    store at once both succeed, and an existing store's tables are never touched.
+    """
     with engine.begin() as conn:
         present = set(inspect(conn).get_table_names())
         new_store = not present.intersection(STUDIO_TABLES)
         for table in STUDIO_TABLES.values():
-            if table.name not in present:
-                table.create(conn)
-        if new_store and "alembic_version" not in present:
-            ALEMBIC_VERSION.create(conn)
-            conn.execute(ALEMBIC_VERSION.insert(), {"version_num": ALEMBIC_HEAD})
-        ftctl.create_all(conn, checkfirst=True)
+            conn.execute(CreateTable(table, if_not_exists=True))
+        if new_store:
+            conn.execute(CreateTable(ALEMBIC_VERSION, if_not_exists=True))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v) ON CONFLICT DO NOTHING"), {"v": ALEMBIC_HEAD})
+        for table in ftctl.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))

@@ -1,0 +1,195 @@
+"""Shared helpers of the end-to-end tests: project copies, the real CLI as a subprocess, store dumps.
+
+Everything here reads the store with `sqlite3` directly (never through `reconciler`), so the tests
+check what ftctl leaves on disk, not what ftctl believes it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.bench.generate import generate_project
+from tests.fakes.studio_store import TABLES as STUDIO_TABLES
+
+REPO = Path(__file__).resolve().parents[2]
+FTCTL = [sys.executable, "-m", "reconciler.cli"]
+DEMO = "specs/demo"
+SEED = "e2e-seed"
+TINY_MODEL_CONFIG = {"architectures": ["LlamaForCausalLM"]}
+# Variables of the caller's environment that would change what the CLI does.
+_SCRUBBED = ("FTCTL_FAULT_KILL_AT", "FTCTL_PLAN_SEED", "FTCTL_DEBUG", "FINE_TUNING_STUDIO_SQLITE_DB",
+             "FTCTL_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN")
+PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] ", re.M)
+# Columns by which the Studio tells rows apart (a second row with the same value is a duplicate).
+NAME_COLUMNS = {
+    "datasets": ("name",), "models": ("name",), "prompts": ("name",), "adapters": ("name",),
+    "fine_tuning_jobs": ("adapter_name",), "evaluation_jobs": ("parent_job_id", "base_model_id", "adapter_id"),
+    "configs": ("type", "config"),
+}
+
+
+# -- projects ------------------------------------------------------------------------------------
+
+def make_demo(root: Path) -> Path:
+    """Copy specs/ under root and build the stand-in for the demo's tiny model; returns root."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "specs", root / "specs")
+    model = root / ".app" / "models" / "tiny-llama"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps(TINY_MODEL_CONFIG), encoding="utf-8")
+    return root
+
+
+def make_generated(root: Path, n: int, folder: str = "gen") -> str:
+    """Write a generated project of n resources at root/folder; returns folder (relative to root)."""
+    generate_project(root / folder, n)
+    return folder
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+def _command(args: Sequence[str], step_size: int | None) -> list[str]:
+    if step_size is None:
+        return [*FTCTL, *args]
+    # The executor batches up to STEP_SIZE changes per step; a smaller one gives more fault points.
+    shim = ("import sys, reconciler.executor as executor; "
+            f"executor.STEP_SIZE = {int(step_size)}; "
+            "from reconciler.cli import main; main()")
+    return [sys.executable, "-c", shim, *args]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env.update(extra or {})
+    return env
+
+
+def ftctl(cwd: Path, *args: str, env: dict[str, str] | None = None, step_size: int | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in cwd; env adds to (a scrubbed copy of) this process's environment."""
+    return subprocess.run(_command(args, step_size), cwd=cwd, env=cli_env(env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def ftctl_popen(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(_command(args, None), cwd=cwd, env=cli_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def apply(cwd: Path, *paths: str, store: str | None = None, seed: str | None = SEED, env: dict[str, str] | None = None,
+          extra: Sequence[str] = (), step_size: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`ftctl apply PATHS --auto-approve --offline [--store S]` with a fixed plan seed."""
+    args = ["apply", *paths, "--auto-approve", "--offline", *(["--store", store] if store else []), *extra]
+    return ftctl(cwd, *args, env={**({"FTCTL_PLAN_SEED": seed} if seed else {}), **(env or {})}, step_size=step_size)
+
+
+def plan(cwd: Path, *paths: str, store: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`ftctl plan PATHS --offline --detailed-exitcode [--store S]`."""
+    return ftctl(cwd, "plan", *paths, "--offline", "--detailed-exitcode", *(["--store", store] if store else []))
+
+
+def show(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed assertion on a CLI run prints."""
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+
+def steps_run(stderr: str) -> int:
+    """The number of steps an apply announced in its `[i/n]` progress lines (0 when none)."""
+    totals = {int(m.group(2)) for m in PROGRESS.finditer(stderr)}
+    assert len(totals) <= 1, f"progress lines disagree on the step count: {sorted(totals)}"
+    return totals.pop() if totals else 0
+
+
+# -- reading the store ---------------------------------------------------------------------------
+
+def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def tables(db: Path) -> set[str]:
+    return {r[0] for r in query(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def columns(db: Path, table: str) -> list[str]:
+    return [r[1] for r in query(db, f"PRAGMA table_info({table})")]
+
+
+def dump_table(db: Path, table: str, *, skip: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    """Every row of a table (all columns but `skip`, in declaration order), sorted; [] when absent."""
+    if table not in tables(db):
+        return []
+    cols = [c for c in columns(db, table) if c not in skip]
+    rows = query(db, f"SELECT {', '.join(cols)} FROM {table}")
+    return sorted(rows, key=repr)
+
+
+def dump_studio(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The seven Studio tables, every column (ids included), rows sorted."""
+    return {t: dump_table(db, t) for t in STUDIO_TABLES}
+
+
+def dump_all(db: Path, *, skip_tables: Sequence[str] = ()) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the store (Studio's, ftctl's, alembic's), rows sorted."""
+    return {t: dump_table(db, t) for t in sorted(tables(db)) if t not in skip_tables and not t.startswith("sqlite_")}
+
+
+def objects(db: Path) -> list[tuple[Any, ...]]:
+    """ftctl's records without the columns that say when (serial, updated_at)."""
+    return dump_table(db, "ftctl_objects", skip=("serial", "updated_at"))
+
+
+def history(db: Path) -> Counter[tuple[Any, ...]]:
+    """ftctl_history as a multiset of what was done (not when, nor by which apply)."""
+    return Counter(query(db, "SELECT kind, name, action, store_table, row_id, before, after FROM ftctl_history"))
+
+
+def journal(db: Path) -> list[tuple[int, str, int, str, dict[str, Any]]]:
+    """(seq, apply_id, step, state, intent) of every journal row, in order."""
+    rows = query(db, "SELECT seq, apply_id, step, state, intent FROM ftctl_journal ORDER BY seq")
+    return [(seq, apply_id, step, state, json.loads(intent)) for seq, apply_id, step, state, intent in rows]
+
+
+def count(db: Path, table: str) -> int:
+    return int(query(db, f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def studio_row_ids(db: Path) -> set[str]:
+    """`table/id` of every row in the Studio tables."""
+    return {f"{t}/{r[0]}" for t in STUDIO_TABLES if t in tables(db) for r in query(db, f"SELECT id FROM {t}")}
+
+
+def duplicates(db: Path) -> list[str]:
+    """Rows the Studio could not tell apart: the same identifying values twice in one table."""
+    out = []
+    for table, cols in NAME_COLUMNS.items():
+        if table not in tables(db):
+            continue
+        seen = Counter(query(db, f"SELECT {', '.join(cols)} FROM {table}"))
+        out += [f"{table} {dict(zip(cols, key))} x{n}" for key, n in seen.items() if n > 1 and any(key)]
+    return out
+
+
+def insert_lock(db: Path, *, owner: str, host: str, pid: int, expires_at: float, acquired_at: float = 0.0) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("DELETE FROM ftctl_lock")
+            conn.execute("INSERT INTO ftctl_lock (name, owner, host, pid, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         ("apply", owner, host, pid, acquired_at, expires_at))
+    finally:
+        conn.close()
