@@ -897,6 +897,14 @@ CASES: list[Case] = [
           dataset: base-data
           prompt: base-prompt
         """, line=5),
+    Case("NM-004", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: bloom-again}
+        spec:
+          type: huggingface
+          huggingface_model_name: org/base-model  # <-- also registered by Model/base-model
+        """, line=6),
     Case("NM-003", """
         apiVersion: ftctl/v1
         kind: Dataset
