@@ -6,8 +6,9 @@ projects live under `.bench/` and are reused while the generator and N are uncha
 
 This is a report, not a test: a missed target still exits 0. It exits 1 when an ftctl run fails
 (an exit code the command does not document, or validate reporting errors on a generated project,
-which is valid by construction). Add further sections (plan/apply, training throughput) as
-functions returning `Measurement`s and call them from `main`.
+which is valid by construction; apply or plan failing, or a plan showing other than the changes
+made). Add further sections (training throughput) as functions returning `Measurement`s and call
+them from `main`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -64,9 +67,23 @@ class Measurement:
         return f"  {self.name:<62} {self.median:>7.3f} s {spread:>17}  {target:>9}  {self.verdict}  (n={len(self.times)})"
 
 
-def section(title: str) -> None:
+def section(title: str, *notes: str) -> None:
     print(f"\n{title}\n{'-' * len(title)}")
+    for note in notes:
+        print(f"  {note}")
     print(f"  {'measurement':<62} {'median':>9} {'min–max':>17}  {'target':>9}")
+
+
+def failure(argv: Sequence[str], proc: subprocess.CompletedProcess[str], why: str = "") -> str:
+    """What to print for a failed run: the command, its exit code, stderr in full (to 40 lines), stdout's head."""
+    err = proc.stderr.splitlines()
+    shown = err if len(err) <= 40 else [*err[:20], f"… {len(err) - 40} lines …", *err[-20:]]
+    out = proc.stdout.splitlines()[:10]
+    text = f"`{' '.join(argv)}` exited {proc.returncode}{': ' + why if why else ''}"
+    text += "\nstderr:\n  " + ("\n  ".join(shown) if shown else "(empty)")
+    if out:
+        text += "\nstdout (head):\n  " + "\n  ".join(out)
+    return text
 
 
 def time_command(
@@ -83,8 +100,7 @@ def time_command(
             break
         elapsed = time.perf_counter() - start
         if not ok(proc.returncode):
-            head = "\n".join((proc.stdout + proc.stderr).splitlines()[:15])
-            m.error = f"`{' '.join(argv)}` exited {proc.returncode}:\n{head}"
+            m.error = failure(argv, proc)
             break
         if i:  # run 0 is the warm-up
             m.times.append(elapsed)
@@ -124,6 +140,184 @@ def bench_cli() -> list[Measurement]:
     return out
 
 
+# -- plan and apply --------------------------------------------------------------------------------
+
+SUMMARY = re.compile(
+    r"(?P<create>\d+) to create, (?P<update>\d+) to update, (?P<replace>\d+) to replace, "
+    r"(?P<delete>\d+) to delete, (?P<noop>\d+) unchanged(?:, (?P<waiting>\d+) waiting)?"
+)
+EDITED = ("dataset/000/ds-00000.yaml", "Dataset/ds-00000", "description: Support tickets, slice 0\n")
+
+
+class BenchError(Exception):
+    """An ftctl run failed or showed something other than what was set up; the message says what."""
+
+
+def run_ftctl(argv: Sequence[str], *, expect: int) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """One whole `ftctl` process, timed; BenchError unless it exits `expect`.
+
+    FTCTL_DEBUG=1 changes nothing but the failure path: an internal error prints its traceback.
+    """
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env={**CHILD_ENV, "FTCTL_DEBUG": "1"}, cwd=REPO)
+    except OSError as exc:
+        raise BenchError(f"`{' '.join(argv)}` could not start: {exc}") from exc
+    elapsed = time.perf_counter() - start
+    if proc.returncode != expect:
+        raise BenchError(failure(argv, proc, f"expected exit {expect}"))
+    return elapsed, proc
+
+
+def plan_counts(argv: Sequence[str], proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The counts of a text plan's summary line ("Plan for … : 0 to create, 1 to update, …")."""
+    first = proc.stdout.splitlines()[0] if proc.stdout else ""
+    match = SUMMARY.search(first)
+    if not match:
+        raise BenchError(failure(argv, proc, "no plan summary line on stdout"))
+    return {k: int(v or 0) for k, v in match.groupdict().items()}
+
+
+def expect_counts(argv: Sequence[str], proc: subprocess.CompletedProcess[str], **want: int) -> dict[str, int]:
+    counts = plan_counts(argv, proc)
+    wrong = {k: counts[k] for k, v in want.items() if counts[k] != v}
+    if wrong:
+        raise BenchError(failure(argv, proc, f"plan counts {counts}, expected {want}"))
+    return counts
+
+
+def fresh_store(name: str) -> Path:
+    db = BENCH_DIR / "stores" / f"{name}.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return db
+
+
+def store_contents(db: Path) -> dict[str, int]:
+    """Rows per table of a store, read with the stdlib (not ftctl)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def journal_states(db: Path) -> dict[str, int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return dict(conn.execute("SELECT state, count(*) FROM ftctl_journal GROUP BY state").fetchall())
+
+
+def report(m: Measurement) -> Measurement:
+    print(m.row(), flush=True)
+    if m.error:
+        print("    " + m.error.replace("\n", "\n    "), flush=True)
+    return m
+
+
+def bench_plan_apply() -> list[Measurement]:
+    section(
+        "First apply, then plan: no change, one file changed (whole process, one file per resource)",
+        "1,000-resource first apply: target < 1 s",
+        "10,000-resource no-change plan: target < 2 s",
+    )
+    out: list[Measurement] = []
+    for n, runs, apply_target, plan_target in ((1_000, 5, 1.0, None), (10_000, 3, None, 2.0)):
+        out += _apply_and_plan(n, runs=runs, apply_target=apply_target, plan_target=plan_target)
+    return out
+
+
+def _apply_and_plan(n: int, *, runs: int, apply_target: float | None, plan_target: float | None) -> list[Measurement]:
+    root = project(n, "many")
+    label = f"{n:,} resources"
+    apply_m = Measurement(f"apply, first (fresh store), {label}", target=apply_target)
+    first_m = Measurement(f"plan, no change, first after apply, {label}", target=plan_target)
+    warm_m = Measurement(f"plan, no change, again (cached parse), {label}", target=plan_target)
+    cold_m = Measurement(f"plan, no change, --no-cache, {label}", target=plan_target)
+    edit_m = Measurement(f"plan, 1 file changed (expect 1 update), {label}", target=None)
+    measurements = [apply_m, first_m, warm_m, cold_m, edit_m]
+    current = apply_m
+    db = BENCH_DIR / "stores" / f"apply-{n}.db"
+    applied: dict[str, int] = {}
+    steps_shown = ""
+    try:
+        # Each repetition: a fresh store, the first apply into it, then the first plan after it.
+        for i in range(runs + 1):
+            db = fresh_store(f"apply-{n}")
+            apply = [FTCTL, "apply", "--offline", "--auto-approve", "--store", str(db), str(root)]
+            current = apply_m
+            elapsed, proc = run_ftctl(apply, expect=0)
+            applied = expect_counts(apply, proc, update=0, replace=0, delete=0, noop=0)
+            steps = re.findall(r"^\[(\d+)/(\d+)\]", proc.stderr, re.M)
+            steps_shown = steps[-1][1] if steps else "0"
+            if i:
+                apply_m.times.append(elapsed)
+            plan = [FTCTL, "plan", "--offline", "--detailed-exitcode", "--store", str(db), str(root)]
+            current = first_m
+            elapsed, proc = run_ftctl(plan, expect=0)
+            expect_counts(plan, proc, create=0, update=0, replace=0, delete=0, noop=applied["create"])
+            if i:
+                first_m.times.append(elapsed)
+        report(apply_m)
+        report(first_m)
+
+        current = warm_m  # the same plan again and again: parse cache warm, store unchanged
+        for i in range(runs + 1):
+            elapsed, proc = run_ftctl(plan, expect=0)
+            expect_counts(plan, proc, create=0, update=0, replace=0, delete=0)
+            if i:
+                warm_m.times.append(elapsed)
+        report(warm_m)
+
+        current = cold_m  # every file parsed again, as on a machine with no parse cache
+        cold = [*plan[:2], "--no-cache", *plan[2:]]
+        for i in range(runs + 1):
+            elapsed, proc = run_ftctl(cold, expect=0)
+            expect_counts(cold, proc, create=0, update=0, replace=0, delete=0)
+            if i:
+                cold_m.times.append(elapsed)
+        report(cold_m)
+
+        current = edit_m  # each run a new description in one file: always the first plan after an edit
+        path = root / EDITED[0]
+        original = path.read_bytes()
+        try:
+            for i in range(runs + 1):
+                text = original.decode("utf-8")
+                if text.count(EDITED[2]) != 1:
+                    raise BenchError(f"{path}: expected one line {EDITED[2]!r} to edit")
+                path.write_text(text.replace(EDITED[2], EDITED[2][:-1] + f" (edit {i})\n"), encoding="utf-8")
+                elapsed, proc = run_ftctl(plan, expect=2)
+                expect_counts(plan, proc, create=0, update=1, replace=0, delete=0)
+                if f"~ {EDITED[1]}:" not in proc.stdout:
+                    raise BenchError(failure(plan, proc, f"the update is not {EDITED[1]}"))
+                if i:
+                    edit_m.times.append(elapsed)
+        finally:
+            path.write_bytes(original)  # the project stays as generated (the stamp says so)
+        report(edit_m)
+    except BenchError as exc:
+        current.error = str(exc)
+        report(current)
+        return [m for m in measurements if m.times or m is current]
+
+    # For contrast: what the (last) first apply wrote, and in how many journaled steps.
+    rows = store_contents(db)
+    studio = {t: c for t, c in rows.items() if not t.startswith(("ftctl_", "alembic_", "sqlite_")) and c}
+    journal = journal_states(db)
+    waiting = applied.get("waiting", 0)
+    print(f"    first apply wrote: {sum(studio.values()):,} Studio rows ("
+          + ", ".join(f"{t} {c:,}" for t, c in sorted(studio.items())) + "); "
+          f"ftctl_objects {rows.get('ftctl_objects', 0):,}, ftctl_history {rows.get('ftctl_history', 0):,}, "
+          f"ftctl_applies {rows.get('ftctl_applies', 0)}")
+    print(f"    {applied['create']:,} created, {waiting:,} waiting for a fine-tuning job's output (not written); "
+          f"journal: {sum(journal.values())} steps ("
+          + ", ".join(f"{c} {s}" for s, c in sorted(journal.items())) + f"), progress showed {steps_shown}; "
+          f"store {db.stat().st_size / 1e6:.1f} MB", flush=True)
+    if journal.keys() - {"done"} or sum(journal.values()) != int(steps_shown):
+        apply_m.error = f"journal {journal} does not match the {steps_shown} steps apply reported"
+        print("    " + apply_m.error, flush=True)
+    return measurements
+
+
 def main() -> int:
     print("ftctl benchmarks")
     print(f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
@@ -131,6 +325,7 @@ def main() -> int:
     print(f"  python:  {platform.python_version()} ({sys.executable})")
     print(f"  ftctl:   {FTCTL}")
     results = bench_cli()
+    results += bench_plan_apply()
     failed = [m for m in results if m.error]
     missed = [m for m in results if m.verdict == "MISS"]
     print(f"\n{len(results)} figures: {len(results) - len(failed) - len(missed)} pass or report-only, "

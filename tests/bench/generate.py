@@ -5,6 +5,8 @@ Resources come in groups of ten that reference each other the way a real project
 FineTuningJobs, 1 EvaluationJob and 1 ModelExport gated on that evaluation. Every reference points
 backwards within the group, so the first N documents are always a valid project. Five CSV files under
 `data/` are shared by all datasets. Config bodies differ per group, so none are duplicates (CF-004).
+The Studio registers each Hub model id once (NM-004), so only the first groups name real Hub models;
+later groups get ids of their own that are not on the Hub: the project is for offline use (`--offline`).
 
     python -m tests.bench.generate DIR N [many|one]
 
@@ -53,6 +55,12 @@ def _csv_text(index: int, rows: int = 20) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _hub_model(g: int) -> str:
+    """Group g's Hub model id: a real one for the first groups, then one per group (NM-004: each id once)."""
+    real = HF_MODELS[g % len(HF_MODELS)]
+    return real if g < len(HF_MODELS) else f"ftctl-bench/{real.split('/')[1]}-g{g:05d}"
+
+
 def _doc(kind: str, name: str, group: int, spec: dict[str, Any]) -> dict[str, Any]:
     labels = {"team": f"t{group % 7}", "bench": "generated"}
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "labels": labels}, "spec": spec}
@@ -70,7 +78,7 @@ def _group(g: int, data_dir: str) -> list[dict[str, Any]]:
             "location": f"{data_dir}/tickets-{g % N_CSV}.csv",
             "description": f"Support tickets, slice {g % N_CSV}",
         }),
-        _doc("Model", md, g, {"type": "huggingface", "huggingface_model_name": HF_MODELS[g % len(HF_MODELS)]}),
+        _doc("Model", md, g, {"type": "huggingface", "huggingface_model_name": _hub_model(g)}),
         _doc("Prompt", prompts[0], g, {
             "dataset": ds,
             "prompt_template": input_template + "{intent}\n",
