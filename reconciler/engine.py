@@ -62,7 +62,8 @@ def load_body_schemas(folder: Path | None = None) -> dict[str, dict[str, Any]]:
 def read_store(store: str | None) -> Snapshot | None:
     if store is None:
         return None
-    from reconciler.store import StoreError, read_snapshot
+    from reconciler.store.location import StoreError
+    from reconciler.store.read import read_snapshot
 
     try:
         return read_snapshot(store)
@@ -141,7 +142,8 @@ def make_plan(
 
 
 def _read_for_plan(store: str | None) -> Snapshot:
-    from reconciler.store import StoreError, read_snapshot
+    from reconciler.store.location import StoreError
+    from reconciler.store.read import read_snapshot
 
     try:
         return read_snapshot(store, missing_ok=True)
@@ -168,7 +170,8 @@ def execute_plan(
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
 ) -> ApplyResult:
     """Apply a plan to the store it was made for: lock, stale check, journaled steps."""
-    from reconciler.store import LockedError, StoreError, StoreWriter, store_url
+    from reconciler.store.location import StoreError, store_url
+    from reconciler.store.write import LockedError, StoreWriter
 
     environ = os.environ if environ is None else environ
     target = store_url(store)
@@ -256,7 +259,8 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool) -> tuple[P
 
 
 def set_protection(store: str | None, address: str, protected: bool) -> None:
-    from reconciler.store import StoreError, StoreWriter
+    from reconciler.store.location import StoreError
+    from reconciler.store.write import StoreWriter
 
     kind, _, name = address.partition("/")
     writer = StoreWriter(store)

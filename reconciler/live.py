@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from reconciler.records import Row, fingerprint
+from reconciler.records import Row, comparable, digest
 
 # Studio table -> the kind of its rows, and the column that names them.
 TABLE_KIND: dict[str, tuple[str, str]] = {
@@ -116,15 +116,28 @@ class Snapshot:
                 yield table, row
 
     @cached_property
+    def _comparable(self) -> dict[tuple[str, str], Row]:
+        return {}
+
+    def comparable_row(self, table: str, row_id: str) -> Row | None:
+        """The row as the Studio sees it (`records.comparable`), computed once per snapshot."""
+        key = (table, row_id)
+        found = self._comparable.get(key)
+        if found is None:
+            row = self.row(table, row_id)
+            if row is None:
+                return None
+            found = self._comparable[key] = comparable(table, row)
+        return found
+
+    @cached_property
     def fingerprints(self) -> dict[str, str]:
         """`table/id` -> fingerprint of every Studio row read, and `@Kind/name` -> managed record digest."""
-        out = {f"{t}/{row['id']}": fingerprint(t, row) for t, row in self.all_rows()}
+        out = {f"{t}/{row['id']}": digest(self.comparable_row(t, str(row["id"]))) for t, row in self.all_rows()}
         for record in self.managed.values():
             out[f"@{record.address}"] = managed_digest(record)
         return out
 
 
 def managed_digest(record: ManagedRecord) -> str:
-    from reconciler.records import digest
-
     return digest([record.store_id, list(record.row_ids), record.spec_fingerprint, record.generation, record.protected])

@@ -144,7 +144,14 @@ class Plan:
         return out
 
     def digest(self) -> str:
-        return digest(self.to_dict())
+        """A short identity of what the plan does and what it read: the store it was made for, the
+        fingerprints it read, and each change's action, rows and resulting record fingerprints."""
+        changes = [
+            (c.address, c.action.value, [(o.table, o.op, o.row_id) for o in c.ops],
+             (c.record.spec_fingerprint, c.record.row_fingerprint, c.record.store_id) if c.record else None)
+            for c in self.changes if c.action.is_change()
+        ]
+        return digest([self.format_version, self.store, self.serial, digest(self.read), changes, asdict(self.policy)])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

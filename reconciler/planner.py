@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,6 +115,7 @@ class _Planner:
     seed: str
     blockers: list[Blocker] = field(default_factory=list)
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    desired: dict[tuple[str, str], Desired] = field(default_factory=dict)
     content: dict[tuple[str, str], str] = field(default_factory=dict)  # run-input digest per object
     new_configs: dict[str, str] = field(default_factory=dict)  # config content key -> id created here
     deleted_ids: set[str] = field(default_factory=set)
@@ -152,7 +153,7 @@ class _Planner:
         own_id = record.store_id if record else new_id(self.seed, *key, 1)
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
-        self.content[key] = _run_inputs(desired)
+        self.desired[key] = desired
         spec_fp = self._spec_fingerprint(desired)
         protected = is_protected(manifest, record)
         if record is None:
@@ -190,7 +191,7 @@ class _Planner:
     def _adopt(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
         """Take an existing Studio row under management; differences are shown and put right."""
         only = SHARED_COLUMNS if record.origin == "shared" else None
-        live_fp = _rows_fp(desired, self._live_rows(record), only=only)
+        live_fp = _rows_fp(desired, self._live_rows(record), only=only, compare=self._live_comparable)
         record = ManagedRecord(record.kind, record.name, record.store_table, record.store_id, record.row_ids,
                                spec_fp, live_fp, 1, protected, record.origin)
         change = self._compare(desired, record, wave, spec_fp, protected)
@@ -202,8 +203,18 @@ class _Planner:
         return Change(change.kind, change.name, change.action, f"{reason}; {change.reason}", change.consequence, wave,
                       False, change.fields, change.ops, after, change.waits_for)
 
+    def _content(self, key: tuple[str, str]) -> str:
+        """Digest of what a job's result depends on in an object (computed when a job asks)."""
+        if key not in self.content:
+            found = self.desired.get(key)
+            self.content[key] = _run_inputs(found) if found is not None else ""
+        return self.content[key]
+
+    def _live_comparable(self, table: str, row: Row) -> Row:
+        return self.snapshot.comparable_row(table, str(row["id"])) or comparable(table, row)
+
     def _spec_fingerprint(self, desired: Desired) -> str:
-        inputs = sorted(self.content.get(dep, "") for dep in desired.depends_on)
+        inputs = sorted(self._content(dep) for dep in desired.depends_on)
         rows = sorted((r.key, r.values) for r in desired.rows)
         return digest({"rows": rows, "spec": desired.spec, "inputs": inputs})
 
@@ -286,13 +297,17 @@ class _Planner:
         if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = SHARED_COLUMNS if record.origin == "shared" else None
+        live_fp = _rows_fp(desired, live, only=only, compare=self._live_comparable)
+        rerun_spec_changed = kind in RERUN_KINDS and spec_fp != record.spec_fingerprint
+        if live_fp == _rows_fp(desired, {}, only=only) and not rerun_spec_changed:  # the common case: in sync
+            return self._noop_or_protect(desired, record, wave, protected)
         table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
         fields = tuple(
             FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
             for f in _field_diffs(desired, live, only=only)
         )
-        drift = _rows_fp(desired, live, only=only) != record.row_fingerprint
-        if not fields and (kind not in RERUN_KINDS or spec_fp == record.spec_fingerprint):
+        drift = live_fp != record.row_fingerprint
+        if not fields and not rerun_spec_changed:
             return self._noop_or_protect(desired, record, wave, protected)
         why = self._why(desired, drift)
         if kind in RERUN_KINDS:
@@ -480,7 +495,13 @@ def _field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[s
     return tuple(out)
 
 
-def _rows_fp(desired: Desired, live: dict[str, Row | None] | dict[str, Row], *, only: tuple[str, ...] | None = None) -> str:
+def _rows_fp(
+    desired: Desired,
+    live: dict[str, Row | None] | dict[str, Row],
+    *,
+    only: tuple[str, ...] | None = None,
+    compare: Callable[[str, Row], Row] = comparable,
+) -> str:
     """Digest of the owned columns: of the desired rows (when `live` is empty) or of the live rows."""
     if not desired.rows:
         return digest(desired.spec)
@@ -491,7 +512,7 @@ def _rows_fp(desired: Desired, live: dict[str, Row | None] | dict[str, Row], *, 
         if row is None:
             out.append(None)
             continue
-        values = comparable(drow.table, row)
+        values = compare(drow.table, row) if live else comparable(drow.table, row)
         columns = [c for c in drow.values if only is None or c in only]
         out.append([drow.key, [values[c] for c in columns]])
     return digest(out)

@@ -67,7 +67,7 @@ class ParseCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"format": FORMAT, "entries": self._used}, handle, separators=(",", ":"))
+                handle.write(json.dumps({"format": FORMAT, "entries": self._used}, separators=(",", ":")))  # C encoder
             os.replace(tmp, self.path)
         except (OSError, ValueError, RecursionError):
             pass  # a cache that cannot be written only costs speed

@@ -15,30 +15,8 @@ import time
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from reconciler.store.location import BUSY_TIMEOUT_MS, StoreError, resolve_location, store_url
 from reconciler.store.schema import ALEMBIC_HEAD, ALEMBIC_VERSION, STUDIO_TABLES, ftctl
-
-DEFAULT_DB = ".app/state.db"
-BUSY_TIMEOUT_MS = 30_000
-
-
-class StoreError(Exception):
-    """The store could not be opened, read or written."""
-
-
-def resolve_location(location: str | None) -> str:
-    """A path or URL; defaults to the Studio's own variable, then its default path."""
-    return location or os.environ.get("FINE_TUNING_STUDIO_SQLITE_DB") or DEFAULT_DB
-
-
-def store_url(location: str | None) -> str:
-    """A SQLAlchemy URL for a path or URL."""
-    resolved = resolve_location(location)
-    return resolved if "://" in resolved else f"sqlite+pysqlite:///{resolved}"
-
-
-def exists(location: str | None) -> bool:
-    resolved = resolve_location(location)
-    return "://" in resolved or os.path.isfile(resolved)
 
 
 def open_engine(location: str | None, *, create: bool) -> Engine:

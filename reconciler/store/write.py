@@ -17,16 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 
 from reconciler.live import Snapshot
 from reconciler.plan import Change, RowOp
-from reconciler.records import fingerprint, storable
-from reconciler.store.db import StoreError, open_engine, store_url
-from reconciler.store.read import snapshot_from
+from reconciler.records import storable
+from reconciler.store.db import open_engine
+from reconciler.store.location import StoreError, store_url
+from reconciler.store.read import snapshot_of
 from reconciler.store.schema import APPLIES, HISTORY, JOURNAL, LOCK, META, OBJECTS, STUDIO_TABLES
 
 LOCK_NAME = "apply"
+IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-variable limit
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class StoreWriter:
         self.engine.dispose()
 
     def snapshot(self) -> Snapshot:
-        return snapshot_from(self.engine)
+        return snapshot_of(self.engine.raw_connection(), source=self.url)
 
     # -- lease lock ------------------------------------------------------------------------------
 
@@ -141,36 +143,68 @@ class StoreWriter:
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None:
-        """Carry out the changes' row operations and records, with history, in one transaction."""
+        """Carry out the changes' row operations and records, with history, in one transaction.
+
+        Statements are batched per table (one SELECT of the rows before, one executemany per kind
+        of write), so a step of hundreds of changes costs a handful of round trips.
+        """
         now = self.clock()
-        history: list[dict[str, Any]] = []
+        ops = [(op, change) for change in changes for op in change.ops]
         with self.engine.begin() as conn:
-            for change in changes:
-                for op in change.ops:
-                    history.append(self._row_op(conn, op, change, apply_id, serial, now))
-                self._record(conn, change, serial, now)
+            before = self._rows_before(conn, [op for op, _ in ops])
+            history = [self._history(op, change, before.get((op.table, op.row_id)), apply_id, serial, now) for op, change in ops]
+            self._write_rows(conn, [op for op, _ in ops], before)
+            self._write_records(conn, changes, serial, now)
             if history:
                 conn.execute(insert(HISTORY), history)
             conn.execute(update(JOURNAL).where(JOURNAL.c.seq == journal_seq).values(state="done", finished_at=now))
 
-    def _row_op(self, conn, op: RowOp, change: Change, apply_id: str, serial: int, now: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        table = STUDIO_TABLES[op.table]
-        before_row = conn.execute(select(table).where(table.c.id == op.row_id)).mappings().first()
-        before = dict(before_row) if before_row is not None else None
+    @staticmethod
+    def _rows_before(conn, ops: list[RowOp]) -> dict[tuple[str, str], dict[str, Any]]:  # type: ignore[no-untyped-def]
+        wanted: dict[str, list[str]] = {}
+        for op in ops:
+            wanted.setdefault(op.table, []).append(op.row_id)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for table_name, ids in wanted.items():
+            table = STUDIO_TABLES[table_name]
+            for start in range(0, len(ids), IN_CHUNK):
+                for row in conn.execute(select(table).where(table.c.id.in_(ids[start:start + IN_CHUNK]))).mappings():
+                    found[(table_name, str(row["id"]))] = dict(row)
+        return found
+
+    @staticmethod
+    def _write_rows(conn, ops: list[RowOp], before: dict[tuple[str, str], dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+        inserts: dict[str, list[dict[str, Any]]] = {}
+        deletes: dict[str, list[str]] = {}
+        for op in ops:
+            old = before.get((op.table, op.row_id))
+            if op.op == "insert":
+                if old is not None:
+                    raise StoreError(f"{op.table} row {op.row_id} already exists; re-plan")
+                inserts.setdefault(op.table, []).append(storable(op.table, op.values))
+            elif op.op == "update":
+                if old is None:
+                    raise StoreError(f"{op.table} row {op.row_id} is gone; re-plan")
+                table = STUDIO_TABLES[op.table]
+                values = {k: v for k, v in storable(op.table, {**old, **op.values}).items() if k in op.values}
+                conn.execute(update(table).where(table.c.id == op.row_id).values(**values))
+            else:
+                deletes.setdefault(op.table, []).append(op.row_id)
+        for table_name, ids in deletes.items():
+            table = STUDIO_TABLES[table_name]
+            for start in range(0, len(ids), IN_CHUNK):
+                conn.execute(delete(table).where(table.c.id.in_(ids[start:start + IN_CHUNK])))
+        for table_name, rows in inserts.items():
+            conn.execute(insert(STUDIO_TABLES[table_name]), rows)
+
+    @staticmethod
+    def _history(op: RowOp, change: Change, before: dict[str, Any] | None, apply_id: str, serial: int, now: float) -> dict[str, Any]:
         after: dict[str, Any] | None
         if op.op == "insert":
-            if before is not None:  # written by an earlier, interrupted step of this same object
-                raise StoreError(f"{op.table} row {op.row_id} already exists; re-plan")
             after = storable(op.table, op.values)
-            conn.execute(insert(table), after)
         elif op.op == "update":
-            if before is None:
-                raise StoreError(f"{op.table} row {op.row_id} of {change.address} is gone; re-plan")
-            values = {k: v for k, v in storable(op.table, {**before, **op.values}).items() if k in op.values}
-            conn.execute(update(table).where(table.c.id == op.row_id).values(**values))
-            after = {**before, **values}
+            after = {**(before or {}), **storable(op.table, {**(before or {}), **op.values})}
         else:
-            conn.execute(delete(table).where(table.c.id == op.row_id))
             after = None
         return {
             "apply_id": apply_id, "serial": serial, "at": now, "kind": change.kind, "name": change.name,
@@ -179,17 +213,24 @@ class StoreWriter:
             "after": json.dumps(after) if after is not None else None,
         }
 
-    def _record(self, conn, change: Change, serial: int, now: float) -> None:  # type: ignore[no-untyped-def]
-        conn.execute(delete(OBJECTS).where(OBJECTS.c.kind == change.kind, OBJECTS.c.name == change.name))
-        rec = change.record
-        if rec is None:
-            return
-        conn.execute(insert(OBJECTS), {
-            "kind": change.kind, "name": change.name, "store_table": rec.store_table, "store_id": rec.store_id,
-            "row_ids": json.dumps(list(rec.row_ids)), "spec_fingerprint": rec.spec_fingerprint,
-            "row_fingerprint": rec.row_fingerprint, "generation": rec.generation, "protected": int(rec.protected),
-            "origin": rec.origin, "serial": serial, "updated_at": now,
-        })
+    @staticmethod
+    def _write_records(conn, changes: Sequence[Change], serial: int, now: float) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(
+            delete(OBJECTS).where(OBJECTS.c.kind == bindparam("k"), OBJECTS.c.name == bindparam("n")),
+            [{"k": c.kind, "n": c.name} for c in changes],
+        )
+        records = [
+            {
+                "kind": c.kind, "name": c.name, "store_table": rec.store_table, "store_id": rec.store_id,
+                "row_ids": json.dumps(list(rec.row_ids)), "spec_fingerprint": rec.spec_fingerprint,
+                "row_fingerprint": rec.row_fingerprint, "generation": rec.generation, "protected": int(rec.protected),
+                "origin": rec.origin, "serial": serial, "updated_at": now,
+            }
+            for c in changes
+            if (rec := c.record) is not None
+        ]
+        if records:
+            conn.execute(insert(OBJECTS), records)
 
     def finish_apply(self, apply_id: str, state: str) -> None:
         with self.engine.begin() as conn:
@@ -200,10 +241,6 @@ class StoreWriter:
             return bool(conn.execute(
                 update(OBJECTS).where(OBJECTS.c.kind == kind, OBJECTS.c.name == name).values(protected=int(protected))
             ).rowcount)
-
-
-def row_fingerprint(table: str, row: dict[str, Any]) -> str:
-    return fingerprint(table, row)
 
 
 def _alive(pid: int) -> bool:

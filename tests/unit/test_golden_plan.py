@@ -38,7 +38,7 @@ import pytest
 
 from reconciler.engine import EngineError, execute_plan, make_plan
 from reconciler.plan import Action, Consequence, Plan, Policy
-from reconciler.store import StoreWriter
+from reconciler.store.write import StoreWriter
 from reconciler.views.plan import render_plan
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan"
