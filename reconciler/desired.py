@@ -244,13 +244,16 @@ def _config(m: Manifest, scope: Scope, _own: str) -> Rendered:
     body, _, _ = parse_body(config_type, spec.config)
     if spec.model is not None:
         scope.ref_id(spec.model, "Model")
-    return _one("configs", {
+    values: Row = {
         "type": config_type,
         "description": spec.description if spec.description is not None else m.name,
         "config": config_text(config_type, body),
         "model_family": spec.model_family if spec.model_family is not None else _family(m, scope),
         "is_default": 0,
-    })
+    }
+    if values["model_family"] is None and spec.model is not None:  # unknown (offline): left as the store has it
+        del values["model_family"]
+    return _one("configs", values)
 
 
 def _family(m: Manifest, scope: Scope) -> str | None:
