@@ -17,10 +17,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-# The job side (runners): torch first, pinned, so no other torch build is pulled in.
+# The job side (runners: train, evaluate, export): torch first, pinned, so no other torch build is pulled in.
 $(TRAIN_STAMP): pyproject.toml | $(DEV_STAMP)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,train]'
+	$(PIP) install -q -e '.[dev,train,mlflow]'
 	touch $@
 
 install: $(DEV_STAMP)

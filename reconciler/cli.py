@@ -128,34 +128,51 @@ def _plan_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, n
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (implied when stdin is not a terminal).")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="Wait this long for another apply's lock, then exit naming its holder.")
+@click.option("--wait", is_flag=True, help="Keep applying until every job has finished (train, then evaluate, then export).")
+@click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="With --wait: how often to look at running jobs.")
 def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
-          no_cache: bool, auto_approve: bool, lock_timeout: float) -> None:
-    """Make the store match the manifests: plan, show, confirm, apply.
+          no_cache: bool, auto_approve: bool, lock_timeout: float, wait: bool, poll: float) -> None:
+    """Make the store match the manifests: plan, show, confirm, apply; launch the jobs that are due.
 
     PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
-    applied exactly as saved and refused if the store changed since. Safe to run again: a run
-    that was interrupted is finished, nothing is written twice. Exit 0 applied (or nothing to
-    do), 1 error, 3 blocked by policy.
+    applied exactly as saved and refused if the store changed since. Jobs are level-triggered:
+    each apply launches what is ready, registers the adapter a finished training produced and
+    launches the evaluations and exports waiting on it; --wait repeats until all jobs are done.
+    Safe to run again: nothing is written or launched twice. Exit 0 done, 1 error or a failed
+    job (with --wait), 3 blocked by policy.
     """
-    from reconciler.engine import execute_plan, read_plan_file
+    from reconciler.engine import read_plan_file
     from reconciler.plan import Policy
-    from reconciler.views import render_plan, summary_line
+    from reconciler.views import render_plan
 
     targets = paths + files
     saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.isfile(targets[0])
+    policy = Policy(prune=prune, max_deletions=max_deletions)
     if saved:
         the_plan = read_plan_file(targets[0])
     else:
-        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache,
-                                 policy=Policy(prune=prune, max_deletions=max_deletions))
+        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
     click.echo(render_plan("text", the_plan), nl=False)
     if the_plan.is_blocked():
         sys.exit(EXIT_BLOCKED)
-    if not any(c.ops or c.record is not None or c.action.value == "delete" for c in the_plan.actionable()):
+    if the_plan.actionable():
+        if not (auto_approve or saved) and sys.stdin.isatty() and not click.confirm("Apply these changes?", default=False):
+            click.echo("Nothing applied.")
+            sys.exit(EXIT_OK)
+        _execute(the_plan, store=store, lock_timeout=lock_timeout)
+    if not wait:
         sys.exit(EXIT_OK)
-    if not (auto_approve or saved) and sys.stdin.isatty() and not click.confirm("Apply these changes?", default=False):
-        click.echo("Nothing applied.")
+    if saved:
+        targets = ()  # a saved plan is applied once; --wait then follows the manifests' jobs
+        click.echo("--wait after a saved plan: pass the manifests to keep converging.", err=True)
         sys.exit(EXIT_OK)
+    sys.exit(_converge(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout, poll=poll))
+
+
+def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
+    from reconciler.engine import execute_plan
+    from reconciler.views import summary_line
 
     def progress(number: int, total: int, batch: Any) -> None:
         what = ", ".join(f"{c.action.value} {c.address}" for c in batch[:3]) + (f" (+{len(batch) - 3})" if len(batch) > 3 else "")
@@ -163,7 +180,81 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
 
     result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress)
     note = f"; abandoned {result.abandoned_intents} unfinished step(s) of an interrupted apply" if result.abandoned_intents else ""
-    click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){note}.")
+    launched = f"; launched {', '.join(o.job_name for o in result.launched)}" if result.launched else ""
+    click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){launched}{note}.")
+
+
+def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
+              lock_timeout: float, poll: float) -> int:
+    """Plan and apply again until no job is running and nothing is left to do; show progress."""
+    import time
+
+    from reconciler.views import job_lines
+
+    shown: dict[str, str] = {}
+    while True:
+        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        for address, line in job_lines(the_plan):
+            if shown.get(address) != line:
+                click.echo(f"  {address}: {line}", err=True)
+                shown[address] = line
+        if the_plan.is_blocked():
+            return EXIT_BLOCKED
+        if the_plan.actionable():
+            _execute(the_plan, store=store, lock_timeout=lock_timeout)
+            continue
+        active = [c for c in the_plan.changes if c.job.startswith(("running", "queued"))]
+        if not active:
+            failed = [c for c in the_plan.changes if c.job.startswith("failed")]
+            waiting = [c for c in the_plan.changes if c.waits_for]
+            for change in failed:
+                click.echo(f"ftctl: {change.address} {change.job}", err=True)
+            for change in waiting:
+                click.echo(f"ftctl: {change.address} still waits: {change.reason}", err=True)
+            click.echo("Converged." if not failed else "Stopped: a job failed.", err=True)
+            return EXIT_ERRORS if failed else EXIT_OK
+        time.sleep(poll)
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--store", metavar="PATH|URL")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the job writes, until it ends.")
+def logs(address: str, store: str | None, follow: bool) -> None:
+    """Print the log of a job (ADDRESS is Kind/name, e.g. FineTuningJob/demo-ticketing-lora)."""
+    import time
+
+    from reconciler.engine import find_job
+
+    backend, names = find_job(store, address)
+    for name in names:
+        path = backend.log_path(name)
+        click.echo(f"==> {name} ({path})", err=True)
+        if not path.exists():
+            click.echo("(no log yet: the job has not started)", err=True)
+            continue
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            while True:
+                chunk = handle.read()
+                if chunk:
+                    click.echo(chunk, nl=False)
+                if not follow or backend.observe(name).state.is_terminal():
+                    if follow:
+                        click.echo(handle.read(), nl=False)
+                    break
+                time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--store", metavar="PATH|URL")
+def cancel(address: str, store: str | None) -> None:
+    """Stop a running job (ADDRESS is Kind/name); it is reported as failed (killed)."""
+    from reconciler.engine import find_job
+
+    backend, names = find_job(store, address)
+    stopped = [name for name in names if backend.cancel(name)]
+    click.echo(f"Stopped {', '.join(stopped)}." if stopped else f"{address}: no job of it is running.")
 
 
 @cli.command(name="import")

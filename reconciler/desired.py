@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.facts import HubFacts, LocalFacts
+from reconciler.jobinput import JobSettings
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import (
@@ -30,6 +31,7 @@ from reconciler.models import (
 )
 from reconciler.records import Row, config_text, parsed_config
 from reconciler.rules.configs import SOURCE_FIELDS, parse_body
+from reconciler.runtime import JobObservation
 
 # Job fields whose config content the Studio snapshots into a column of the job row.
 SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
@@ -64,6 +66,8 @@ class PlanFacts:
     local: LocalFacts = field(default_factory=LocalFacts)
     hub: HubFacts = field(default_factory=HubFacts)
     root: str = ""  # local paths under it are stored relative to it (the Studio's project root)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    observations: dict[str, JobObservation] = field(default_factory=dict)  # job name -> what its backend says
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.backends.local import LocalBackend
 from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
 from reconciler.executor import ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
 from reconciler.health import ObjectStatus, assess
+from reconciler.jobinput import DEFAULT_TRACKING_URI, JobSettings, job_name
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
@@ -26,6 +28,7 @@ from reconciler.manifests.cache import ParseCache
 from reconciler.plan import Change, Plan, PlanFormatError, Policy
 from reconciler.planner import build_plan
 from reconciler.rules import RuleContext, check_all
+from reconciler.runtime import JobObservation
 
 
 class EngineError(Exception):
@@ -134,11 +137,53 @@ def make_plan(
         return PlanReport(report, None)
     from reconciler.online.hubinfo import gather_hub_facts
 
-    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd())
+    settings = job_settings(environ)
+    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
+                      jobs=settings, observations=observe_jobs(snapshot, local_backend(settings, environ)))
     plan = build_plan(
         report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
     )
     return PlanReport(report, plan)
+
+
+def job_settings(environ: Mapping[str, str]) -> JobSettings:
+    """Where jobs run and log: FTCTL_JOBS_DIR (default .app/jobs), MLFLOW_TRACKING_URI (default a
+    SQLite MLflow store under .app/), MLFLOW_REGISTRY_URI."""
+    return JobSettings(
+        jobs_root=environ.get("FTCTL_JOBS_DIR") or ".app/jobs",
+        tracking_uri=environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+        registry_uri=environ.get("MLFLOW_REGISTRY_URI") or None,
+        experiment=environ.get("FTCTL_MLFLOW_EXPERIMENT") or "ftctl",
+    )
+
+
+def local_backend(settings: JobSettings, environ: Mapping[str, str]) -> LocalBackend:
+    """The backend that runs jobs: FTCTL_BACKEND=local (default) or fake (tests)."""
+    jobs = max(1, int(environ.get("FTCTL_MAX_RUNNING_JOBS") or 1))
+    choice = environ.get("FTCTL_BACKEND") or "local"
+    if choice == "fake":
+        from reconciler.backends.fake import FakeBackend
+
+        return FakeBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
+    if choice != "local":
+        raise EngineError(f"FTCTL_BACKEND={choice!r}: this ftctl runs jobs with 'local' (or 'fake' in tests)")
+    return LocalBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
+
+
+def job_names(snapshot: Snapshot) -> list[tuple[str, str, str]]:
+    """(kind, name, job name) of every job the managed objects' current generations run."""
+    out = []
+    for record in snapshot.managed.values():
+        if record.kind == "EvaluationJob":
+            out += [(record.kind, record.name, job_name(record.kind, record.name, record.generation, i)) for i in range(len(record.row_ids))]
+        elif record.kind in ("FineTuningJob", "ModelExport"):
+            out.append((record.kind, record.name, job_name(record.kind, record.name, record.generation)))
+    return out
+
+
+def observe_jobs(snapshot: Snapshot, backend: LocalBackend) -> dict[str, JobObservation]:
+    backend.start_queued()
+    return {name: backend.observe(name) for _, _, name in job_names(snapshot)}
 
 
 def _read_for_plan(store: str | None) -> Snapshot:
@@ -182,7 +227,9 @@ def execute_plan(
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     try:
-        return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s, on_step=on_step)
+        backend = local_backend(job_settings(environ), environ)
+        return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
+                          on_step=on_step, launcher=backend)
     except (LockedError, StalePlanError) as exc:
         raise EngineError(str(exc)) from exc
     except StoreError as exc:
@@ -271,3 +318,14 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
         raise EngineError(str(exc)) from exc
     finally:
         writer.close()
+
+
+def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[LocalBackend, list[str]]:
+    """The backend and the job names of a managed object's current generation (`Kind/name`)."""
+    environ = os.environ if environ is None else environ
+    snapshot = _read_for_plan(store)
+    kind, _, name = address.partition("/")
+    names = [j for k, n, j in job_names(snapshot) if (k, n) == (kind, name)]
+    if not names:
+        raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
+    return local_backend(job_settings(environ), environ), names

@@ -14,10 +14,11 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.plan import Change, Consequence, Plan
+from reconciler.runtime import JobObservation
 
 STEP_SIZE = 500  # store-only changes of one wave written in one step
 LOCK_TTL_S = 60.0
@@ -40,6 +41,11 @@ class Writer(Protocol):
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int: ...
     def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
     def finish_apply(self, apply_id: str, state: str) -> None: ...
+    def record_launch(self, *, apply_id: str, serial: int, change: Change, row: str, job_name: str) -> None: ...
+
+
+class Launcher(Protocol):
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation: ...
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ApplyResult:
     applied: list[Change] = field(default_factory=list)
     waiting: list[Change] = field(default_factory=list)
     abandoned_intents: int = 0
+    launched: list[JobObservation] = field(default_factory=list)
 
 
 def apply_plan(
@@ -59,6 +66,7 @@ def apply_plan(
     commit_sha: str = "",
     lock_wait_s: float = 30.0,
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
+    launcher: Launcher | None = None,
 ) -> ApplyResult:
     writer.acquire_lock(ttl_s=LOCK_TTL_S, wait_s=lock_wait_s)
     result = ApplyResult(waiting=[c for c in plan.changes if c.consequence is Consequence.WAIT])
@@ -76,6 +84,7 @@ def apply_plan(
                 _fault_point()
                 writer.commit_step(apply_id=result.apply_id, serial=result.serial, journal_seq=seq, changes=batch)
                 _fault_point()
+                result.launched += _launch(batch, writer, launcher, apply_id=result.apply_id, serial=result.serial)
                 result.applied.extend(batch)
                 writer.renew_lock(LOCK_TTL_S)
                 if on_step:
@@ -89,15 +98,32 @@ def apply_plan(
     return result
 
 
+def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int) -> list[JobObservation]:
+    """Start the step's jobs (after their rows are committed), then note each launch in its row.
+
+    Launching is idempotent by job name: if this process dies between the two, the next plan finds
+    the job running and writes the note then; nothing is launched twice."""
+    launched = []
+    for change in batch:
+        for launch in change.launches:
+            if launcher is None:
+                raise RuntimeError(f"{change.address} launches a job but no backend was given")
+            launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt))
+            _fault_point()
+            if launch.row:
+                writer.record_launch(apply_id=apply_id, serial=serial, change=change, row=launch.row, job_name=launch.job_name)
+    return launched
+
+
 def plan_steps(plan: Plan) -> Iterator[list[Change]]:
     """The plan's effective changes, wave by wave, deletions last, in steps of at most STEP_SIZE."""
     batch: list[Change] = []
     wave: tuple[bool, int] | None = None
     for change in plan.changes:
-        if not (change.ops or change.record is not None or change.action.value == "delete"):
+        if not (change.ops or change.record is not None or change.launches or change.action.value == "delete"):
             continue  # noop, or waiting for a job's output
         key = (change.action.value == "delete", change.wave)
-        if batch and (key != wave or len(batch) >= STEP_SIZE):
+        if batch and (key != wave or len(batch) >= STEP_SIZE or change.launches or batch[-1].launches):
             yield batch
             batch = []
         wave = key

@@ -44,6 +44,10 @@ class Consequence(StrEnum):
     SHARED = "reuse an equal config row"
     RELEASE = "stop managing a shared row"
     WAIT = "waits for its dependencies"
+    LAUNCH = "launch the job"
+    RETRY = "relaunch after a transient failure"
+    REGISTER = "register what the job produced"
+    GATED = "held by its gate"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,17 @@ class RowOp:
     op: str  # insert | update | delete
     row_id: str
     values: Row = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A job apply starts (or, after a crash, finds already started) under a deterministic name."""
+
+    job_name: str
+    kind: str  # train | evaluate | export
+    attempt: int
+    input: dict[str, Any]
+    row: str = ""  # `table/id` of the Studio row that records the job (its cml_job_id is set)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,8 @@ class Change:
     ops: tuple[RowOp, ...] = ()
     record: Record | None = None
     waits_for: tuple[str, ...] = ()  # addresses that must finish first (jobs' produced adapters)
+    launches: tuple[Launch, ...] = ()
+    job: str = ""  # a job's state as observed when planning ("running: step 3/8", "succeeded", ...)
 
     @property
     def address(self) -> str:
@@ -129,7 +146,7 @@ class Plan:
 
     def actionable(self) -> list[Change]:
         """Changes apply can carry out now (not those waiting for a job's output)."""
-        return [c for c in self.changes if c.action.is_change() and not c.waits_for]
+        return [c for c in self.changes if (c.action.is_change() or c.launches) and not c.waits_for]
 
     def has_changes(self) -> bool:
         return bool(self.actionable())
@@ -148,7 +165,8 @@ class Plan:
         fingerprints it read, and each change's action, rows and resulting record fingerprints."""
         changes = [
             (c.address, c.action.value, [(o.table, o.op, o.row_id) for o in c.ops],
-             (c.record.spec_fingerprint, c.record.row_fingerprint, c.record.store_id) if c.record else None)
+             (c.record.spec_fingerprint, c.record.row_fingerprint, c.record.store_id) if c.record else None,
+             [(launch.job_name, launch.attempt) for launch in c.launches])
             for c in self.changes if c.action.is_change()
         ]
         return digest([self.format_version, self.store, self.serial, digest(self.read), changes, asdict(self.policy)])
@@ -207,4 +225,6 @@ def _change(data: dict[str, Any]) -> Change:
         ops=tuple(RowOp(**o) for o in data["ops"]),
         record=Record(**{**record, "row_ids": tuple(record["row_ids"])}) if record else None,
         waits_for=tuple(data["waits_for"]),
+        launches=tuple(Launch(**launch) for launch in data.get("launches", [])),
+        job=str(data.get("job", "")),
     )

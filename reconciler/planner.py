@@ -20,6 +20,7 @@ from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
 from reconciler.graph import build_graph, waves
+from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.manifests.schema_errors import SECRET_KEY
@@ -120,6 +121,7 @@ class _Planner:
     new_configs: dict[str, str] = field(default_factory=dict)  # config content key -> id created here
     deleted_ids: set[str] = field(default_factory=set)
     changed: set[tuple[str, str]] = field(default_factory=set)  # objects this plan changes
+    rows_by_id: dict[tuple[str, str], Row] = field(default_factory=dict)  # (table, id) -> row as this plan writes it
 
     @property
     def _managed_ids(self) -> set[str]:
@@ -162,9 +164,33 @@ class _Planner:
             change = self._adopt(desired, record, wave, spec_fp, protected)
         else:
             change = self._compare(desired, record, wave, spec_fp, protected)
+        if manifest.kind in RERUN_KINDS:
+            change = advance(manifest, desired, record, change, self._job_context())
         if change.action.is_change() and not change.waits_for and change.ops:
             self.changed.add(key)
+        self._remember_rows(desired, change, record)
         return change
+
+    def _job_context(self) -> JobContext:
+        if not hasattr(self, "_jobs"):
+            self._jobs = JobContext(self.snapshot, self.facts.jobs, self.facts.observations, self._row,
+                                    lambda *parts: new_id(self.seed, *parts), dict(self.snapshot.managed))
+        return self._jobs
+
+    def _remember_rows(self, desired: Desired, change: Change, record: ManagedRecord | None) -> None:
+        """The rows this plan writes, by id, so jobs read their inputs as they will be."""
+        for op in change.ops:
+            if op.op == "insert":
+                self.rows_by_id[(op.table, op.row_id)] = dict(op.values)
+        if desired.table and desired.table != "evaluation_jobs" and desired.rows:
+            own = change.record.store_id if change.record else (record.store_id if record else "")
+            if own:
+                self.rows_by_id[(desired.table, own)] = {"id": own, **desired.rows[0].values}
+
+    def _row(self, table: str, row_id: object) -> Row | None:
+        if not row_id:
+            return None
+        return self.rows_by_id.get((table, str(row_id))) or self.snapshot.row(table, str(row_id))
 
     # -- adopt -----------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Generating `schemas/`: JSON Schemas for manifests (from the pydantic models) and for config bodies
+"""Generating `schemas/`: JSON Schemas for manifests and the job contract (from the pydantic models) and for config bodies
 (from the pinned ML libraries, by running `runners/config_schemas.py` in a subprocess, so ftctl
 itself never imports them). `check` reports files that are stale.
 """
@@ -15,6 +15,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
+from reconciler.contract import contract_schemas
 from reconciler.models import MODELS
 from reconciler.models.config import LIBRARY_BACKED
 
@@ -49,6 +50,9 @@ def write(out: Path, *, with_libraries: bool) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_SCHEMA).write_text(dump(manifest_schema()), encoding="utf-8")
     written = [str(out / MANIFEST_SCHEMA)]
+    for name, schema in contract_schemas().items():
+        (out / name).write_text(dump(schema), encoding="utf-8")
+        written.append(str(out / name))
     if with_libraries:
         subprocess.run([sys.executable, str(RUNNER), str(out / BODIES)], check=True)
         written += sorted(str(p) for p in (out / BODIES).glob("*.schema.json"))
@@ -81,6 +85,10 @@ def check(folder: Path) -> list[str]:
     manifest = folder / MANIFEST_SCHEMA
     if not manifest.is_file() or manifest.read_text(encoding="utf-8") != dump(manifest_schema()):
         problems.append(f"{manifest}: differs from the manifest models (run `make schemas`)")
+    for name, schema in contract_schemas().items():
+        path = folder / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != dump(schema):
+            problems.append(f"{path}: differs from the job contract (reconciler/contract.py; run `ftctl schema`)")
     problems += _check_bodies(folder / BODIES)
     return problems
 

@@ -36,6 +36,7 @@ class ModelExportSpec(Strict):
     gate: Gate | None = None
     description: str | None = None
     hf_token_env: str | None = None
+    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
 
 
 class ModelExport(Resource):

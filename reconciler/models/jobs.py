@@ -46,6 +46,7 @@ class FineTuningJobSpec(Strict):
     user_config: ConfigSource | None = Field(default=None, description="A custom config passed to user_script.")
     resources: TrainingResources = Field(default_factory=TrainingResources)
     hf_token_env: str | None = None
+    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
 
 
 class FineTuningJob(Resource):
@@ -87,6 +88,7 @@ class EvaluationJobSpec(Strict):
     selected_features: list[str] | None = None
     resources: EvaluationResources | None = None
     hf_token_env: str | None = None
+    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
 
 
 class EvaluationJob(Resource):

@@ -14,13 +14,13 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 
 from reconciler.live import Snapshot
-from reconciler.plan import Change, RowOp
+from reconciler.plan import Action, Change, RowOp
 from reconciler.records import storable
 from reconciler.store.db import open_engine
 from reconciler.store.location import StoreError, store_url
@@ -135,7 +135,8 @@ class StoreWriter:
 
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int:
         intent = {"changes": [f"{c.action.value} {c.address}" for c in changes],
-                  "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops]}
+                  "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops],
+                  "launches": [f"{launch.job_name} (attempt {launch.attempt})" for c in changes for launch in c.launches]}
         with self.engine.begin() as conn:
             result = conn.execute(insert(JOURNAL), {
                 "apply_id": apply_id, "step": step, "intent": json.dumps(intent), "state": "intent", "created_at": self.clock(),
@@ -231,6 +232,18 @@ class StoreWriter:
         ]
         if records:
             conn.execute(insert(OBJECTS), records)
+
+    def record_launch(self, *, apply_id: str, serial: int, change: Change, row: str, job_name: str) -> None:
+        """Write the launched job's name into the Studio row that records it (`cml_job_id`), with history."""
+        op = RowOp(row.partition("/")[0], "update", row.partition("/")[2], {"cml_job_id": job_name})
+        now = self.clock()
+        with self.engine.begin() as conn:
+            before = self._rows_before(conn, [op])
+            if (op.table, op.row_id) not in before:
+                return  # the row is gone (a later apply replaced it): nothing to note
+            self._write_rows(conn, [op], before)
+            conn.execute(insert(HISTORY), [self._history(op, replace(change, action=Action.UPDATE), before[(op.table, op.row_id)],
+                                                         apply_id, serial, now)])
 
     def finish_apply(self, apply_id: str, state: str) -> None:
         with self.engine.begin() as conn:

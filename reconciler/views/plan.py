@@ -172,3 +172,16 @@ def _md(value: str) -> str:
 def _code(value: str) -> str:
     """Text for inside a code span: HTML is shown literally there; only backticks and newlines matter."""
     return value.replace("`", "'").replace("\n", " ")
+
+
+def job_lines(plan: Plan) -> list[tuple[str, str]]:
+    """(address, what its job is doing) for every job the plan observed or will launch."""
+    out = []
+    for change in plan.changes:
+        if change.launches:
+            out.append((change.address, f"launching {', '.join(launch.job_name for launch in change.launches)}"))
+        elif change.job:
+            out.append((change.address, change.job))
+        elif change.waits_for and change.kind in ("FineTuningJob", "EvaluationJob", "ModelExport"):
+            out.append((change.address, change.reason))
+    return out

@@ -1,0 +1,23 @@
+"""Backends run jobs: `local` (subprocesses on this machine, the default) and, later, `cml`.
+
+A backend launches a runner with a job-input document under a deterministic job name (its
+idempotency key), observes it (`JobObservation`), cancels it, and says where its log is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconciler.runtime import JobObservation
+
+
+class Backend(Protocol):
+    name: str
+
+    def paths(self, job_name: str) -> dict[str, str]: ...
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation: ...
+    def observe(self, job_name: str) -> JobObservation: ...
+    def start_queued(self) -> list[str]: ...
+    def cancel(self, job_name: str) -> bool: ...
+    def log_path(self, job_name: str) -> Path: ...

@@ -1,0 +1,187 @@
+"""The local backend (the embedded default): runners as subprocesses on this machine.
+
+Each job has a folder `<root>/<job name>/` holding `input.json`, `log.txt`, `progress.json`,
+`result.json`, `launch.json` (pid, attempt) and `lock`. A launched runner inherits an exclusive
+`flock` on `lock` and holds it for its whole life, so any ftctl process, including one started
+after a crash, tells a running job from a finished or dead one without trusting pids: the lock
+is held -> running; else `result.json` -> finished; else launched but gone -> failed (killed).
+Launching is idempotent by job name: a job that is running or has a result is never started
+again unless a retry asks for the next attempt. Jobs run in their own process group (cancel
+stops the whole group). At most `max_running` jobs run at once; the rest wait for a slot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import JobObservation, JobState
+
+RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
+DEFAULT_ROOT = ".app/jobs"
+
+
+class BackendError(Exception):
+    """A job could not be launched, observed or stopped."""
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, max_running: int = 1,
+                 python: str = sys.executable, environ: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.max_running = max_running
+        self.python = python
+        self.environ = dict(os.environ if environ is None else environ)
+
+    def job_dir(self, job_name: str) -> Path:
+        return self.root / job_name
+
+    def paths(self, job_name: str) -> dict[str, str]:
+        folder = self.job_dir(job_name)
+        return {"dir": str(folder), "result": str(folder / "result.json"), "progress": str(folder / "progress.json")}
+
+    # -- launch ----------------------------------------------------------------------------------
+
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
+        """Start the job unless it is running or already has this attempt; return what it is now."""
+        folder = self.job_dir(job_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        current = self.observe(job_name)
+        if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
+            return current
+        if self.running_count() >= self.max_running:
+            _write_json(folder / "input.json", job_input)
+            _write_json(folder / "queued.json", {"kind": kind, "attempt": attempt, "queued_at": time.time()})
+            return JobObservation(job_name, JobState.QUEUED, attempt)
+        return self._start(job_name, kind, job_input, attempt)
+
+    def _start(self, job_name: str, kind: str, job_input: dict[str, Any], attempt: int) -> JobObservation:
+        folder = self.job_dir(job_name)
+        if attempt > 1:
+            self._archive(folder, attempt - 1)
+        _write_json(folder / "input.json", job_input)
+        lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self.observe(job_name)  # another ftctl started it a moment ago
+            runner = RUNNERS / f"{'train' if kind == 'train' else kind}.py"
+            with open(folder / "log.txt", "ab") as log:
+                process = subprocess.Popen(
+                    [self.python, str(runner), "--input", str(folder / "input.json")],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, pass_fds=(lock_fd,), env=self.environ, cwd=os.getcwd(),
+                )
+            _write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
+            (folder / "queued.json").unlink(missing_ok=True)
+        finally:
+            os.close(lock_fd)  # the runner holds its inherited copy for its whole life
+        return JobObservation(job_name, JobState.RUNNING, attempt, external_id=str(folder))
+
+    def start_queued(self) -> list[str]:
+        """Start queued jobs while there are free slots; the names of those started."""
+        started = []
+        for queued in sorted(self.root.glob("*/queued.json"), key=lambda p: p.stat().st_mtime):
+            if self.running_count() >= self.max_running:
+                break
+            info = json.loads(queued.read_text())
+            job_name = queued.parent.name
+            job_input = json.loads((queued.parent / "input.json").read_text())
+            self._start(job_name, info["kind"], job_input, int(info["attempt"]))
+            started.append(job_name)
+        return started
+
+    @staticmethod
+    def _archive(folder: Path, attempt: int) -> None:
+        target = folder / f"attempt-{attempt}"
+        target.mkdir(exist_ok=True)
+        for name in ("result.json", "progress.json", "log.txt", "launch.json"):
+            if (folder / name).exists():
+                os.replace(folder / name, target / name)
+
+    # -- observe ---------------------------------------------------------------------------------
+
+    def observe(self, job_name: str) -> JobObservation:
+        folder = self.job_dir(job_name)
+        launch = _read_json(folder / "launch.json")
+        queued = _read_json(folder / "queued.json")
+        if not launch:
+            if queued:
+                return JobObservation(job_name, JobState.QUEUED, int(queued.get("attempt", 1)))
+            return JobObservation(job_name, JobState.NOT_LAUNCHED)
+        attempt = int(launch.get("attempt", 1))
+        progress = _read_json(folder / "progress.json")
+        if _locked(folder / "lock"):
+            return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=str(folder))
+        result = _read_json(folder / "result.json")
+        if not result:
+            return JobObservation(job_name, JobState.FAILED, attempt, "killed",
+                                  "the job ended without a result (killed, or its process died)", progress=progress,
+                                  external_id=str(folder))
+        error = result.get("error") or {}
+        state = JobState.SUCCEEDED if result.get("status") == "succeeded" else JobState.FAILED
+        return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
+                              dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
+
+    def running_count(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        return sum(1 for lock in self.root.glob("*/lock") if _locked(lock))
+
+    # -- cancel and logs -------------------------------------------------------------------------
+
+    def cancel(self, job_name: str) -> bool:
+        """Stop a running job (SIGTERM to its process group; the runner records `killed`)."""
+        folder = self.job_dir(job_name)
+        (folder / "queued.json").unlink(missing_ok=True)
+        launch = _read_json(folder / "launch.json")
+        if not launch or not _locked(folder / "lock"):
+            return False
+        try:
+            os.killpg(int(launch["pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def log_path(self, job_name: str) -> Path:
+        return self.job_dir(job_name) / "log.txt"
+
+
+def _locked(path: Path) -> bool:
+    """Whether a runner holds the job's lock (it does for exactly as long as it lives)."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)

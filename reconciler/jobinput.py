@@ -1,0 +1,152 @@
+"""Job names and job-input documents, built from the rows a plan writes. Pure.
+
+A job name is deterministic (kind, object name, generation, combination): the idempotency key of
+a launch, so an apply that crashed after launching finds its job instead of starting another.
+The job input carries everything the runner needs (see `contract.py`), resolved from the Studio
+rows the plan writes or the store holds: model and dataset sources, prompt templates, config
+bodies, split and fraction, output folders, the MLflow store. Secrets travel as variable names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.contract import CONTRACT_VERSION
+from reconciler.records import Row
+
+PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
+RUNNER_KIND = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}
+DEFAULT_TRACKING_URI = "sqlite:///.app/mlflow.db"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Where jobs put their files and log their runs (the backend's and MLflow's places)."""
+
+    jobs_root: str = ".app/jobs"
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    registry_uri: str | None = None
+    experiment: str = "ftctl"
+    backend: str = "local"
+
+    def job_dir(self, job_name: str) -> str:
+        return f"{self.jobs_root.rstrip('/')}/{job_name}"
+
+
+def job_name(kind: str, name: str, generation: int, index: int | None = None) -> str:
+    """`ftctl-train-<slug>-<hash>-g<gen>[-<i>]`: stable, readable, safe as a folder or CML job name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"
+    tag = hashlib.sha256(f"{kind}/{name}".encode()).hexdigest()[:6]
+    suffix = f"-{index}" if index is not None else ""
+    return f"ftctl-{PREFIX[kind]}-{slug}-{tag}-g{generation}{suffix}"
+
+
+def _json(text: Any) -> Any:
+    if text in (None, ""):
+        return None
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return None
+
+
+def model_source(row: Row) -> dict[str, Any]:
+    kind = str(row.get("type") or "huggingface")
+    if kind == "huggingface":
+        return {"type": kind, "name_or_path": str(row.get("huggingface_model_name") or row.get("name") or "")}
+    if kind == "model_registry":
+        return {"type": kind, "name_or_path": str(row.get("cml_registered_model_id") or "")}
+    return {"type": "project", "name_or_path": str(row.get("location") or "")}
+
+
+def dataset_source(row: Row) -> dict[str, Any]:
+    kind = str(row.get("type") or "")
+    where = row.get("huggingface_name") if kind == "huggingface" else row.get("location")
+    features = _json(row.get("features"))
+    return {"type": kind, "name_or_path": str(where or ""), "features": features if isinstance(features, list) else None}
+
+
+def prompt_templates(row: Row) -> dict[str, str]:
+    return {k: str(row.get(k) or "") for k in ("prompt_template", "input_template", "completion_template")}
+
+
+def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: Row | None, prompt: Row | None,
+          tracking_group: str | None, hf_token_env: str | None) -> dict[str, Any]:
+    folder = settings.job_dir(name)
+    source = model_source(model)
+    if hf_token_env:
+        source["hf_token_env"] = hf_token_env
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "kind": kind,
+        "job_name": name,
+        "seed": 42,
+        "model": source,
+        "dataset": dataset_source(dataset) if dataset else None,
+        "prompt": prompt_templates(prompt) if prompt else None,
+        "outputs": {"dir": folder, "result": f"{folder}/result.json", "progress": f"{folder}/progress.json",
+                    "adapter_dir": f"{folder}/adapter" if kind == "train" else None},
+        "tracking": {"tracking_uri": settings.tracking_uri, "registry_uri": settings.registry_uri,
+                     "experiment": settings.experiment, "run_group": tracking_group},
+    }
+
+
+def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
+                hf_token_env: str | None = None, axolotl: Any = None) -> dict[str, Any] | None:
+    model, dataset = rows("models", job.get("base_model_id")), rows("datasets", job.get("dataset_id"))
+    prompt = rows("prompts", job.get("prompt_id"))
+    if model is None or dataset is None:
+        return None
+    out = _base("train", name, settings, model=model, dataset=dataset, prompt=prompt, tracking_group=None, hf_token_env=hf_token_env)
+    out["train"] = {
+        "framework_type": job.get("framework_type") or "legacy",
+        "adapter_name": job.get("adapter_name") or "",
+        "lora_config": _json(job.get("lora_config")),
+        "training_arguments": _json(job.get("training_arguments_config")),
+        "bnb_config": _json(job.get("model_bnb_config")),
+        "adapter_bnb_config": _json(job.get("adapter_bnb_config")),
+        "axolotl_config": axolotl,
+        "dataset_fraction": float(job.get("dataset_fraction") or 1.0),
+        "train_test_split": float(job.get("train_test_split") or 0.9),
+        "num_epochs": job.get("num_epochs"),
+        "learning_rate": job.get("learning_rate"),
+    }
+    return out
+
+
+def evaluate_input(name: str, evaluation: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
+                   adapter: Row | None, split: float, fraction: float, max_rows: int | None,
+                   hf_token_env: str | None = None) -> dict[str, Any] | None:
+    model, dataset = rows("models", evaluation.get("base_model_id")), rows("datasets", evaluation.get("dataset_id"))
+    prompt = rows("prompts", evaluation.get("prompt_id"))
+    if model is None or dataset is None or prompt is None:
+        return None
+    out = _base("evaluate", name, settings, model=model, dataset=dataset, prompt=prompt,
+                tracking_group=str(evaluation.get("parent_job_id") or ""), hf_token_env=hf_token_env)
+    label = str(adapter.get("name")) if adapter else f"{model.get('name')} (base)"
+    out["evaluate"] = {
+        "candidates": [{"label": label, "model": model_source(model),
+                        "adapter_path": str(adapter.get("location")) if adapter else None,
+                        "evaluation_id": str(evaluation.get("id"))}],
+        "generation_config": _json(evaluation.get("generation_config")),
+        "bnb_config": _json(evaluation.get("model_bnb_config")),
+        "eval_dataset_fraction": fraction,
+        "train_test_split": split,
+        "max_rows": max_rows,
+    }
+    return out
+
+
+def export_input(name: str, *, model: Row, adapter: Row | None, registered_model_name: str, merge: bool,
+                 export_type: str, generation_config: Any, settings: JobSettings,
+                 hf_token_env: str | None = None) -> dict[str, Any]:
+    out = _base("export", name, settings, model=model, dataset=None, prompt=None, tracking_group=None, hf_token_env=hf_token_env)
+    out["export"] = {"type": export_type, "registered_model_name": registered_model_name,
+                     "adapter_path": str(adapter.get("location")) if adapter else None, "merge": merge,
+                     "generation_config": generation_config}
+    return out

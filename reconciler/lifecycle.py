@@ -1,0 +1,284 @@
+"""Jobs are level-triggered: given a job's rows and what its backend reports, what to do next.
+
+Pure. The planner pairs a FineTuningJob, EvaluationJob or ModelExport with its rows as for any
+kind; `advance` then looks at the observed job and adds to that change what the job needs now:
+launch it (new rows, or rows whose job never started), adopt a launch a crashed apply did not
+record, register the adapter a successful training produced (renaming the previous version's),
+relaunch a transient failure while `retries` allow, hold an export at its gate, or report a
+running or failed job. Each launch carries a deterministic job name and its job-input document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reconciler.contract import RETRYABLE
+from reconciler.desired import Desired
+from reconciler.jobinput import JobSettings, evaluate_input, export_input, job_name, train_input
+from reconciler.live import ManagedRecord, Snapshot
+from reconciler.manifests.loader import Manifest
+from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
+from reconciler.plan import Action, Change, Consequence, Launch, Record, RowOp
+from reconciler.records import Row
+from reconciler.runtime import JobObservation, JobState
+
+
+@dataclass
+class JobContext:
+    snapshot: Snapshot
+    settings: JobSettings
+    observations: dict[str, JobObservation]
+    row: Callable[[str, Any], Row | None]  # (table, id) -> the row this plan writes, or the store's
+    new_id: Callable[..., str]
+    managed: dict[tuple[str, str], ManagedRecord] = field(default_factory=dict)
+
+    def observe(self, name: str) -> JobObservation:
+        return self.observations.get(name) or JobObservation(name, JobState.NOT_LAUNCHED)
+
+
+def advance(manifest: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
+    if change.waits_for or change.action is Action.DELETE:
+        return change
+    res = manifest.resource
+    if isinstance(res, FineTuningJob):
+        return _train(manifest, desired, record, change, ctx)
+    if isinstance(res, EvaluationJob):
+        return _evaluate(manifest, desired, record, change, ctx)
+    if isinstance(res, ModelExport):
+        return _export(manifest, desired, record, change, ctx)
+    return change
+
+
+def _fresh(change: Change) -> bool:
+    return change.action in (Action.CREATE, Action.REPLACE) and change.record is not None
+
+
+def _generation(change: Change, record: ManagedRecord | None) -> int:
+    if change.record is not None:
+        return change.record.generation
+    return record.generation if record else 1
+
+
+def _merge(change: Change, *, reason: str, consequence: Consequence, ops: tuple[RowOp, ...] = (),
+           launches: tuple[Launch, ...] = (), job: str = "", record: Record | None = None) -> Change:
+    """Add a job's next step to the change the rows produced (a noop becomes an update)."""
+    if change.action is Action.NOOP and (ops or launches):
+        return replace(change, action=Action.UPDATE, reason=reason, consequence=consequence, ops=ops,
+                       launches=launches, job=job, record=record if record is not None else change.record)
+    if change.action is Action.NOOP:
+        return replace(change, reason=reason, job=job)
+    return replace(change, ops=change.ops + ops, launches=change.launches + launches, job=job or change.job)
+
+
+def _cml_job_id(table: str, row_id: str, name: str, ctx: JobContext) -> tuple[RowOp, ...]:
+    """Adopt a launch whose id a crashed apply did not write into the Studio's row."""
+    live = ctx.snapshot.row(table, row_id)
+    if live is not None and (live.get("cml_job_id") or "") != name:
+        return (RowOp(table, "update", row_id, {"cml_job_id": name}),)
+    return ()
+
+
+def _next_step(obs: JobObservation, retries: int, launch: Callable[[int], Launch | None],
+               done: Callable[[JobObservation], tuple[str, Consequence, tuple[RowOp, ...]]]) -> tuple[str, Consequence, tuple[RowOp, ...], tuple[Launch, ...]]:
+    """(reason, consequence, ops, launches) for one job in the state observed."""
+    if obs.state is JobState.NOT_LAUNCHED:
+        first = launch(1)
+        return ("launch the job", Consequence.LAUNCH, (), (first,) if first else ())
+    if obs.state is JobState.FAILED and obs.error_class in RETRYABLE and obs.attempt <= retries:
+        again = launch(obs.attempt + 1)
+        return (f"relaunch (attempt {obs.attempt + 1} of {retries + 1}) after {obs.summary()}", Consequence.RETRY, (),
+                (again,) if again else ())
+    if obs.state is JobState.SUCCEEDED:
+        reason, consequence, ops = done(obs)
+        return reason, consequence, ops, ()
+    return obs.summary(), Consequence.NONE, (), ()
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
+    job = m.resource
+    assert isinstance(job, FineTuningJob)
+    gen = _generation(change, record)
+    row_id = change.record.store_id if change.record else (record.store_id if record else "")
+    row = {"id": row_id, **desired.rows[0].values}
+    name = job_name("FineTuningJob", m.name, gen)
+
+    def launch(attempt: int) -> Launch | None:
+        document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env)
+        return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}") if document else None
+
+    if _fresh(change):
+        first = launch(1)
+        renames = _retire_adapter(job.adapter_name, row_id, gen, ctx) if change.action is Action.REPLACE else ()
+        return replace(change, ops=renames + change.ops, launches=(first,) if first else ())
+    obs = ctx.observe(name)
+    adopt = _cml_job_id("fine_tuning_jobs", row_id, name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
+
+    def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
+        if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
+            return f"succeeded; adapter {job.adapter_name} registered", Consequence.NONE, ()
+        return (f"register adapter {job.adapter_name} that the job produced", Consequence.REGISTER,
+                (_adapter_insert(job.adapter_name, row, result, gen, ctx, m.name),))
+
+    reason, consequence, ops, launches = _next_step(obs, job.spec.retries, launch, done)
+    ops = adopt + ops
+    if not ops and not launches and adopt == ():
+        return _merge(change, reason=reason, consequence=consequence, job=obs.summary())
+    return _merge(change, reason=reason if (ops or launches) and reason else "record the job's launch",
+                  consequence=consequence, ops=ops, launches=launches, job=obs.summary())
+
+
+def _produced_adapter(adapter_name: str, job_row_id: str, ctx: JobContext) -> Row | None:
+    for row in ctx.snapshot.rows.get("adapters", {}).values():
+        if row.get("name") == adapter_name and row.get("fine_tuning_job_id") == job_row_id:
+            return row
+    return None
+
+
+def _retire_adapter(adapter_name: str, new_job_id: str, gen: int, ctx: JobContext) -> tuple[RowOp, ...]:
+    """A re-run trains a new version: the previous one keeps its row, renamed `<name>-g<N>`."""
+    for row in ctx.snapshot.rows.get("adapters", {}).values():
+        if row.get("name") == adapter_name and row.get("fine_tuning_job_id") not in ("", None, new_job_id):
+            return (RowOp("adapters", "update", str(row["id"]), {"name": f"{adapter_name}-g{gen - 1}"}),)
+    return ()
+
+
+def _adapter_insert(adapter_name: str, job_row: Row, obs: JobObservation, gen: int, ctx: JobContext, job: str) -> RowOp:
+    adapter_id = ctx.new_id("adapter", adapter_name, gen)
+    values = {
+        "id": adapter_id, "type": "project", "name": adapter_name,
+        "description": f"trained by FineTuningJob/{job} (generation {gen})", "huggingface_name": "",
+        "model_id": job_row.get("base_model_id") or "", "location": str(obs.artifacts.get("adapter_dir") or ""),
+        "fine_tuning_job_id": job_row["id"], "prompt_id": job_row.get("prompt_id") or "",
+        "cml_registered_model_id": "", "mlflow_experiment_id": str(obs.artifacts.get("mlflow_experiment_id") or ""),
+        "mlflow_run_id": str(obs.artifacts.get("mlflow_run_id") or ""),
+    }
+    return RowOp("adapters", "insert", adapter_id, values)
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
+    job = m.resource
+    assert isinstance(job, EvaluationJob)
+    gen = _generation(change, record)
+    if _fresh(change):
+        ids = [op.row_id for op in change.ops if op.op == "insert"]
+    else:
+        by_key = {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": str(r["id"])
+                  for rid in (record.row_ids if record else ()) if (r := ctx.snapshot.row("evaluation_jobs", rid))}
+        ids = [by_key.get(r.key, "") for r in desired.rows]
+    ops: list[RowOp] = []
+    launches: list[Launch] = []
+    states: list[str] = []
+    reasons: list[str] = []
+    for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
+        name = job_name("EvaluationJob", m.name, gen, index)
+        row = {"id": row_id, **drow.values}
+        if _fresh(change):
+            one = _eval_launch(name, row, job, 1, ctx)
+            launches += [one] if one else []
+            continue
+        obs = ctx.observe(name)
+        if obs.state is not JobState.NOT_LAUNCHED:
+            ops += _cml_job_id("evaluation_jobs", row_id, name, ctx)
+        reason, _, _, more = _next_step(obs, job.spec.retries, _launcher(name, row, job, ctx), _succeeded)
+        launches += more
+        states.append(obs.summary())
+        if more:
+            reasons.append(reason)
+    if _fresh(change):
+        return replace(change, launches=tuple(launches))
+    summary = "; ".join(dict.fromkeys(states))
+    if not ops and not launches:
+        return _merge(change, reason=summary or change.reason, consequence=Consequence.NONE, job=summary)
+    return _merge(change, reason="; ".join(reasons) or "record the jobs' launches", consequence=Consequence.LAUNCH,
+                  ops=tuple(ops), launches=tuple(launches), job=summary)
+
+
+def _launcher(name: str, row: Row, job: EvaluationJob, ctx: JobContext) -> Callable[[int], Launch | None]:
+    return lambda attempt: _eval_launch(name, row, job, attempt, ctx)
+
+
+def _succeeded(_obs: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
+    return "succeeded", Consequence.NONE, ()
+
+
+def _eval_launch(name: str, row: Row, job: EvaluationJob, attempt: int, ctx: JobContext) -> Launch | None:
+    adapter = ctx.row("adapters", row.get("adapter_id")) if row.get("adapter_id") else None
+    trained_by = ctx.row("fine_tuning_jobs", adapter.get("fine_tuning_job_id")) if adapter else None
+    split = float((trained_by or {}).get("train_test_split") or 0.9)
+    fraction = float((trained_by or {}).get("dataset_fraction") or 1.0) * job.spec.eval_dataset_fraction
+    document = evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
+                              fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env)
+    return Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row['id']}") if document else None
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def gate_verdict(export: ModelExport, adapter_id: str, ctx: JobContext) -> tuple[bool | None, str]:
+    """(True open / False closed / None undecided, why) for an export's gate."""
+    gate = export.spec.gate
+    if gate is None:
+        return True, ""
+    record = ctx.managed.get(("EvaluationJob", gate.evaluation))
+    if record is None:
+        return None, f"gate: EvaluationJob/{gate.evaluation} has not run"
+    for index, row_id in enumerate(record.row_ids):
+        row = ctx.snapshot.row("evaluation_jobs", row_id) or {}
+        if (row.get("adapter_id") or "") != (adapter_id or ""):
+            continue
+        obs = ctx.observe(job_name("EvaluationJob", gate.evaluation, record.generation, index))
+        if obs.state is not JobState.SUCCEEDED:
+            return None, f"gate: EvaluationJob/{gate.evaluation} is {obs.summary()}"
+        value = obs.metrics.get(gate.metric)
+        if value is None:
+            return False, f"gate closed: EvaluationJob/{gate.evaluation} reported no metric {gate.metric!r}"
+        if gate.min is not None and value < gate.min:
+            return False, f"gate closed: {gate.metric} {value:.4g} < min {gate.min:g} (EvaluationJob/{gate.evaluation})"
+        if gate.max is not None and value > gate.max:
+            return False, f"gate closed: {gate.metric} {value:.4g} > max {gate.max:g} (EvaluationJob/{gate.evaluation})"
+        return True, f"gate open: {gate.metric} {value:.4g} (EvaluationJob/{gate.evaluation})"
+    return None, f"gate: EvaluationJob/{gate.evaluation} does not evaluate this adapter yet"
+
+
+def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
+    export = m.resource
+    assert isinstance(export, ModelExport)
+    spec = desired.spec
+    gen = _generation(change, record)
+    name = job_name("ModelExport", m.name, gen)
+    model = ctx.row("models", spec.get("base_model_id"))
+    adapter = ctx.row("adapters", spec.get("adapter_id")) if spec.get("adapter_id") else None
+
+    def launch(attempt: int) -> Launch | None:
+        if model is None:
+            return None
+        document = export_input(name, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]),
+                                merge=bool(spec.get("merge")), export_type=str(spec.get("type")),
+                                generation_config=spec.get("generation_config"), settings=ctx.settings,
+                                hf_token_env=export.spec.hf_token_env)
+        return Launch(name, "export", attempt, document)
+
+    if _fresh(change):
+        verdict, why = gate_verdict(export, str(spec.get("adapter_id") or ""), ctx)
+        if verdict is not True:
+            consequence = Consequence.GATED if verdict is False else Consequence.WAIT
+            return Change(change.kind, change.name, change.action, why, consequence, change.wave, waits_for=(why,))
+        first = launch(1)
+        return replace(change, reason=f"{change.reason}; {why}" if why else change.reason, launches=(first,) if first else ())
+    obs = ctx.observe(name)
+
+    def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
+        art = result.artifacts
+        return (f"exported: {art.get('registered_model_name', '')} version {art.get('registered_model_version', '?')}",
+                Consequence.NONE, ())
+
+    reason, consequence, ops, launches = _next_step(obs, export.spec.retries, launch, done)
+    return _merge(change, reason=reason, consequence=consequence, ops=ops, launches=launches, job=obs.summary())

@@ -1,0 +1,48 @@
+"""What ftctl knows about jobs at run time, as plain values: `JobState` and `JobObservation`.
+
+Backends observe their jobs and return these; the planner reads them to decide what to launch,
+retry, register or export next; views show them. Pure values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    NOT_LAUNCHED = "not launched"
+    QUEUED = "queued"  # launched, waiting for a slot
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    job_name: str
+    state: JobState
+    attempt: int = 0
+    error_class: str = ""
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] = field(default_factory=dict)
+    external_id: str = ""  # the backend's id for the run (local: the job folder; CML: job/run ids)
+
+    def summary(self) -> str:
+        if self.state is JobState.FAILED:
+            return f"failed ({self.error_class or 'unknown'}): {self.message}"
+        if self.state is JobState.RUNNING and self.progress:
+            p = self.progress
+            parts = [f"step {p.get('step')}/{p.get('total_steps')}" if p.get("total_steps") else str(p.get("stage", ""))]
+            if p.get("loss") is not None:
+                parts.append(f"loss {p['loss']:.4g}")
+            if p.get("eta_s") is not None:
+                parts.append(f"ETA {p['eta_s']:.0f} s")
+            return "running: " + ", ".join(x for x in parts if x)
+        return self.state.value

@@ -1,0 +1,176 @@
+"""What every runner shares: reading the job input, progress and result files, error classes.
+
+Runners (`train.py`, `evaluate.py`, `export.py`) are programs that run inside a job, locally or on
+CML. They never import ftctl: the job-input and job-result JSON (schemas in `schemas/`) are the
+only link. A runner is started as `python runners/<kind>.py --input job.json` (or with the input
+in `FTCTL_JOB_INPUT`, as a path or as the JSON itself), writes progress while it works, and always
+ends by writing its result file, success or failure. Stdlib only, so importing this is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CONTRACT_VERSION = 1
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_ENABLE_TELEMETRY": "false",
+    "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DISABLE_MLFLOW_INTEGRATION": "TRUE",  # runners log to MLflow themselves, once
+}
+
+
+class JobFailure(Exception):
+    """A failure the runner understands, with the class the retry loop decides on."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+
+
+def prepare_environment(job: dict[str, Any]) -> None:
+    """Before any ML import: offline unless the job names Hub sources; one thread per process."""
+    uses_hub = any(
+        (src or {}).get("type") == "huggingface"
+        for src in [job.get("model"), job.get("dataset"), *[c.get("model") for c in (job.get("evaluate") or {}).get("candidates", [])]]
+    )
+    for key, value in OFFLINE_ENV.items():
+        if key.endswith("OFFLINE") and uses_hub and not os.environ.get("FTCTL_FORCE_OFFLINE"):
+            continue
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def read_input(argv: list[str]) -> dict[str, Any]:
+    """The job input from `--input PATH` or FTCTL_JOB_INPUT (a path or the JSON itself), checked."""
+    source = None
+    if "--input" in argv:
+        source = Path(argv[argv.index("--input") + 1]).read_text(encoding="utf-8")
+    elif os.environ.get("FTCTL_JOB_INPUT"):
+        value = os.environ["FTCTL_JOB_INPUT"]
+        source = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+    if source is None:
+        raise SystemExit("usage: <runner>.py --input JOB.json   (or set FTCTL_JOB_INPUT)")
+    job = json.loads(source)
+    _check(job, "job-input.schema.json")
+    return job
+
+
+def _check(document: dict[str, Any], schema_name: str) -> None:
+    try:
+        import jsonschema
+    except ImportError:  # a bare job image: the contract version is still checked
+        jsonschema = None
+    if document.get("contract_version") != CONTRACT_VERSION:
+        raise SystemExit(f"job contract version {document.get('contract_version')!r}; this runner reads {CONTRACT_VERSION}")
+    schema_path = SCHEMAS / schema_name
+    if jsonschema is not None and schema_path.is_file():
+        errors = sorted(jsonschema.Draft202012Validator(json.loads(schema_path.read_text())).iter_errors(document), key=str)
+        if errors:
+            first = errors[0]
+            raise SystemExit(f"job input does not match {schema_name}: {'/'.join(map(str, first.path))}: {first.message}")
+
+
+def write_json_atomic(path: str | Path, value: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Progress:
+    """The job's progress file: step, total steps, epoch, loss, and an ETA from the rate so far."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.started = time.time()
+
+    def update(self, *, stage: str, step: int = 0, total: int = 0, epoch: float | None = None,
+               loss: float | None = None, **extra: Any) -> None:
+        elapsed = time.time() - self.started
+        eta = (elapsed / step) * (total - step) if step and total and step <= total else None
+        write_json_atomic(self.path, {
+            "stage": stage, "step": step, "total_steps": total, "epoch": epoch, "loss": loss,
+            "elapsed_s": round(elapsed, 2), "eta_s": round(eta, 1) if eta is not None else None,
+            "updated_at": time.time(), **extra,
+        })
+
+
+def classify(exc: BaseException) -> str:
+    """The error class of an exception a runner did not classify itself."""
+    if isinstance(exc, JobFailure):
+        return exc.error_class
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if isinstance(exc, MemoryError) or "out of memory" in text or "cuda oom" in text:
+        return "resources"
+    if isinstance(exc, (ImportError, ModuleNotFoundError)):
+        return "dependency"
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, UnicodeDecodeError)):
+        return "data"
+    if isinstance(exc, (ConnectionError, TimeoutError)) or "connection" in text or "timed out" in text:
+        return "transient"
+    if isinstance(exc, (ValueError, TypeError, KeyError)):
+        return "config"
+    return "internal"
+
+
+def simulated_failure(job: dict[str, Any]) -> None:
+    """The runner's own failure hook (tests): `fail` in the input, or FTCTL_RUNNER_FAIL."""
+    wanted = job.get("fail") or os.environ.get("FTCTL_RUNNER_FAIL")
+    if not wanted:
+        return
+    if wanted == "resources":
+        raise JobFailure("resources", "simulated out of memory: the job needs more memory than it was given")
+    if wanted == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise JobFailure(wanted, f"simulated {wanted} failure")
+
+
+def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, float], dict[str, Any]]]) -> int:
+    """Read the input, do the work, always write the result; exit 0 on success, 1 on failure."""
+    job = read_input(sys.argv[1:])
+    if job["kind"] != kind:
+        raise SystemExit(f"this is the {kind} runner; the input is for {job['kind']}")
+    prepare_environment(job)
+    started = time.time()
+    progress = Progress(job["outputs"]["progress"])
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        progress.update(stage="starting")
+        simulated_failure(job)
+        metrics, artifacts = work(job, progress)
+        result = {"status": "succeeded", "metrics": metrics, "artifacts": artifacts, "error": None}
+    except BaseException as exc:  # every failure becomes a result; the traceback goes to the log
+        traceback.print_exc()
+        error_class = "killed" if isinstance(exc, _Terminated) else classify(exc)
+        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+        result = {"status": "failed", "metrics": {}, "artifacts": {},
+                  "error": {"error_class": error_class, "type": type(exc).__name__, "message": message}}
+    result = {"contract_version": CONTRACT_VERSION, "job_name": job["job_name"], **result,
+              "started_at": started, "finished_at": time.time()}
+    write_json_atomic(job["outputs"]["result"], result)
+    progress.update(stage=result["status"])
+    return 0 if result["status"] == "succeeded" else 1
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated("the job was stopped (SIGTERM)")
