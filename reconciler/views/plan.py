@@ -58,6 +58,10 @@ def text(plan: Plan) -> str:
         lines.append("")
     for change in shown:
         lines.extend(_text_change(change, plan.labels))
+    jobs = [c for c in plan.changes if c.job and not c.launches and c not in shown]
+    if jobs:
+        lines += ["", "Jobs:"]
+        lines += [f"  {c.address}: {c.job}" for c in jobs]
     waiting = [c for c in plan.changes if c.waits_for]
     if waiting:
         lines += ["", "Waiting (planned once what they need exists):"]
@@ -97,6 +101,7 @@ def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
             out.append(f"      {diff.path} = {_value(before, labels)}")
         else:
             out.append(f"      {diff.path}: {_value(before, labels)} -> {_value(after, labels)}{mark}")
+    out += [f"      => launches job {launch.job_name} (attempt {launch.attempt})" for launch in change.launches]
     return out
 
 

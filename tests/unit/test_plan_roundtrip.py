@@ -31,6 +31,7 @@ from reconciler.plan import (
     Change,
     Consequence,
     FieldDiff,
+    Launch,
     Plan,
     PlanFormatError,
     Policy,
@@ -75,6 +76,10 @@ records = st.builds(
     origin=st.sampled_from(["created", "shared", "imported"]) | short,
     protected=st.booleans(),
 )
+launches = st.builds(
+    Launch, job_name=short, kind=st.sampled_from(["train", "evaluate", "export"]),
+    attempt=st.integers(min_value=1, max_value=5), input=rows, row=short,
+)
 changes = st.builds(
     Change,
     kind=names,
@@ -88,6 +93,8 @@ changes = st.builds(
     ops=st.lists(row_ops, max_size=3).map(tuple),
     record=st.none() | records,
     waits_for=st.lists(names, max_size=2).map(tuple),
+    launches=st.lists(launches, max_size=2).map(tuple),
+    job=short,
 )
 blockers = st.builds(Blocker, address=short, code=st.from_regex(r"PL-00[1-4]", fullmatch=True), message=short)
 policies = st.builds(Policy, prune=st.booleans(), max_deletions=st.integers(min_value=0, max_value=10**6))
@@ -107,7 +114,9 @@ def test_the_strategies_cover_every_field() -> None:
     """A field added to a plan value must be added here too (and to `Plan.from_dict`)."""
     assert {f.name for f in dataclasses.fields(Plan)} == set(PLAN_FIELDS) | {"format_version"}
     covered = {
-        Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for"},
+        Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
+                 "launches", "job"},
+        Launch: {"job_name", "kind", "attempt", "input", "row"},
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
         RowOp: {"table", "op", "row_id", "values"},
         Record: {"store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation", "origin",
