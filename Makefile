@@ -27,11 +27,13 @@ install: $(DEV_STAMP)
 
 install-train: $(TRAIN_STAMP)
 
-# The demo project: build the tiny model offline, then check the manifests that use it.
+# The demo project: build the tiny model offline, then apply specs/demo and wait for its jobs:
+# train a LoRA adapter, evaluate base vs adapter into MLflow (.app/mlflow.db), export to the registry.
 DEMO_MODEL := .app/models/tiny-llama
 demo: install-train
 	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
-	$(BIN)/ftctl validate --offline specs/demo
+	$(BIN)/ftctl apply --offline --auto-approve --wait specs/demo
+	$(BIN)/ftctl status --offline specs/demo
 
 lint: install
 	$(BIN)/ruff check reconciler runners tests
@@ -39,7 +41,8 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/ftctl schema --check
 
-test: lint
+# The tests run real jobs on a tiny model, so they need the job side installed too.
+test: lint $(TRAIN_STAMP)
 	$(BIN)/python -m pytest
 
 # Regenerates schemas/: manifest schemas from the pydantic models, config-body schemas from the

@@ -203,9 +203,9 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
         if the_plan.actionable():
             _execute(the_plan, store=store, lock_timeout=lock_timeout)
             continue
-        active = [c for c in the_plan.changes if c.job.startswith(("running", "queued"))]
+        active = [c for c in the_plan.changes if any(part.startswith(("running", "queued")) for part in c.job.split("; "))]
         if not active:
-            failed = [c for c in the_plan.changes if c.job.startswith("failed")]
+            failed = [c for c in the_plan.changes if any(part.startswith("failed") for part in c.job.split("; "))]
             waiting = [c for c in the_plan.changes if c.waits_for]
             for change in failed:
                 click.echo(f"ftctl: {change.address} {change.job}", err=True)
@@ -323,8 +323,9 @@ def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -
     if fmt == "json":
         click.echo(jsonlib.dumps([asdict(r) for r in rows], indent=1))
     else:
-        header = ("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID")
-        table = [header] + [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-") for r in rows]
+        header = ("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID", "JOB")
+        table = [header] + [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-", r.job or "")
+                            for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:
             click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -27,8 +27,10 @@ class Sync(StrEnum):
 
 class Health(StrEnum):
     HEALTHY = "healthy"
-    PENDING = "pending"  # a job row not launched yet
-    LAUNCHED = "launched"
+    PENDING = "pending"  # a job not launched yet
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
     MISSING = "missing"
     UNKNOWN = "unknown"
 
@@ -42,6 +44,7 @@ class ObjectStatus:
     store_id: str
     generation: int
     reason: str
+    job: str = ""  # what the object's job is doing, for jobs and exports
 
 
 def assess(plan: Plan, snapshot: Snapshot) -> list[ObjectStatus]:
@@ -53,7 +56,7 @@ def _status(change: Change, snapshot: Snapshot) -> ObjectStatus:
     store_id = record.store_id if record else ""
     generation = record.generation if record else 0
     return ObjectStatus(change.kind, change.name, _sync(change), _health(change, record, snapshot),
-                        store_id, generation, change.reason)
+                        store_id, generation, change.reason, change.job)
 
 
 def _sync(change: Change) -> Sync:
@@ -69,11 +72,23 @@ def _sync(change: Change) -> Sync:
 def _health(change: Change, record: ManagedRecord | None, snapshot: Snapshot) -> Health:
     if record is None:
         return Health.MISSING
+    if change.job:
+        return _job_health(change.job)
     if not record.store_table:
         return Health.UNKNOWN
     rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
     if not rows or any(r is None for r in rows):
         return Health.MISSING
-    if record.store_table.endswith("_jobs"):
-        return Health.LAUNCHED if all(r and r.get("cml_job_id") for r in rows) else Health.PENDING
     return Health.HEALTHY
+
+
+def _job_health(job: str) -> Health:
+    """The worst state among an object's jobs (an evaluation runs one per combination)."""
+    parts = job.split("; ")
+    if any(p.startswith("failed") for p in parts):
+        return Health.FAILED
+    if any(p.startswith(("running", "queued")) for p in parts):
+        return Health.RUNNING
+    if all(p.startswith("succeeded") for p in parts):
+        return Health.SUCCEEDED
+    return Health.PENDING

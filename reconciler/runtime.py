@@ -39,10 +39,17 @@ class JobObservation:
             return f"failed ({self.error_class or 'unknown'}): {self.message}"
         if self.state is JobState.RUNNING and self.progress:
             p = self.progress
+            if p.get("stage") in ("succeeded", "failed"):
+                return "running: finishing"
             parts = [f"step {p.get('step')}/{p.get('total_steps')}" if p.get("total_steps") else str(p.get("stage", ""))]
             if p.get("loss") is not None:
                 parts.append(f"loss {p['loss']:.4g}")
             if p.get("eta_s") is not None:
                 parts.append(f"ETA {p['eta_s']:.0f} s")
             return "running: " + ", ".join(x for x in parts if x)
+        if self.state is JobState.SUCCEEDED:
+            if self.artifacts.get("registered_model_name"):
+                return f"succeeded: {self.artifacts['registered_model_name']} version {self.artifacts.get('registered_model_version', '?')}"
+            shown = [f"{k} {v:.3g}" for k, v in self.metrics.items() if k in ("train_loss", "exact_match", "rougeL")]
+            return "succeeded" + (f" ({', '.join(shown)})" if shown else "")
         return self.state.value

@@ -216,10 +216,10 @@ class StoreWriter:
 
     @staticmethod
     def _write_records(conn, changes: Sequence[Change], serial: int, now: float) -> None:  # type: ignore[no-untyped-def]
-        conn.execute(
-            delete(OBJECTS).where(OBJECTS.c.kind == bindparam("k"), OBJECTS.c.name == bindparam("n")),
-            [{"k": c.kind, "n": c.name} for c in changes],
-        )
+        # A change without a record leaves ftctl's bookkeeping as it is, unless it deletes the object.
+        touched = [{"k": c.kind, "n": c.name} for c in changes if c.record is not None or c.action is Action.DELETE]
+        if touched:
+            conn.execute(delete(OBJECTS).where(OBJECTS.c.kind == bindparam("k"), OBJECTS.c.name == bindparam("n")), touched)
         records = [
             {
                 "kind": c.kind, "name": c.name, "store_table": rec.store_table, "store_id": rec.store_id,
