@@ -1,0 +1,86 @@
+"""The whole pipeline for real: specs/demo applied with the local backend on the tiny model.
+
+`ftctl apply --wait` trains a LoRA adapter (a real trl run in a subprocess), registers it, runs the
+two evaluations (base alone, base + adapter) into MLflow, passes the export gate and registers the
+merged model in MLflow's registry. Then a second apply plans nothing and launches nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ml, pytest.mark.slow]
+torch = pytest.importorskip("torch", reason="the job side (make install-train) is not installed")
+mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train) is not installed")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copytree(REPO / "specs", root / "specs")
+    subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", "specs/demo/data/tickets.csv",
+                    "--out", ".app/models/tiny-llama"], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def ftctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=480)
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
+    done = ftctl(project, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.5", "specs/demo")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Converged." in done.stderr
+    db = project / ".app/state.db"
+
+    [(adapter_id, location, job_id)] = rows(db, "SELECT id, location, fine_tuning_job_id FROM adapters WHERE name = 'demo-ticketing-lora'")
+    assert (project / str(location) / "adapter_config.json").is_file()
+    [(ft_id, ft_cml)] = rows(db, "SELECT id, cml_job_id FROM fine_tuning_jobs")
+    assert job_id == ft_id and str(ft_cml).startswith("ftctl-train-")
+    evaluations = rows(db, "SELECT parent_job_id, adapter_id, cml_job_id FROM evaluation_jobs ORDER BY adapter_id")
+    assert len(evaluations) == 2 and len({e[0] for e in evaluations}) == 1
+    assert sorted(str(e[1] or "") for e in evaluations) == sorted(["", str(adapter_id)])
+    assert all(str(e[2]).startswith("ftctl-eval-") for e in evaluations)
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/.app/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=50)
+    parent = str(evaluations[0][0])
+    evaluation_runs = [r for r in runs if r.data.tags.get("ftctl.parent_job_id") == parent]
+    assert len(evaluation_runs) == 2
+    for run in evaluation_runs:
+        assert 0.0 <= run.data.metrics["rougeL"] <= 1.0 and "exact_match" in run.data.metrics
+    [version] = client.search_model_versions("name = 'demo-ticketing'")
+    assert str(version.version) == "1"
+
+    status = ftctl(project, "status", "--offline", "--format", "json", "specs/demo")
+    assert status.returncode == 0, status.stdout
+    health = {(r["kind"], r["name"]): r["health"] for r in json.loads(status.stdout)}
+    assert health[("ModelExport", "demo-ticketing")] == "succeeded"
+
+
+def test_second_apply_plans_and_launches_nothing(project: Path) -> None:
+    launches = sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json"))
+    history = rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history")
+    again = ftctl(project, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.5", "specs/demo")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "No changes" in again.stdout
+    assert sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json")) == launches
+    assert rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history") == history
+    plan = ftctl(project, "plan", "--offline", "--detailed-exitcode", "specs/demo")
+    assert plan.returncode == 0, plan.stdout
