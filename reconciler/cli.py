@@ -249,7 +249,7 @@ def logs(address: str, store: str | None, follow: bool) -> None:
 @click.argument("address")
 @click.option("--store", metavar="PATH|URL")
 def cancel(address: str, store: str | None) -> None:
-    """Stop a running job (ADDRESS is Kind/name); it is reported as failed (killed)."""
+    """Stop a running job (ADDRESS is Kind/name); it is reported as failed (cancelled) and not retried."""
     from reconciler.engine import find_job
 
     backend, names = find_job(store, address)

@@ -17,7 +17,7 @@ CONTRACT_VERSION: Literal[1] = 1
 JobKind = Literal["train", "evaluate", "export"]
 JobStatus = Literal["succeeded", "failed"]
 # Error classes a runner reports. Only `transient` and `killed` are retried (`retries: N`).
-ErrorClass = Literal["data", "config", "unsupported", "resources", "dependency", "transient", "killed", "internal"]
+ErrorClass = Literal["data", "config", "unsupported", "resources", "dependency", "transient", "killed", "cancelled", "internal"]
 RETRYABLE = ("transient", "killed")
 
 

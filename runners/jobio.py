@@ -157,7 +157,7 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
         result = {"status": "succeeded", "metrics": metrics, "artifacts": artifacts, "error": None}
     except BaseException as exc:  # every failure becomes a result; the traceback goes to the log
         traceback.print_exc()
-        error_class = "killed" if isinstance(exc, _Terminated) else classify(exc)
+        error_class = "cancelled" if isinstance(exc, _Terminated) else classify(exc)
         message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
         result = {"status": "failed", "metrics": {}, "artifacts": {},
                   "error": {"error_class": error_class, "type": type(exc).__name__, "message": message}}

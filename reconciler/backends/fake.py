@@ -44,6 +44,6 @@ class FakeBackend(LocalBackend):
         if not _read_json(folder / "launch.json") or (folder / "result.json").exists():
             return False
         _write_json(folder / "result.json", {"contract_version": 1, "job_name": job_name, "status": "failed",
-                                             "error": {"error_class": "killed", "type": "Cancelled", "message": "cancelled"},
+                                             "error": {"error_class": "cancelled", "type": "Cancelled", "message": "cancelled (ftctl cancel)"},
                                              "started_at": 0, "finished_at": time.time()})
         return True
