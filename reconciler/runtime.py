@@ -42,6 +42,8 @@ class JobObservation:
             if p.get("stage") in ("succeeded", "failed"):
                 return "running: finishing"
             parts = [f"step {p.get('step')}/{p.get('total_steps')}" if p.get("total_steps") else str(p.get("stage", ""))]
+            if p.get("epoch") is not None:
+                parts.append(f"epoch {p['epoch']:.2g}")
             if p.get("loss") is not None:
                 parts.append(f"loss {p['loss']:.4g}")
             if p.get("eta_s") is not None:

@@ -26,15 +26,15 @@ OFFLINE_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_ENABLE_TELEMETRY": "false",
+    "DO_NOT_TRACK": "true",  # MLflow compares with the lowercase string "true"
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
     "TOKENIZERS_PARALLELISM": "false",
     "DISABLE_MLFLOW_INTEGRATION": "TRUE",  # runners log to MLflow themselves, once
 }
 
 
-class JobFailure(Exception):
+class JobFailure(Exception):  # noqa: N818 (a failure of the job, reported as its result; not an error of ours)
     """A failure the runner understands, with the class the retry loop decides on."""
 
     def __init__(self, error_class: str, message: str) -> None:
@@ -99,9 +99,16 @@ class Progress:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.started = time.time()
+        self.last: dict[str, Any] = {}
 
-    def update(self, *, stage: str, step: int = 0, total: int = 0, epoch: float | None = None,
+    def update(self, *, stage: str, step: int | None = None, total: int | None = None, epoch: float | None = None,
                loss: float | None = None, **extra: Any) -> None:
+        """Write the progress; values not given keep what the last update said (a final stage keeps the count)."""
+        step = self.last.get("step", 0) if step is None else step
+        total = self.last.get("total_steps", 0) if total is None else total
+        epoch = self.last.get("epoch") if epoch is None else epoch
+        loss = self.last.get("loss") if loss is None else loss
+        self.last = {"step": step, "total_steps": total, "epoch": epoch, "loss": loss}
         elapsed = time.time() - self.started
         eta = (elapsed / step) * (total - step) if step and total and step <= total else None
         write_json_atomic(self.path, {
