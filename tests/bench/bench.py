@@ -7,13 +7,15 @@ projects live under `.bench/` and are reused while the generator and N are uncha
 This is a report, not a test: a missed target still exits 0. It exits 1 when an ftctl run fails
 (an exit code the command does not document, or validate reporting errors on a generated project,
 which is valid by construction; apply or plan failing, or a plan showing other than the changes
-made). Add further sections (training throughput) as functions returning `Measurement`s and call
-them from `main`.
+made). Further sections are functions returning `Measurement`s, called from `main`; the training
+throughput section (tests/bench/train_throughput.py) needs the ML stack (`make install-train`) and is
+skipped without it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -43,9 +45,11 @@ CHILD_ENV["FTCTL_CACHE_DIR"] = str(BENCH_DIR / "cache")  # never the user's own 
 @dataclass
 class Measurement:
     name: str
-    times: list[float] = field(default_factory=list)  # seconds, counted runs only
-    target: float | None = None  # seconds; None = report only
+    times: list[float] = field(default_factory=list)  # seconds (or `unit`), counted runs only
+    target: float | None = None  # seconds (or `unit`); None = report only
     error: str | None = None  # set when a run failed: the figure is not valid
+    unit: str = "s"  # "s": lower is better, the target an upper bound; any other unit: a lower bound
+    digits: int = 3
 
     @property
     def median(self) -> float:
@@ -57,14 +61,20 @@ class Measurement:
             return "FAIL"
         if self.target is None:
             return ""
+        if self.unit != "s":
+            return "PASS" if self.median >= self.target else "MISS"
         return "PASS" if self.median < self.target else "MISS"
 
     def row(self) -> str:
-        target = f"< {self.target:.2f} s" if self.target is not None else "-"
+        unit = f" {self.unit}" if self.unit else ""
+        bound = "<" if self.unit == "s" else ">="
+        target = f"{bound} {self.target:.2f}{unit}" if self.target is not None else "-"
         if self.error or not self.times:
             return f"  {self.name:<62} {'-':>9} {'':>17}  {target:>9}  {self.verdict}"
-        spread = f"[{min(self.times):.3f}–{max(self.times):.3f}]"
-        return f"  {self.name:<62} {self.median:>7.3f} s {spread:>17}  {target:>9}  {self.verdict}  (n={len(self.times)})"
+        d = self.digits
+        spread = f"[{min(self.times):.{d}f}–{max(self.times):.{d}f}]"
+        value = f"{self.median:>7.{d}f}{unit}" if self.unit == "s" else f"{self.median:>9.{d}f}"
+        return f"  {self.name:<62} {value} {spread:>17}  {target:>9}  {self.verdict}  (n={len(self.times)})"
 
 
 def section(title: str, *notes: str) -> None:
@@ -318,6 +328,52 @@ def _apply_and_plan(n: int, *, runs: int, apply_target: float | None, plan_targe
     return measurements
 
 
+# -- training throughput ---------------------------------------------------------------------------
+
+TINY_MODEL = BENCH_DIR / "tiny-llama"
+THROUGHPUT = Path(__file__).with_name("train_throughput.py")
+
+
+def bench_train_throughput(epochs: int = 10, runs: int = 3) -> list[Measurement]:
+    section(
+        "Training throughput: runners/train.py against a bare trl script (tiny model, demo data, CPU)",
+        f"tokens processed / trainer.train() time, {epochs} epochs, each side {runs} runs, alternating, "
+        "each run its own process",
+        "ratio: runner / bare of each side's fastest run (contention only slows a run); target >= 0.95",
+    )
+    python = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+    probe = subprocess.run([python, "-c", "import importlib.util as u, sys; "
+                            "sys.exit(any(u.find_spec(m) is None for m in ('torch', 'trl', 'peft', 'mlflow')))"])
+    if probe.returncode != 0:
+        print("  skipped: the ML stack is not installed in the venv (run `make install-train`)")
+        return []
+    ratio = Measurement("ratio runner / bare trl (best run of each)", target=0.95, unit="")
+    try:
+        build = [python, str(REPO / "runners" / "build_tiny_model.py"), "--data",
+                 str(REPO / "specs" / "demo" / "data" / "tickets.csv"), "--out", str(TINY_MODEL)]
+        proc = subprocess.run(build, capture_output=True, text=True, env=CHILD_ENV, cwd=REPO)
+        if proc.returncode != 0:
+            raise BenchError(failure(build, proc))
+        argv = [python, str(THROUGHPUT), str(TINY_MODEL), "--device", "cpu", "--epochs", str(epochs), "--runs", str(runs)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=CHILD_ENV, cwd=REPO)
+        if proc.returncode != 0:
+            raise BenchError(failure(argv, proc))
+        for line in proc.stdout.splitlines():
+            if line.startswith("  run "):
+                print("    " + line.strip(), flush=True)
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (BenchError, ValueError, IndexError) as exc:
+        ratio.error = str(exc)
+        return [report(ratio)]
+    runner = report(Measurement("runner, tokens/s", times=summary["runner_all"], unit="", digits=0))
+    bare = report(Measurement("bare trl, tokens/s", times=summary["bare_all"], unit="", digits=0))
+    ratio.times = [summary["ratio"]]
+    report(ratio)
+    print(f"    best runs: runner {summary['runner_best']:.0f}, bare {summary['bare_best']:.0f} tokens/s; "
+          f"medians' ratio {summary['median_ratio']:.3f}", flush=True)
+    return [runner, bare, ratio]
+
+
 def main() -> int:
     print("ftctl benchmarks")
     print(f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
@@ -326,6 +382,7 @@ def main() -> int:
     print(f"  ftctl:   {FTCTL}")
     results = bench_cli()
     results += bench_plan_apply()
+    results += bench_train_throughput()
     failed = [m for m in results if m.error]
     missed = [m for m in results if m.verdict == "MISS"]
     print(f"\n{len(results)} figures: {len(results) - len(failed) - len(missed)} pass or report-only, "
