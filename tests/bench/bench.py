@@ -374,6 +374,39 @@ def bench_train_throughput(epochs: int = 10, runs: int = 3) -> list[Measurement]
     return [runner, bare, ratio]
 
 
+def bench_launch(runs: int = 3) -> list[Measurement]:
+    """Wall time from `ftctl apply` starting to the training job's process having started."""
+    section(
+        "Time from apply to a launched job (specs/demo on a fresh store, local backend)",
+        "from the start of `ftctl apply --offline --auto-approve specs/demo` to the runner's launch record; "
+        "the job is then stopped",
+    )
+    m = Measurement("apply -> training job launched", target=None)
+    try:
+        if not TINY_MODEL.exists():
+            subprocess.run([sys.executable, str(REPO / "runners" / "build_tiny_model.py"), "--data",
+                            str(REPO / "specs/demo/data/tickets.csv"), "--out", str(TINY_MODEL)],
+                           check=True, capture_output=True, env=CHILD_ENV, cwd=REPO)
+        for run in range(runs):
+            root = BENCH_DIR / f"launch-{run}"
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(REPO / "specs", root / "specs")
+            (root / ".app/models").mkdir(parents=True)
+            (root / ".app/models/tiny-llama").symlink_to(TINY_MODEL.resolve())
+            env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
+            started = time.time()
+            argv = [FTCTL, "apply", "--offline", "--auto-approve", "specs/demo"]
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root)
+            if proc.returncode != 0:
+                raise BenchError(failure(argv, proc))
+            [launch] = (root / ".app/jobs").glob("ftctl-train-*/launch.json")
+            m.times.append(json.loads(launch.read_text())["launched_at"] - started)
+            subprocess.run([FTCTL, "cancel", "FineTuningJob/demo-ticketing-lora"], capture_output=True, env=env, cwd=root)
+    except (BenchError, subprocess.CalledProcessError, ValueError) as exc:
+        m.error = str(exc)
+    return [report(m)]
+
+
 def main() -> int:
     print("ftctl benchmarks")
     print(f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
@@ -383,6 +416,7 @@ def main() -> int:
     results = bench_cli()
     results += bench_plan_apply()
     results += bench_train_throughput()
+    results += bench_launch()
     failed = [m for m in results if m.error]
     missed = [m for m in results if m.verdict == "MISS"]
     print(f"\n{len(results)} figures: {len(results) - len(failed) - len(missed)} pass or report-only, "
