@@ -113,10 +113,12 @@ class Scope:
         return found
 
     def _produced_adapter(self, name: str) -> str | None:
-        for row in self.snapshot.rows.get("adapters", {}).values():
-            if row.get("name") == name:
-                return str(row["id"])
+        """The registered adapter a job trains, once its current generation has produced it."""
         job = self.producers.get(name)
+        current_job = self.ids.get(("FineTuningJob", job)) if job else None
+        for row in self.snapshot.rows.get("adapters", {}).values():
+            if row.get("name") == name and (current_job is None or row.get("fine_tuning_job_id") == current_job):
+                return str(row["id"])
         self.waits_for.append(f"FineTuningJob/{job}" if job else f"Adapter/{name}")
         return None
 

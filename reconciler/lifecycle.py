@@ -113,23 +113,22 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
 
     if _fresh(change):
         first = launch(1)
-        renames = _retire_adapter(job.adapter_name, row_id, gen, ctx) if change.action is Action.REPLACE else ()
-        return replace(change, ops=renames + change.ops, launches=(first,) if first else ())
+        return replace(change, launches=(first,) if first else ())
     obs = ctx.observe(name)
     adopt = _cml_job_id("fine_tuning_jobs", row_id, name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
             return f"succeeded; adapter {job.adapter_name} registered", Consequence.NONE, ()
+        # The previous version keeps its row, renamed, in the same step: the name is never held twice or lost.
+        retired = _retire_adapter(job.adapter_name, row_id, gen, ctx)
         return (f"register adapter {job.adapter_name} that the job produced", Consequence.REGISTER,
-                (_adapter_insert(job.adapter_name, row, result, gen, ctx, m.name),))
+                (*retired, _adapter_insert(job.adapter_name, row, result, gen, ctx, m.name)))
 
     reason, consequence, ops, launches = _next_step(obs, job.spec.retries, launch, done)
-    ops = adopt + ops
-    if not ops and not launches and adopt == ():
-        return _merge(change, reason=reason, consequence=consequence, job=obs.summary())
-    return _merge(change, reason=reason if (ops or launches) and reason else "record the job's launch",
-                  consequence=consequence, ops=ops, launches=launches, job=obs.summary())
+    if adopt and not ops and not launches:
+        reason, consequence = f"record the job's launch ({obs.summary()})", Consequence.NONE
+    return _merge(change, reason=reason, consequence=consequence, ops=adopt + ops, launches=launches, job=obs.summary())
 
 
 def _produced_adapter(adapter_name: str, job_row_id: str, ctx: JobContext) -> Row | None:

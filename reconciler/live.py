@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from reconciler.records import Row, comparable, digest
 
@@ -73,6 +74,7 @@ class ManagedRecord:
     protected: bool = False
     origin: str = "created"  # created | shared (a deduplicated config) | imported
     serial: int = 0
+    spec: dict[str, Any] | None = None  # the resolved spec, kept for kinds without Studio rows
 
     @property
     def address(self) -> str:

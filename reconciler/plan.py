@@ -95,6 +95,7 @@ class Record:
     generation: int
     origin: str
     protected: bool = False
+    spec: dict[str, Any] | None = None  # the resolved spec, for kinds without Studio rows
 
 
 @dataclass(frozen=True)

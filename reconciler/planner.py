@@ -164,6 +164,8 @@ class _Planner:
             change = self._adopt(desired, record, wave, spec_fp, protected)
         else:
             change = self._compare(desired, record, wave, spec_fp, protected)
+        if not desired.table and change.record is not None:  # no Studio row: keep the spec to diff against
+            change = replace(change, record=replace(change.record, spec=desired.spec))
         if manifest.kind in RERUN_KINDS:
             change = advance(manifest, desired, record, change, self._job_context())
         if change.action.is_change() and not change.waits_for and change.ops:
@@ -331,8 +333,9 @@ class _Planner:
         fields = tuple(
             FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
             for f in _field_diffs(desired, live, only=only)
-        )
-        drift = live_fp != record.row_fingerprint
+        ) or _spec_diffs(record.spec, desired)
+        # Drift: the store moved away from what ftctl wrote while the manifest did not.
+        drift = live_fp != record.row_fingerprint and _rows_fp(desired, {}, only=only) == record.row_fingerprint
         if not fields and not rerun_spec_changed:
             return self._noop_or_protect(desired, record, wave, protected)
         why = self._why(desired, drift)
@@ -392,6 +395,7 @@ class _Planner:
         self.ids[(kind, name)] = own_id
         if desired.table == "evaluation_jobs":  # the rows carry the job's id as parent_job_id
             desired = _with_parent(desired, own_id)
+            spec_fp = self._spec_fingerprint(desired)  # as the next plan, rendering with the new id, computes it
         ids = self._row_ids(desired, own_id, generation=generation)
         inserts = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
         if kind == "Config":
@@ -445,6 +449,15 @@ class _Planner:
                 if row.get(column) in record.row_ids and row["id"] not in going:
                     kind = next(k for k, t in KIND_TABLE.items() if t == table)
                     yield f"{kind} {row.get('name') or row.get('adapter_name') or row['id']}"
+
+
+def _spec_diffs(before: dict[str, Any] | None, desired: Desired) -> tuple[FieldDiff, ...]:
+    """For kinds without Studio rows: what changed in the resolved spec since it was applied."""
+    if desired.rows or before is None:
+        return ()
+    after = desired.spec
+    return tuple(FieldDiff(f"spec.{k}", before.get(k), after.get(k), True) for k in dict.fromkeys([*before, *after])
+                 if before.get(k) != after.get(k))
 
 
 def _readable(change: Change) -> Change:

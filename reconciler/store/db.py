@@ -70,3 +70,16 @@ def ensure_schema(engine: Engine) -> None:
             conn.execute(CreateTable(table, if_not_exists=True))
             for index in table.indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
+            _add_missing_columns(conn, table)
+
+
+def _add_missing_columns(conn, table) -> None:  # type: ignore[no-untyped-def]
+    """ftctl's own tables grow columns over versions (nullable ones only); Studio tables never change."""
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present and column.nullable:
+            try:
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(conn.dialect)}"))
+            except Exception as exc:  # another apply added it a moment ago
+                if "duplicate column" not in str(exc).lower() and "already exists" not in str(exc).lower():
+                    raise

@@ -44,6 +44,7 @@ OBJECTS = Table(
     Column("origin", String, nullable=False),  # created | shared | imported
     Column("serial", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("spec", Text),  # JSON: the resolved spec of a kind without Studio rows (ModelExport), for diffs
 )
 META = Table(
     "ftctl_meta",

@@ -226,6 +226,7 @@ class StoreWriter:
                 "row_ids": json.dumps(list(rec.row_ids)), "spec_fingerprint": rec.spec_fingerprint,
                 "row_fingerprint": rec.row_fingerprint, "generation": rec.generation, "protected": int(rec.protected),
                 "origin": rec.origin, "serial": serial, "updated_at": now,
+                "spec": json.dumps(rec.spec, sort_keys=True) if rec.spec is not None else None,
             }
             for c in changes
             if (rec := c.record) is not None

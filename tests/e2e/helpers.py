@@ -94,9 +94,9 @@ def apply(cwd: Path, *paths: str, store: str | None = None, seed: str | None = S
     return ftctl(cwd, *args, env={**({"FTCTL_PLAN_SEED": seed} if seed else {}), **(env or {})}, step_size=step_size)
 
 
-def plan(cwd: Path, *paths: str, store: str | None = None) -> subprocess.CompletedProcess[str]:
+def plan(cwd: Path, *paths: str, store: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`ftctl plan PATHS --offline --detailed-exitcode [--store S]`."""
-    return ftctl(cwd, "plan", *paths, "--offline", "--detailed-exitcode", *(["--store", store] if store else []))
+    return ftctl(cwd, "plan", *paths, "--offline", "--detailed-exitcode", *(["--store", store] if store else []), env=env)
 
 
 def show(proc: subprocess.CompletedProcess[str]) -> str:
@@ -193,3 +193,32 @@ def insert_lock(db: Path, *, owner: str, host: str, pid: int, expires_at: float,
                          ("apply", owner, host, pid, acquired_at, expires_at))
     finally:
         conn.close()
+
+
+# -- jobs on the fake backend (FTCTL_BACKEND=fake) -----------------------------------------------
+
+def jobs_env(jobs_dir: Path) -> dict[str, str]:
+    """The environment that runs jobs on the fake backend with its job folders under jobs_dir."""
+    return {"FTCTL_BACKEND": "fake", "FTCTL_JOBS_DIR": str(jobs_dir)}
+
+
+def launch_logs(jobs_dir: Path) -> dict[str, str]:
+    """Job name -> its launches.log (one line per launch: the attempt number); {} when no folder."""
+    if not jobs_dir.is_dir():
+        return {}
+    return {d.name: (d / "launches.log").read_text(encoding="utf-8") if (d / "launches.log").exists() else ""
+            for d in sorted(jobs_dir.iterdir()) if d.is_dir()}
+
+
+def write_result(jobs_dir: Path, job: str, status: str = "succeeded", *, metrics: dict[str, float] | None = None,
+                 artifacts: dict[str, Any] | None = None, error_class: str = "", message: str = "") -> None:
+    """Finish a fake job: write its job-result document (schemas/job-result.schema.json)."""
+    error = {"error_class": error_class, "type": "TestFailure", "message": message or f"scripted {error_class} failure"} \
+        if status == "failed" else None
+    document = {"contract_version": 1, "job_name": job, "status": status, "metrics": metrics or {},
+                "artifacts": artifacts or {}, "error": error, "started_at": 0, "finished_at": 0}
+    folder = jobs_dir / job
+    assert (folder / "launch.json").is_file(), f"{job} was never launched: {sorted(launch_logs(jobs_dir))}"
+    tmp = folder / ".result.json.tmp"
+    tmp.write_text(json.dumps(document), encoding="utf-8")
+    os.replace(tmp, folder / "result.json")

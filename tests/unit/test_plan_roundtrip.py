@@ -75,6 +75,7 @@ records = st.builds(
     generation=st.integers(min_value=0, max_value=10**6),
     origin=st.sampled_from(["created", "shared", "imported"]) | short,
     protected=st.booleans(),
+    spec=st.none() | rows,
 )
 launches = st.builds(
     Launch, job_name=short, kind=st.sampled_from(["train", "evaluate", "export"]),
@@ -120,7 +121,7 @@ def test_the_strategies_cover_every_field() -> None:
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
         RowOp: {"table", "op", "row_id", "values"},
         Record: {"store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation", "origin",
-                 "protected"},
+                 "protected", "spec"},
         Blocker: {"address", "code", "message"},
         Policy: {"prune", "max_deletions"},
     }
