@@ -55,6 +55,7 @@ class Tracking(Contract):
     tracking_uri: str
     registry_uri: str | None = None
     experiment: str = "ftctl"
+    artifact_location: str | None = Field(default=None, description="Where a new experiment keeps its artifacts.")
     run_group: str | None = Field(default=None, description="Groups runs of one request (the Studio's parent_job_id).")
 
 

@@ -32,6 +32,7 @@ class JobSettings:
     tracking_uri: str = DEFAULT_TRACKING_URI
     registry_uri: str | None = None
     experiment: str = "ftctl"
+    artifact_location: str = ".app/mlruns"
     backend: str = "local"
 
     def job_dir(self, job_name: str) -> str:
@@ -92,7 +93,8 @@ def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: R
         "outputs": {"dir": folder, "result": f"{folder}/result.json", "progress": f"{folder}/progress.json",
                     "adapter_dir": f"{folder}/adapter" if kind == "train" else None},
         "tracking": {"tracking_uri": settings.tracking_uri, "registry_uri": settings.registry_uri,
-                     "experiment": settings.experiment, "run_group": tracking_group},
+                     "experiment": settings.experiment, "artifact_location": settings.artifact_location,
+                     "run_group": tracking_group},
     }
 
 

@@ -233,11 +233,7 @@ def setup_tracking(job: dict[str, Any]) -> Any:
     """MLflow pointed at the job's tracking (and registry) URI; returns the experiment."""
     import mlflow
 
-    tracking = job["tracking"]
-    mlflow.set_tracking_uri(tracking["tracking_uri"])
-    if tracking.get("registry_uri"):
-        mlflow.set_registry_uri(tracking["registry_uri"])
-    return mlflow.set_experiment(tracking.get("experiment") or "ftctl")
+    return jobio.open_experiment(mlflow, job["tracking"])
 
 
 def resolve_base(source: dict[str, Any], job: dict[str, Any], cache: dict[str, str]) -> tuple[str, str | None]:

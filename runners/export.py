@@ -129,7 +129,7 @@ def export(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, flo
 
     pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
     defaults = inference_defaults(spec)
-    experiment = mlflow.set_experiment(tracking.get("experiment") or "ftctl")
+    experiment = jobio.open_experiment(mlflow, tracking)
     tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "export", "ftctl.adapter": adapter or "base",
             "ftctl.merged": str(merge).lower()}
     if tracking.get("run_group"):

@@ -181,3 +181,46 @@ class _Terminated(BaseException):
 
 def _terminated(_signum: int, _frame: Any) -> None:
     raise _Terminated("the job was stopped (SIGTERM)")
+
+
+def open_experiment(mlflow: Any, tracking: dict[str, Any]) -> Any:
+    """Point MLflow at the job's tracking store and experiment (created if missing, with its
+    artifacts under `artifact_location`, not in whatever folder the job happens to run in).
+
+    A local sqlite store is opened under a file lock: jobs started together on a fresh store would
+    otherwise race to create its tables (alembic fails with "table ... already exists"), and to
+    create the experiment."""
+    uri = tracking["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    if tracking.get("registry_uri"):
+        mlflow.set_registry_uri(tracking["registry_uri"])
+    name = tracking.get("experiment") or "ftctl"
+    lock = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):].split("?")[0])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+
+            lock = (db.parent / f".{db.name}.lock").open("a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no POSIX locks here: go on unserialized
+            lock = None
+    try:
+        if tracking.get("artifact_location") and mlflow.get_experiment_by_name(name) is None:
+            location = Path(tracking["artifact_location"]).resolve()
+            location.mkdir(parents=True, exist_ok=True)
+            try:
+                mlflow.create_experiment(name, artifact_location=location.as_uri())
+            except mlflow.exceptions.MlflowException as exc:  # created by another job meanwhile
+                if "already exists" not in str(exc).lower():
+                    raise
+        try:
+            return mlflow.set_experiment(name)
+        except mlflow.exceptions.MlflowException as exc:  # created by another job meanwhile
+            if "already exists" not in str(exc).lower():
+                raise
+            return mlflow.set_experiment(name)
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock

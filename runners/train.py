@@ -367,7 +367,7 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
     import mlflow
 
     tracking = job["tracking"]
-    experiment = open_experiment(mlflow, tracking)
+    experiment = jobio.open_experiment(mlflow, tracking)
     tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "train", "ftctl.adapter_name": spec["adapter_name"]}
     if tracking.get("run_group"):
         tags["ftctl.run_group"] = tracking["run_group"]
@@ -412,40 +412,6 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
     artifacts = {"adapter_dir": str(adapter_dir), "mlflow_run_id": run.info.run_id,
                  "mlflow_experiment_id": experiment.experiment_id}
     return metrics, artifacts
-
-
-def open_experiment(mlflow: Any, tracking: dict[str, Any]) -> Any:
-    """Point MLflow at the job's tracking store and experiment (created if missing).
-
-    A local sqlite store is opened under a file lock: jobs started together on a fresh store would
-    otherwise race to create its tables (alembic fails with "table ... already exists"), and to
-    create the experiment."""
-    uri = tracking["tracking_uri"]
-    mlflow.set_tracking_uri(uri)
-    if tracking.get("registry_uri"):
-        mlflow.set_registry_uri(tracking["registry_uri"])
-    name = tracking.get("experiment") or "ftctl"
-    lock = None
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):].split("?")[0])
-        db.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-
-            lock = (db.parent / f".{db.name}.lock").open("a")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except (ImportError, OSError):  # no POSIX locks here: go on unserialized
-            lock = None
-    try:
-        try:
-            return mlflow.set_experiment(name)
-        except mlflow.exceptions.MlflowException as exc:  # created by another job meanwhile
-            if "already exists" not in str(exc).lower():
-                raise
-            return mlflow.set_experiment(name)
-    finally:
-        if lock is not None:
-            lock.close()  # releases the lock
 
 
 def resolve_model(job: dict[str, Any], auto_tokenizer: Any) -> tuple[str, Any, str | None]:

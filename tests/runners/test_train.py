@@ -167,7 +167,7 @@ def test_jobs_started_together_share_a_fresh_tracking_store(tmp_path: Path) -> N
     """Three jobs opening one new sqlite store at once: one creates the tables, none fails (a file lock)."""
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     code = ("import json, sys, mlflow; from runners import train; "
-            f"print(train.open_experiment(mlflow, {{'tracking_uri': {uri!r}, 'experiment': 'race'}}).experiment_id)")
+            f"print(train.jobio.open_experiment(mlflow, {{'tracking_uri': {uri!r}, 'experiment': 'race'}}).experiment_id)")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
