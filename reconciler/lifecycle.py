@@ -21,7 +21,7 @@ from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
 from reconciler.plan import Action, Change, Consequence, Launch, Record, RowOp
-from reconciler.records import Row
+from reconciler.records import Row, parsed_config
 from reconciler.runtime import JobObservation, JobState
 
 
@@ -108,7 +108,10 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     name = job_name("FineTuningJob", m.name, gen)
 
     def launch(attempt: int) -> Launch | None:
-        document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env)
+        axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
+        body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
+        document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env,
+                               axolotl=body if isinstance(body, dict) else None)
         return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}") if document else None
 
     if _fresh(change):
