@@ -40,6 +40,8 @@ FTCTL = str(REPO / ".venv" / "bin" / "ftctl") if (REPO / ".venv" / "bin" / "ftct
 # recompiles the reconciler package and that, not ftctl, dominates start-up.
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 CHILD_ENV["FTCTL_CACHE_DIR"] = str(BENCH_DIR / "cache")  # never the user's own parse cache
+CHILD_ENV["FTCTL_BACKEND"] = "fake"  # generated projects record their jobs; the launch section runs real ones
+CHILD_ENV["FTCTL_JOBS_DIR"] = str(BENCH_DIR / "jobs")  # emptied with each fresh store
 
 
 @dataclass
@@ -201,6 +203,7 @@ def fresh_store(name: str) -> Path:
     db.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(CHILD_ENV["FTCTL_JOBS_DIR"], ignore_errors=True)  # the fake jobs of the previous store
     return db
 
 
