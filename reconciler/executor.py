@@ -123,7 +123,7 @@ def plan_steps(plan: Plan) -> Iterator[list[Change]]:
         if not (change.ops or change.record is not None or change.launches or change.action.value == "delete"):
             continue  # noop, or waiting for a job's output
         key = (change.action.value == "delete", change.wave)
-        if batch and (key != wave or len(batch) >= STEP_SIZE or change.launches or batch[-1].launches):
+        if batch and (key != wave or len(batch) >= STEP_SIZE):
             yield batch
             batch = []
         wave = key

@@ -156,8 +156,12 @@ class _Planner:
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.desired[key] = desired
-        spec_fp = self._spec_fingerprint(desired)
         protected = is_protected(manifest, record)
+        if record is not None and not adopting and self._in_sync(desired, record):  # the common case, cheaply
+            change = self._noop_or_protect(desired, record, wave, protected)
+            self._remember_rows(desired, change, record)
+            return change
+        spec_fp = self._spec_fingerprint(desired)
         if record is None:
             change = self._create(desired, wave, spec_fp, protected)
         elif adopting:
@@ -172,6 +176,17 @@ class _Planner:
             self.changed.add(key)
         self._remember_rows(desired, change, record)
         return change
+
+    def _in_sync(self, desired: Desired, record: ManagedRecord) -> bool:
+        """A row-backed object that is not a job whose owned columns equal the store's (no digests)."""
+        if desired.kind in RERUN_KINDS or desired.waits_for or len(desired.rows) != 1 or len(record.row_ids) != 1:
+            return False
+        live = self.snapshot.comparable_row(desired.table, record.row_ids[0])
+        if live is None:
+            return False
+        want = comparable(desired.table, dict(desired.rows[0].values))
+        columns = SHARED_COLUMNS if record.origin == "shared" else desired.rows[0].values
+        return all(want[c] == live[c] for c in columns)
 
     def _job_context(self) -> JobContext:
         if not hasattr(self, "_jobs"):

@@ -122,8 +122,8 @@ def project(tmp_path: Path) -> Project:
     root = make_demo(tmp_path / "project")
     pipeline = root / DEMO / "pipeline.yaml"
     text = pipeline.read_text(encoding="utf-8")
-    assert "min: 0.0}" in text
-    pipeline.write_text(text.replace("min: 0.0}", f"min: {GATE_MIN}}}"), encoding="utf-8")
+    assert "min: 0.2}" in text
+    pipeline.write_text(text.replace("min: 0.2}", f"min: {GATE_MIN}}}"), encoding="utf-8")
     return Project(root)
 
 
