@@ -13,12 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CONTRACT_VERSION: Literal[1] = 1
+from reconciler.runtime import CONTRACT_VERSION, RETRYABLE
+
+__all__ = ["CONTRACT_VERSION", "RETRYABLE", "JobInput", "JobResult", "contract_schemas"]
+
 JobKind = Literal["train", "evaluate", "export"]
 JobStatus = Literal["succeeded", "failed"]
-# Error classes a runner reports. Only `transient` and `killed` are retried (`retries: N`).
+# Error classes a runner reports. Only those in RETRYABLE are retried (`retries: N`).
 ErrorClass = Literal["data", "config", "unsupported", "resources", "dependency", "transient", "killed", "cancelled", "internal"]
-RETRYABLE = ("transient", "killed")
 
 
 class Contract(BaseModel):

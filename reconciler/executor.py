@@ -41,7 +41,7 @@ class Writer(Protocol):
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int: ...
     def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
     def finish_apply(self, apply_id: str, state: str) -> None: ...
-    def record_launch(self, *, apply_id: str, serial: int, change: Change, row: str, job_name: str) -> None: ...
+    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, str]]) -> None: ...
 
 
 class Launcher(Protocol):
@@ -99,11 +99,12 @@ def apply_plan(
 
 
 def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int) -> list[JobObservation]:
-    """Start the step's jobs (after their rows are committed), then note each launch in its row.
+    """Start the step's jobs (after their rows are committed), then note the launches in their rows.
 
     Launching is idempotent by job name: if this process dies between the two, the next plan finds
     the job running and writes the note then; nothing is launched twice."""
-    launched = []
+    launched: list[JobObservation] = []
+    noted: list[tuple[Change, str, str]] = []
     for change in batch:
         for launch in change.launches:
             if launcher is None:
@@ -111,7 +112,8 @@ def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, 
             launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt))
             _fault_point()
             if launch.row:
-                writer.record_launch(apply_id=apply_id, serial=serial, change=change, row=launch.row, job_name=launch.job_name)
+                noted.append((change, launch.row, launch.job_name))
+    writer.record_launches(apply_id=apply_id, serial=serial, launched=noted)
     return launched
 
 

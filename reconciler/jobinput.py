@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.contract import CONTRACT_VERSION
 from reconciler.records import Row
+from reconciler.runtime import CONTRACT_VERSION
 
 PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
 RUNNER_KIND = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}

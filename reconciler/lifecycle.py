@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler.contract import RETRYABLE
 from reconciler.desired import Desired
 from reconciler.jobinput import JobSettings, evaluate_input, export_input, job_name, train_input
 from reconciler.live import ManagedRecord, Snapshot
@@ -22,7 +21,7 @@ from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
 from reconciler.plan import Action, Change, Consequence, Launch, Record, RowOp
 from reconciler.records import Row, parsed_config
-from reconciler.runtime import JobObservation, JobState
+from reconciler.runtime import RETRYABLE, JobObservation, JobState
 
 
 @dataclass

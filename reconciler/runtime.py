@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+CONTRACT_VERSION: Literal[1] = 1  # of the job-input / job-result documents (see contract.py)
+RETRYABLE = ("transient", "killed")  # error classes `retries: N` relaunches
 
 
 class JobState(StrEnum):

@@ -183,5 +183,5 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(value, default=str), encoding="utf-8")
     os.replace(tmp, path)

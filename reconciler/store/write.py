@@ -234,17 +234,22 @@ class StoreWriter:
         if records:
             conn.execute(insert(OBJECTS), records)
 
-    def record_launch(self, *, apply_id: str, serial: int, change: Change, row: str, job_name: str) -> None:
-        """Write the launched job's name into the Studio row that records it (`cml_job_id`), with history."""
-        op = RowOp(row.partition("/")[0], "update", row.partition("/")[2], {"cml_job_id": job_name})
+    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, str]]) -> None:
+        """Write each launched job's name into the Studio row that records it (`cml_job_id`), with
+        history, in one transaction: (change, `table/id`, job name) for every job a step launched."""
+        ops = [(change, RowOp(row.partition("/")[0], "update", row.partition("/")[2], {"cml_job_id": job_name}))
+               for change, row, job_name in launched]
+        if not ops:
+            return
         now = self.clock()
         with self.engine.begin() as conn:
-            before = self._rows_before(conn, [op])
-            if (op.table, op.row_id) not in before:
-                return  # the row is gone (a later apply replaced it): nothing to note
-            self._write_rows(conn, [op], before)
-            conn.execute(insert(HISTORY), [self._history(op, replace(change, action=Action.UPDATE), before[(op.table, op.row_id)],
-                                                         apply_id, serial, now)])
+            before = self._rows_before(conn, [op for _, op in ops])
+            present = [(change, op) for change, op in ops if (op.table, op.row_id) in before]  # a row replaced since: skip
+            self._write_rows(conn, [op for _, op in present], before)
+            history = [self._history(op, replace(change, action=Action.UPDATE), before[(op.table, op.row_id)], apply_id, serial, now)
+                       for change, op in present]
+            if history:
+                conn.execute(insert(HISTORY), history)
 
     def finish_apply(self, apply_id: str, state: str) -> None:
         with self.engine.begin() as conn:
