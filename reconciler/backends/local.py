@@ -41,6 +41,7 @@ class LocalBackend:
         self.max_running = max_running
         self.python = python
         self.environ = dict(os.environ if environ is None else environ)
+        self._running: int | None = None  # counted once per ftctl process, then kept up to date
 
     def job_dir(self, job_name: str) -> Path:
         return self.root / job_name
@@ -54,10 +55,11 @@ class LocalBackend:
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
         """Start the job unless it is running or already has this attempt; return what it is now."""
         folder = self.job_dir(job_name)
+        if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
+            current = self.observe(job_name)
+            if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
+                return current
         folder.mkdir(parents=True, exist_ok=True)
-        current = self.observe(job_name)
-        if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
-            return current
         if self.running_count() >= self.max_running:
             _write_json(folder / "input.json", job_input)
             _write_json(folder / "queued.json", {"kind": kind, "attempt": attempt, "queued_at": time.time()})
@@ -84,6 +86,7 @@ class LocalBackend:
                 )
             _write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
             (folder / "queued.json").unlink(missing_ok=True)
+            self._running = self.running_count() + 1
         finally:
             os.close(lock_fd)  # the runner holds its inherited copy for its whole life
         return JobObservation(job_name, JobState.RUNNING, attempt, external_id=str(folder))
@@ -91,6 +94,7 @@ class LocalBackend:
     def start_queued(self) -> list[str]:
         """Start queued jobs while there are free slots; the names of those started."""
         started = []
+        self._running = None  # a fresh count: some jobs may have finished
         for queued in sorted(self.root.glob("*/queued.json"), key=lambda p: p.stat().st_mtime):
             if self.running_count() >= self.max_running:
                 break
@@ -134,9 +138,11 @@ class LocalBackend:
                               dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
 
     def running_count(self) -> int:
-        if not self.root.is_dir():
-            return 0
-        return sum(1 for lock in self.root.glob("*/lock") if _locked(lock))
+        """Jobs running now: counted from the locks once, then tracked (finishing jobs free slots for the
+        next ftctl run, never too many at once)."""
+        if self._running is None:
+            self._running = sum(1 for lock in self.root.glob("*/lock") if _locked(lock)) if self.root.is_dir() else 0
+        return self._running
 
     # -- cancel and logs -------------------------------------------------------------------------
 
