@@ -44,10 +44,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import jobio  # noqa: E402
-from jobio import JobFailure  # noqa: E402
-
-# What mlflow 3.17.2 reads to turn telemetry off (jobio's MLFLOW_ENABLE_TELEMETRY and DO_NOT_TRACK=1 are not it).
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from jobio import JobFailure, load_data  # noqa: E402
+from jobio import hf_token as _token  # noqa: E402
 
 DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 32}
 BATCH_SIZE = 8
@@ -129,59 +127,7 @@ def result_metrics(per_label: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{label}.{name}": value for label, metrics in per_label.items() for name, value in metrics.items()}
 
 
-# -- data (the train runner's loading and split, kept identical: tests compare the two) -------------
-
-
-def _token(source: dict[str, Any]) -> str | None:
-    name = source.get("hf_token_env")
-    if not name:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise JobFailure("config", f"hf_token_env names {name}, which is not set in this job's environment")
-    return value
-
-
-def load_data(source: dict[str, Any]) -> Any:
-    """The dataset as a `DatasetDict` (a single file becomes its `train` split)."""
-    import datasets
-
-    kind, where = source["type"], source["name_or_path"]
-    if kind == "huggingface":
-        try:
-            loaded = datasets.load_dataset(where, token=_token(source))
-        except datasets.exceptions.DatasetNotFoundError as exc:
-            raise JobFailure("data", f"dataset {where!r} not found on the Hugging Face Hub: {exc}") from exc
-        return _as_dict(loaded)
-    path = Path(where)
-    if not path.exists():
-        raise JobFailure("data", f"dataset {kind} not found: {path} does not exist")
-    if kind == "project" and not path.is_dir():
-        raise JobFailure("data", f"dataset project: {path} is not a directory (a saved Hugging Face dataset)")
-    if kind != "project" and not path.is_file():
-        raise JobFailure("data", f"dataset {kind}: {path} is not a file")
-    try:
-        if kind == "project":
-            if any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
-                return _as_dict(datasets.load_from_disk(str(path)))
-            return _as_dict(datasets.load_dataset(str(path)))
-        if kind == "project_csv":
-            return _as_dict(datasets.load_dataset("csv", data_files=str(path)))
-        return _as_dict(datasets.Dataset.from_json(str(path)))  # project_json, project_jsonl
-    except JobFailure:
-        raise
-    except Exception as exc:  # a malformed file: the data's fault, not the runner's
-        raise JobFailure("data", f"cannot read dataset {kind} {path}: {type(exc).__name__}: {exc}") from exc
-
-
-def _as_dict(loaded: Any) -> Any:
-    import datasets
-
-    if isinstance(loaded, datasets.DatasetDict):
-        if not loaded:
-            raise JobFailure("data", "the dataset has no splits")
-        return loaded
-    return datasets.DatasetDict({"train": loaded})
+# -- data (loading is jobio's, as for training; the split mirrors the train runner's: tests compare the two)
 
 
 def test_split(dd: Any, fraction: float, split: float, seed: int) -> Any:

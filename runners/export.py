@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jobio
 from jobio import JobFailure
-
-# What mlflow 3.17.2 reads to turn telemetry off (jobio's MLFLOW_ENABLE_TELEMETRY and DO_NOT_TRACK=1 are not it).
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from jobio import hf_token as _token
 
 ARTIFACT_NAME = "model"
 # What a logged model needs to load again; the local build label (`+cpu`) is dropped.
@@ -75,16 +72,6 @@ def pip_requirements(*, peft: bool) -> list[str]:
 def inference_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     """The pipeline's inference defaults (MLflow `model_config`): the generation config, new text only."""
     return {"return_full_text": False, **(spec.get("generation_config") or {})}
-
-
-def _token(source: dict[str, Any]) -> str | None:
-    name = source.get("hf_token_env")
-    if not name:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise JobFailure("config", f"hf_token_env names {name}, which is not set in this job's environment")
-    return value
 
 
 # -- the run ---------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Runners (`train.py`, `evaluate.py`, `export.py`) are programs that run inside a 
 CML. They never import ftctl: the job-input and job-result JSON (schemas in `schemas/`) are the
 only link. A runner is started as `python runners/<kind>.py --input job.json` (or with the input
 in `FTCTL_JOB_INPUT`, as a path or as the JSON itself), writes progress while it works, and always
-ends by writing its result file, success or failure. Stdlib only, so importing this is instant.
+ends by writing its result file, success or failure. Stdlib only at import, so importing this is
+instant; loading a dataset (shared by training and evaluation) imports `datasets` when called.
 """
 
 from __future__ import annotations
@@ -224,3 +225,59 @@ def open_experiment(mlflow: Any, tracking: dict[str, Any]) -> Any:
     finally:
         if lock is not None:
             lock.close()  # releases the lock
+
+
+# -- data sources every runner reads the same way (ML imports inside the functions) --------------------
+
+
+def hf_token(source: dict[str, Any]) -> str | None:
+    """The Hub token of a model or dataset source: the variable its `hf_token_env` names, if any."""
+    name = source.get("hf_token_env")
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise JobFailure("config", f"hf_token_env names {name}, which is not set in this job's environment")
+    return value
+
+
+def load_data(source: dict[str, Any]) -> Any:
+    """The dataset as a `DatasetDict` (a single file becomes its `train` split)."""
+    import datasets
+
+    kind, where = source["type"], source["name_or_path"]
+    if kind == "huggingface":
+        try:
+            loaded = datasets.load_dataset(where, token=hf_token(source))
+        except datasets.exceptions.DatasetNotFoundError as exc:
+            raise JobFailure("data", f"dataset {where!r} not found on the Hugging Face Hub: {exc}") from exc
+        return _as_dataset_dict(loaded)
+    path = Path(where)
+    if not path.exists():
+        raise JobFailure("data", f"dataset {kind} not found: {path} does not exist")
+    if kind == "project" and not path.is_dir():
+        raise JobFailure("data", f"dataset project: {path} is not a directory (a saved Hugging Face dataset)")
+    if kind != "project" and not path.is_file():
+        raise JobFailure("data", f"dataset {kind}: {path} is not a file")
+    try:
+        if kind == "project":
+            if any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
+                return _as_dataset_dict(datasets.load_from_disk(str(path)))
+            return _as_dataset_dict(datasets.load_dataset(str(path)))
+        if kind == "project_csv":
+            return _as_dataset_dict(datasets.load_dataset("csv", data_files=str(path)))
+        return _as_dataset_dict(datasets.Dataset.from_json(str(path)))  # project_json, project_jsonl
+    except JobFailure:
+        raise
+    except Exception as exc:  # a malformed file: the data's fault, not the runner's
+        raise JobFailure("data", f"cannot read dataset {kind} {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _as_dataset_dict(loaded: Any) -> Any:
+    import datasets
+
+    if isinstance(loaded, datasets.DatasetDict):
+        if not loaded:
+            raise JobFailure("data", "the dataset has no splits")
+        return loaded
+    return datasets.DatasetDict({"train": loaded})

@@ -34,7 +34,6 @@ import gc
 import importlib.util
 import json
 import math
-import os
 import string
 import subprocess
 import sys
@@ -47,6 +46,7 @@ try:  # imported as runners.train (tests): no sys.path change, which would shado
 except ImportError:  # run as a program: its own folder is first on sys.path
     import jobio  # type: ignore[no-redef]
 JobFailure = jobio.JobFailure
+load_data, _token = jobio.load_data, jobio.hf_token
 
 TEXT_FIELD = "prediction"  # the Studio's TRAINING_DATA_TEXT_FIELD
 DEFAULT_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}
@@ -180,58 +180,6 @@ def configure_padding(tokenizer: Any) -> str:
 
 
 # -- data ------------------------------------------------------------------------------------------
-
-
-def _token(source: dict[str, Any]) -> str | None:
-    name = source.get("hf_token_env")
-    if not name:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise JobFailure("config", f"hf_token_env names {name}, which is not set in this job's environment")
-    return value
-
-
-def load_data(source: dict[str, Any]) -> Any:
-    """The dataset as a `DatasetDict` (a single file becomes its `train` split)."""
-    import datasets
-
-    kind, where = source["type"], source["name_or_path"]
-    if kind == "huggingface":
-        try:
-            loaded = datasets.load_dataset(where, token=_token(source))
-        except datasets.exceptions.DatasetNotFoundError as exc:
-            raise JobFailure("data", f"dataset {where!r} not found on the Hugging Face Hub: {exc}") from exc
-        return _as_dict(loaded)
-    path = Path(where)
-    if not path.exists():
-        raise JobFailure("data", f"dataset {kind} not found: {path} does not exist")
-    if kind == "project" and not path.is_dir():
-        raise JobFailure("data", f"dataset project: {path} is not a directory (a saved Hugging Face dataset)")
-    if kind != "project" and not path.is_file():
-        raise JobFailure("data", f"dataset {kind}: {path} is not a file")
-    try:
-        if kind == "project":
-            if any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
-                return _as_dict(datasets.load_from_disk(str(path)))
-            return _as_dict(datasets.load_dataset(str(path)))
-        if kind == "project_csv":
-            return _as_dict(datasets.load_dataset("csv", data_files=str(path)))
-        return _as_dict(datasets.Dataset.from_json(str(path)))  # project_json, project_jsonl
-    except JobFailure:
-        raise
-    except Exception as exc:  # a malformed file: the data's fault, not the runner's
-        raise JobFailure("data", f"cannot read dataset {kind} {path}: {type(exc).__name__}: {exc}") from exc
-
-
-def _as_dict(loaded: Any) -> Any:
-    import datasets
-
-    if isinstance(loaded, datasets.DatasetDict):
-        if not loaded:
-            raise JobFailure("data", "the dataset has no splits")
-        return loaded
-    return datasets.DatasetDict({"train": loaded})
 
 
 def check_columns(dd: Any, template: str) -> None:
