@@ -143,10 +143,11 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     Safe to run again: nothing is written or launched twice. Exit 0 done, 1 error or a failed
     job (with --wait), 3 blocked by policy.
     """
-    from reconciler.engine import read_plan_file
+    from reconciler.engine import read_plan_file, start_queued_jobs
     from reconciler.plan import Policy
     from reconciler.views import render_plan
 
+    start_queued_jobs()  # jobs an earlier apply queued take the slots that freed up, before anything new
     targets = paths + files
     saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.isfile(targets[0])
     policy = Policy(prune=prune, max_deletions=max_deletions)
@@ -190,10 +191,12 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     """Plan and apply again until no job is running and nothing is left to do; show progress."""
     import time
 
+    from reconciler.engine import start_queued_jobs
     from reconciler.views import job_lines
 
     shown: dict[str, str] = {}
     while True:
+        start_queued_jobs()
         the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
         for address, line in job_lines(the_plan):
             if shown.get(address) != line:

@@ -182,7 +182,7 @@ def job_names(snapshot: Snapshot) -> list[tuple[str, str, str]]:
 
 
 def observe_jobs(snapshot: Snapshot, backend: LocalBackend) -> dict[str, JobObservation]:
-    backend.start_queued()
+    """What the backend says of each managed job. Read-only: plan and status start nothing."""
     return {name: backend.observe(name) for _, _, name in job_names(snapshot)}
 
 
@@ -318,6 +318,13 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
         raise EngineError(str(exc)) from exc
     finally:
         writer.close()
+
+
+def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Start queued jobs while slots are free: apply does this first, and --wait between its plans.
+    Plan and status never do: they only read."""
+    environ = os.environ if environ is None else environ
+    return local_backend(job_settings(environ), environ).start_queued()
 
 
 def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[LocalBackend, list[str]]:
