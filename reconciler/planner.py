@@ -16,6 +16,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
@@ -123,11 +124,9 @@ class _Planner:
     changed: set[tuple[str, str]] = field(default_factory=set)  # objects this plan changes
     rows_by_id: dict[tuple[str, str], Row] = field(default_factory=dict)  # (table, id) -> row as this plan writes it
 
-    @property
+    @cached_property
     def _managed_ids(self) -> set[str]:
-        if not hasattr(self, "_managed_id_set"):
-            self._managed_id_set = {r.store_id for r in self.snapshot.managed.values()}
-        return self._managed_id_set
+        return {r.store_id for r in self.snapshot.managed.values()}
 
     def pair_all(self) -> list[Change]:
         by_key = {(m.kind, m.name): m for m in self.manifests}
@@ -171,7 +170,7 @@ class _Planner:
         if not desired.table and change.record is not None:  # no Studio row: keep the spec to diff against
             change = replace(change, record=replace(change.record, spec=desired.spec))
         if manifest.kind in RERUN_KINDS:
-            change = advance(manifest, desired, record, change, self._job_context())
+            change = advance(manifest, desired, record, change, self._job_context)
         if change.action.is_change() and not change.waits_for and change.ops:
             self.changed.add(key)
         self._remember_rows(desired, change, record)
@@ -188,11 +187,10 @@ class _Planner:
         columns = SHARED_COLUMNS if record.origin == "shared" else desired.rows[0].values
         return all(want[c] == live[c] for c in columns)
 
+    @cached_property
     def _job_context(self) -> JobContext:
-        if not hasattr(self, "_jobs"):
-            self._jobs = JobContext(self.snapshot, self.facts.jobs, self.facts.observations, self._row,
-                                    lambda *parts: new_id(self.seed, *parts), dict(self.snapshot.managed))
-        return self._jobs
+        return JobContext(self.snapshot, self.facts.jobs, self.facts.observations, self._row,
+                          lambda *parts: new_id(self.seed, *parts), dict(self.snapshot.managed))
 
     def _remember_rows(self, desired: Desired, change: Change, record: ManagedRecord | None) -> None:
         """The rows this plan writes, by id, so jobs read their inputs as they will be."""
