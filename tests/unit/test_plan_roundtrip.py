@@ -173,7 +173,7 @@ def test_tuples_in_field_values_come_back_as_lists() -> None:
 def _real_plans(tmp: Path) -> list[Plan]:
     """Plans from the real planner for two golden cases: one made on an empty store, one after apply."""
     out = []
-    env = {"FTCTL_ACTOR": "roundtrip-test"}
+    env = {"FTCTL_ACTOR": "roundtrip-test", "FTCTL_BACKEND": "fake"}
     for case, policy in (("create", Policy()), ("replace", Policy(prune=True, max_deletions=0))):
         work = tmp / case
         shutil.copytree(GOLDEN_PLAN / case, work, ignore=shutil.ignore_patterns("plan.*"))
