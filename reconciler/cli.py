@@ -69,6 +69,11 @@ def validate(
     sys.exit(EXIT_ERRORS if report.has_errors() else EXIT_OK)
 
 
+def _set_backend(_ctx: Any, _param: Any, value: str | None) -> None:
+    if value:
+        os.environ["FTCTL_BACKEND"] = value  # read with the other settings (engine.effective_environ)
+
+
 def _manifest_args(f):  # type: ignore[no-untyped-def]
     """The options plan and apply share: what to read and under which policy."""
     for decorator in reversed([
@@ -79,6 +84,9 @@ def _manifest_args(f):  # type: ignore[no-untyped-def]
         click.option("--prune", is_flag=True, help="Delete managed objects that no manifest declares any more."),
         click.option("--max-deletions", default=5, show_default=True, type=click.IntRange(min=0), help="Block a plan that deletes more objects than this."),
         click.option("--no-cache", is_flag=True, envvar="FTCTL_NO_CACHE", help="Parse every file again."),
+        click.option("--backend", type=click.Choice(["local", "cml"]), expose_value=False, callback=_set_backend,
+                     help="Where new jobs run unless their manifest says (spec.backend). Default: $FTCTL_BACKEND, "
+                          "ftctl.toml, else local. Launched jobs stay where they run."),
     ]):
         f = decorator(f)
     return f
@@ -321,19 +329,26 @@ def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -
 
     from reconciler.engine import status as run_status
 
-    report, rows = run_status(list(paths) or ["."], store=store, offline=offline)
+    report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline)
     if report.plan is None:
         _plan_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
     if fmt == "json":
-        click.echo(jsonlib.dumps([asdict(r) for r in rows], indent=1))
+        click.echo(jsonlib.dumps({"objects": [asdict(r) for r in rows], "jobs": [asdict(j) for j in jobs]}, indent=1))
     else:
-        header = ("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID", "JOB")
-        table = [header] + [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-", r.job or "")
-                            for r in rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for row in table:
-            click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _table(("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID", "JOB"),
+               [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-", r.job or "") for r in rows])
+        if jobs:
+            click.echo()
+            _table(("JOB", "BACKEND", "STATE", "ID", "LINK"),
+                   [(j.job, j.backend, j.state, j.external_id or "-", j.links.get("run") or j.links.get("job") or "") for j in jobs])
     sys.exit(EXIT_OK if all(r.sync.is_synced() for r in rows) else EXIT_CHANGES)
+
+
+def _table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
+    table = [header, *body]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 @cli.command()

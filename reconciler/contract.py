@@ -101,6 +101,19 @@ class ExportSpec(Contract):
     generation_config: dict[str, Any] | None = None
 
 
+class Resources(Contract):
+    """What the job asks of the machine: used by backends that schedule (CML), ignored locally."""
+
+    cpu: float | None = None
+    memory: float | None = Field(default=None, description="GB.")
+    gpu: int | None = None
+    gpu_label_id: int | None = Field(default=None, description="CML accelerator label id.")
+    num_workers: int = 1
+    dist_cpu: float | None = Field(default=None, description="Per additional worker (distributed training).")
+    dist_memory: float | None = None
+    dist_gpu: int | None = None
+
+
 class JobInput(Contract):
     contract_version: Literal[1] = CONTRACT_VERSION
     kind: JobKind
@@ -114,6 +127,7 @@ class JobInput(Contract):
     export: ExportSpec | None = None
     outputs: Outputs
     tracking: Tracking
+    resources: Resources = Field(default_factory=Resources)
     fail: str | None = Field(default=None, description="Tests: make the runner fail with this error class.")
 
 

@@ -10,10 +10,11 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.backends import Backend, BackendError
 from reconciler.backends.local import LocalBackend
 from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
@@ -28,7 +29,7 @@ from reconciler.manifests.cache import ParseCache
 from reconciler.plan import Change, Plan, PlanFormatError, Policy
 from reconciler.planner import build_plan
 from reconciler.rules import RuleContext, check_all
-from reconciler.runtime import JobObservation
+from reconciler.runtime import JobObservation, JobState
 
 
 class EngineError(Exception):
@@ -115,6 +116,7 @@ class PlanReport:
 
     validation: ValidationReport
     plan: Plan | None
+    observations: dict[str, JobObservation] = field(default_factory=dict)  # job name -> what its backend said
 
 
 def make_plan(
@@ -129,7 +131,7 @@ def make_plan(
     snapshot: Snapshot | None = None,
 ) -> PlanReport:
     """Validate the manifests, read the store once, and build the plan (pure) from both."""
-    environ = os.environ if environ is None else environ
+    environ = effective_environ(environ)
     if snapshot is None:
         snapshot = _read_for_plan(store)
     report, local = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
@@ -138,52 +140,139 @@ def make_plan(
     from reconciler.online.hubinfo import gather_hub_facts
 
     settings = job_settings(environ)
+    observations = observe_jobs(snapshot, Backends(settings, environ))
     facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
-                      jobs=settings, observations=observe_jobs(snapshot, local_backend(settings, environ)))
+                      jobs=settings, observations=observations)
     plan = build_plan(
         report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
     )
-    return PlanReport(report, plan)
+    return PlanReport(report, plan, observations)
+
+
+BACKENDS = ("local", "cml")
+PROJECT_FILE = "ftctl.toml"
+# ftctl.toml keys and the environment variables they give defaults for (the environment wins).
+PROJECT_KEYS = {
+    "backend": "FTCTL_BACKEND", "jobs_dir": "FTCTL_JOBS_DIR", "max_running_jobs": "FTCTL_MAX_RUNNING_JOBS",
+    "cml.api_url": "CDSW_API_URL", "cml.project_id": "CDSW_PROJECT_ID", "cml.runtime_identifier": "FTCTL_CML_RUNTIME",
+    "cml.runners_dir": "FTCTL_CML_RUNNERS_DIR", "cml.project_dir": "FTCTL_CML_PROJECT_DIR", "cml.timeout_s": "FTCTL_CML_TIMEOUT_S",
+}
+
+
+def effective_environ(environ: Mapping[str, str] | None = None, project_file: str = PROJECT_FILE) -> Mapping[str, str]:
+    """The settings ftctl runs with: the environment, over the defaults in ./ftctl.toml if there is
+    one (never secrets: the CML API key comes from CDSW_APIV2_KEY only)."""
+    environ = os.environ if environ is None else environ
+    if not os.path.isfile(project_file):
+        return environ
+    import tomllib
+
+    try:
+        with open(project_file, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EngineError(f"{project_file}: {exc}") from exc
+    flat = {f"{k}.{sub}" if isinstance(v, dict) else k: x for k, v in data.items()
+            for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+    unknown = sorted(set(flat) - set(PROJECT_KEYS))
+    if unknown:
+        raise EngineError(f"{project_file}: unknown setting {', '.join(unknown)} (known: {', '.join(PROJECT_KEYS)})")
+    return {**{PROJECT_KEYS[k]: str(v) for k, v in flat.items()}, **environ}
 
 
 def job_settings(environ: Mapping[str, str]) -> JobSettings:
-    """Where jobs run and log: FTCTL_JOBS_DIR (default .app/jobs), MLFLOW_TRACKING_URI (default a
-    SQLite MLflow store under .app/), MLFLOW_REGISTRY_URI."""
+    """Where jobs run and log: FTCTL_BACKEND (the default backend: local or cml), FTCTL_JOBS_DIR
+    (default .app/jobs), MLFLOW_TRACKING_URI (default a SQLite MLflow store under .app/),
+    MLFLOW_REGISTRY_URI."""
+    backend = environ.get("FTCTL_BACKEND") or "local"
+    if backend not in (*BACKENDS, "fake"):
+        raise EngineError(f"backend {backend!r}: choose local or cml (FTCTL_BACKEND, --backend or {PROJECT_FILE})")
     return JobSettings(
         jobs_root=environ.get("FTCTL_JOBS_DIR") or ".app/jobs",
         tracking_uri=environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
         registry_uri=environ.get("MLFLOW_REGISTRY_URI") or None,
         experiment=environ.get("FTCTL_MLFLOW_EXPERIMENT") or "ftctl",
+        backend="local" if backend == "fake" else backend,
     )
 
 
 def local_backend(settings: JobSettings, environ: Mapping[str, str]) -> LocalBackend:
-    """The backend that runs jobs: FTCTL_BACKEND=local (default) or fake (tests)."""
+    """The backend that runs jobs on this machine; FTCTL_BACKEND=fake (tests) stands in a fake for it."""
     jobs = max(1, int(environ.get("FTCTL_MAX_RUNNING_JOBS") or 1))
-    choice = environ.get("FTCTL_BACKEND") or "local"
-    if choice == "fake":
+    if environ.get("FTCTL_BACKEND") == "fake":
         from reconciler.backends.fake import FakeBackend
 
         return FakeBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
-    if choice != "local":
-        raise EngineError(f"FTCTL_BACKEND={choice!r}: this ftctl runs jobs with 'local' (or 'fake' in tests)")
     return LocalBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
 
 
-def job_names(snapshot: Snapshot) -> list[tuple[str, str, str]]:
-    """(kind, name, job name) of every job the managed objects' current generations run."""
+def cml_backend(settings: JobSettings, environ: Mapping[str, str]) -> Backend:
+    from reconciler.backends.cml import CMLBackend, CMLSettings
+    from reconciler.backends.cml_http import CMLClient, CMLError
+
+    try:
+        client = CMLClient.from_environ(environ)
+    except CMLError as exc:
+        raise EngineError(f"the cml backend needs the CML API: {exc}") from exc
+    return CMLBackend(client, CMLSettings.from_environ(environ), settings.jobs_root, environ)
+
+
+class Backends:
+    """The backends jobs run on, each made when first needed (the CML one needs its API settings).
+
+    Routes a launch to the backend its plan names, and observes jobs where their records say
+    they run: the local backend one job at a time, CML with one listing for all of them."""
+
+    def __init__(self, settings: JobSettings, environ: Mapping[str, str]) -> None:
+        self.settings, self.environ = settings, environ
+        self._made: dict[str, Backend] = {}
+
+    def get(self, name: str) -> Backend:
+        name = name or "local"
+        if name not in self._made:
+            if name not in BACKENDS:
+                raise EngineError(f"backend {name!r}: this ftctl runs jobs with {' or '.join(BACKENDS)}")
+            self._made[name] = cml_backend(self.settings, self.environ) if name == "cml" else local_backend(self.settings, self.environ)
+        return self._made[name]
+
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1, backend: str = "local") -> JobObservation:
+        return self.get(backend).launch(job_name, kind, job_input, attempt=attempt)
+
+    def observe(self, jobs: Sequence[tuple[str, str]]) -> dict[str, JobObservation]:
+        """(job name, backend) pairs -> what each backend says of them."""
+        by_backend: dict[str, list[str]] = {}
+        for name, backend in jobs:
+            by_backend.setdefault(backend or "local", []).append(name)
+        out: dict[str, JobObservation] = {}
+        for backend, names in by_backend.items():
+            chosen = self.get(backend)
+            many = getattr(chosen, "observe_many", None)
+            out.update(many(names) if many else {name: chosen.observe(name) for name in names})
+        return out
+
+    def start_queued(self) -> list[str]:
+        return self.get("local").start_queued()  # only the local backend queues (CML schedules itself)
+
+
+def job_names(snapshot: Snapshot) -> list[tuple[str, str, str, str]]:
+    """(kind, name, job name, backend) of every job the managed objects' current generations run."""
     out = []
     for record in snapshot.managed.values():
+        backend = record.backend or "local"
         if record.kind == "EvaluationJob":
-            out += [(record.kind, record.name, job_name(record.kind, record.name, record.generation, i)) for i in range(len(record.row_ids))]
+            out += [(record.kind, record.name, job_name(record.kind, record.name, record.generation, i), backend)
+                    for i in range(len(record.row_ids))]
         elif record.kind in ("FineTuningJob", "ModelExport"):
-            out.append((record.kind, record.name, job_name(record.kind, record.name, record.generation)))
+            out.append((record.kind, record.name, job_name(record.kind, record.name, record.generation), backend))
     return out
 
 
-def observe_jobs(snapshot: Snapshot, backend: LocalBackend) -> dict[str, JobObservation]:
-    """What the backend says of each managed job. Read-only: plan and status start nothing."""
-    return {name: backend.observe(name) for _, _, name in job_names(snapshot)}
+def observe_jobs(snapshot: Snapshot, backends: Backends) -> dict[str, JobObservation]:
+    """What the backends say of each managed job. Read-only: plan and status start nothing."""
+    try:
+        return backends.observe([(name, backend) for _, _, name, backend in job_names(snapshot)])
+    except BackendError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 def _read_for_plan(store: str | None) -> Snapshot:
@@ -218,7 +307,7 @@ def execute_plan(
     from reconciler.store.location import StoreError, store_url
     from reconciler.store.write import LockedError, StoreWriter
 
-    environ = os.environ if environ is None else environ
+    environ = effective_environ(environ)
     target = store_url(store)
     if plan.store and plan.store != target:
         raise EngineError(f"the plan was made for {plan.store}, not {target}; plan against this store")
@@ -227,10 +316,10 @@ def execute_plan(
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     try:
-        backend = local_backend(job_settings(environ), environ)
+        backends = Backends(job_settings(environ), environ)
         return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
-                          on_step=on_step, launcher=backend)
-    except (LockedError, StalePlanError) as exc:
+                          on_step=on_step, launcher=backends)
+    except (LockedError, StalePlanError, BackendError) as exc:
         raise EngineError(str(exc)) from exc
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
@@ -299,10 +388,33 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
     return ImportReport(written.files, written.objects, report, applied)
 
 
-def status(paths: Sequence[str], *, store: str | None, offline: bool) -> tuple[PlanReport, list[ObjectStatus]]:
+@dataclass(frozen=True)
+class JobStatus:
+    """One job of a managed object, where it runs and what its backend says (for `ftctl status`)."""
+
+    kind: str
+    name: str
+    job: str
+    backend: str
+    state: str
+    summary: str
+    external_id: str  # local: the job folder; cml: `job id/run id` (endpoints: model, build, deployment)
+    links: dict[str, str]
+
+
+def status(paths: Sequence[str], *, store: str | None, offline: bool,
+           environ: Mapping[str, str] | None = None) -> tuple[PlanReport, list[ObjectStatus], list[JobStatus]]:
+    environ = effective_environ(environ)
     snapshot = _read_for_plan(store)
-    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot)
-    return report, (assess(report.plan, snapshot) if report.plan else [])
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
+    backends = Backends(job_settings(environ), environ)
+    jobs = []
+    for kind, name, job, backend in sorted(job_names(snapshot)):
+        obs = report.observations.get(job) or JobObservation(job, JobState.NOT_LAUNCHED)
+        links = getattr(backends.get(backend), "links", None)
+        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id,
+                              links(job, obs.external_id) if links and obs.external_id else {}))
+    return report, (assess(report.plan, snapshot) if report.plan else []), jobs
 
 
 def set_protection(store: str | None, address: str, protected: bool) -> None:
@@ -323,16 +435,16 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
 def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
     """Start queued jobs while slots are free: apply does this first, and --wait between its plans.
     Plan and status never do: they only read."""
-    environ = os.environ if environ is None else environ
-    return local_backend(job_settings(environ), environ).start_queued()
+    environ = effective_environ(environ)
+    return Backends(job_settings(environ), environ).start_queued()
 
 
-def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[LocalBackend, list[str]]:
+def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[Backend, list[str]]:
     """The backend and the job names of a managed object's current generation (`Kind/name`)."""
-    environ = os.environ if environ is None else environ
+    environ = effective_environ(environ)
     snapshot = _read_for_plan(store)
     kind, _, name = address.partition("/")
-    names = [j for k, n, j in job_names(snapshot) if (k, n) == (kind, name)]
-    if not names:
+    found = [(j, b) for k, n, j, b in job_names(snapshot) if (k, n) == (kind, name)]
+    if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
-    return local_backend(job_settings(environ), environ), names
+    return Backends(job_settings(environ), environ).get(found[0][1]), [j for j, _ in found]

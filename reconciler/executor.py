@@ -45,7 +45,7 @@ class Writer(Protocol):
 
 
 class Launcher(Protocol):
-    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation: ...
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1, backend: str = "local") -> JobObservation: ...
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, 
         for launch in change.launches:
             if launcher is None:
                 raise RuntimeError(f"{change.address} launches a job but no backend was given")
-            launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt))
+            launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt, backend=launch.backend))
             _fault_point()
             if launch.row:
                 noted.append((change, launch.row, launch.job_name))

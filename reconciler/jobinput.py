@@ -98,8 +98,22 @@ def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: R
     }
 
 
+def _number(value: Any) -> Any:
+    return None if value in (None, "") else value
+
+
+def job_resources(row: Row, dist: Any = None) -> dict[str, Any]:
+    """The `resources` block of a job input from a Studio job row (num_cpu, num_memory, num_gpu,
+    gpu_label_id, num_workers) and, for distributed training, [dist_cpu, dist_gpu, dist_memory]."""
+    out = {"cpu": _number(row.get("num_cpu")), "memory": _number(row.get("num_memory")), "gpu": _number(row.get("num_gpu")),
+           "gpu_label_id": _number(row.get("gpu_label_id")), "num_workers": int(row.get("num_workers") or 1)}
+    if isinstance(dist, list | tuple) and len(dist) == 3:
+        out.update(dist_cpu=dist[0], dist_gpu=dist[1], dist_memory=dist[2])
+    return out
+
+
 def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
-                hf_token_env: str | None = None, axolotl: Any = None) -> dict[str, Any] | None:
+                hf_token_env: str | None = None, axolotl: Any = None, dist: Any = None) -> dict[str, Any] | None:
     model, dataset = rows("models", job.get("base_model_id")), rows("datasets", job.get("dataset_id"))
     prompt = rows("prompts", job.get("prompt_id"))
     if model is None or dataset is None:
@@ -118,6 +132,7 @@ def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], 
         "num_epochs": job.get("num_epochs"),
         "learning_rate": job.get("learning_rate"),
     }
+    out["resources"] = job_resources(job, dist)
     return out
 
 
@@ -141,14 +156,17 @@ def evaluate_input(name: str, evaluation: Row, *, rows: Callable[[str, Any], Row
         "train_test_split": split,
         "max_rows": max_rows,
     }
+    out["resources"] = job_resources(evaluation)
     return out
 
 
 def export_input(name: str, *, model: Row, adapter: Row | None, registered_model_name: str, merge: bool,
                  export_type: str, generation_config: Any, settings: JobSettings,
-                 hf_token_env: str | None = None) -> dict[str, Any]:
+                 hf_token_env: str | None = None, resources: dict[str, Any] | None = None) -> dict[str, Any]:
     out = _base("export", name, settings, model=model, dataset=None, prompt=None, tracking_group=None, hf_token_env=hf_token_env)
     out["export"] = {"type": export_type, "registered_model_name": registered_model_name,
                      "adapter_path": str(adapter.get("location")) if adapter else None, "merge": merge,
                      "generation_config": generation_config}
+    res = resources or {}
+    out["resources"] = {"cpu": res.get("cpu"), "memory": res.get("memory"), "gpu": res.get("gpu"), "num_workers": 1}
     return out

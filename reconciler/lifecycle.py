@@ -54,6 +54,23 @@ def _fresh(change: Change) -> bool:
     return change.action in (Action.CREATE, Action.REPLACE) and change.record is not None
 
 
+def _backend(m: Manifest, change: Change, record: ManagedRecord | None, ctx: JobContext) -> str:
+    """Where this generation's jobs run: where it was first launched (kept in the record), else the
+    manifest's `spec.backend`, else the project's default (`--backend`, FTCTL_BACKEND, ftctl.toml)."""
+    if change.record is not None and change.record.backend:
+        return change.record.backend
+    if record is not None and not _fresh(change):
+        return record.backend or "local"
+    return getattr(m.resource.spec, "backend", None) or ctx.settings.backend
+
+
+def _with_backend(change: Change, backend: str) -> Change:
+    """A new generation's record says where its jobs run, so later plans observe them there."""
+    if change.record is None or change.record.backend == backend:
+        return change
+    return replace(change, record=replace(change.record, backend=backend))
+
+
 def _generation(change: Change, record: ManagedRecord | None) -> int:
     if change.record is not None:
         return change.record.generation
@@ -105,17 +122,18 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     row_id = change.record.store_id if change.record else (record.store_id if record else "")
     row = {"id": row_id, **desired.rows[0].values}
     name = job_name("FineTuningJob", m.name, gen)
+    backend = _backend(m, change, record, ctx)
 
     def launch(attempt: int) -> Launch | None:
         axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
         body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
         document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env,
-                               axolotl=body if isinstance(body, dict) else None)
-        return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}") if document else None
+                               axolotl=body if isinstance(body, dict) else None, dist=desired.spec.get("dist"))
+        return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}", backend=backend) if document else None
 
     if _fresh(change):
         first = launch(1)
-        return replace(change, launches=(first,) if first else ())
+        return replace(_with_backend(change, backend), launches=(first,) if first else ())
     obs = ctx.observe(name)
     adopt = _cml_job_id("fine_tuning_jobs", row_id, name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
@@ -178,23 +196,24 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     launches: list[Launch] = []
     states: list[str] = []
     reasons: list[str] = []
+    backend = _backend(m, change, record, ctx)
     for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
         name = job_name("EvaluationJob", m.name, gen, index)
         row = {"id": row_id, **drow.values}
         if _fresh(change):
-            one = _eval_launch(name, row, job, 1, ctx)
+            one = _eval_launch(name, row, job, 1, ctx, backend)
             launches += [one] if one else []
             continue
         obs = ctx.observe(name)
         if obs.state is not JobState.NOT_LAUNCHED:
             ops += _cml_job_id("evaluation_jobs", row_id, name, ctx)
-        reason, _, _, more = _next_step(obs, job.spec.retries, _launcher(name, row, job, ctx), _succeeded)
+        reason, _, _, more = _next_step(obs, job.spec.retries, _launcher(name, row, job, ctx, backend), _succeeded)
         launches += more
         states.append(obs.summary())
         if more:
             reasons.append(reason)
     if _fresh(change):
-        return replace(change, launches=tuple(launches))
+        return replace(_with_backend(change, backend), launches=tuple(launches))
     summary = "; ".join(dict.fromkeys(states))
     if not ops and not launches:
         return _merge(change, reason=summary or change.reason, consequence=Consequence.NONE, job=summary)
@@ -202,22 +221,22 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
                   ops=tuple(ops), launches=tuple(launches), job=summary)
 
 
-def _launcher(name: str, row: Row, job: EvaluationJob, ctx: JobContext) -> Callable[[int], Launch | None]:
-    return lambda attempt: _eval_launch(name, row, job, attempt, ctx)
+def _launcher(name: str, row: Row, job: EvaluationJob, ctx: JobContext, backend: str) -> Callable[[int], Launch | None]:
+    return lambda attempt: _eval_launch(name, row, job, attempt, ctx, backend)
 
 
 def _succeeded(_obs: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
     return "succeeded", Consequence.NONE, ()
 
 
-def _eval_launch(name: str, row: Row, job: EvaluationJob, attempt: int, ctx: JobContext) -> Launch | None:
+def _eval_launch(name: str, row: Row, job: EvaluationJob, attempt: int, ctx: JobContext, backend: str) -> Launch | None:
     adapter = ctx.row("adapters", row.get("adapter_id")) if row.get("adapter_id") else None
     trained_by = ctx.row("fine_tuning_jobs", adapter.get("fine_tuning_job_id")) if adapter else None
     split = float((trained_by or {}).get("train_test_split") or 0.9)
     fraction = float((trained_by or {}).get("dataset_fraction") or 1.0) * job.spec.eval_dataset_fraction
     document = evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
                               fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env)
-    return Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row['id']}") if document else None
+    return Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row['id']}", backend=backend) if document else None
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -257,6 +276,7 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
     name = job_name("ModelExport", m.name, gen)
     model = ctx.row("models", spec.get("base_model_id"))
     adapter = ctx.row("adapters", spec.get("adapter_id")) if spec.get("adapter_id") else None
+    backend = _backend(m, change, record, ctx)
 
     def launch(attempt: int) -> Launch | None:
         if model is None:
@@ -264,8 +284,8 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
         document = export_input(name, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]),
                                 merge=bool(spec.get("merge")), export_type=str(spec.get("type")),
                                 generation_config=spec.get("generation_config"), settings=ctx.settings,
-                                hf_token_env=export.spec.hf_token_env)
-        return Launch(name, "export", attempt, document)
+                                hf_token_env=export.spec.hf_token_env, resources=spec.get("resources"))
+        return Launch(name, "export", attempt, document, backend=backend)
 
     if _fresh(change):
         verdict, why = gate_verdict(export, str(spec.get("adapter_id") or ""), ctx)
@@ -273,7 +293,8 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
             consequence = Consequence.GATED if verdict is False else Consequence.WAIT
             return Change(change.kind, change.name, change.action, why, consequence, change.wave, waits_for=(why,))
         first = launch(1)
-        return replace(change, reason=f"{change.reason}; {why}" if why else change.reason, launches=(first,) if first else ())
+        return replace(_with_backend(change, backend), reason=f"{change.reason}; {why}" if why else change.reason,
+                       launches=(first,) if first else ())
     obs = ctx.observe(name)
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:

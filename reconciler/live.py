@@ -75,6 +75,7 @@ class ManagedRecord:
     origin: str = "created"  # created | shared (a deduplicated config) | imported
     serial: int = 0
     spec: dict[str, Any] | None = None  # the resolved spec, kept for kinds without Studio rows
+    backend: str = ""  # where the current generation's jobs run ('' = local)
 
     @property
     def address(self) -> str:

@@ -81,6 +81,7 @@ class Launch:
     attempt: int
     input: dict[str, Any]
     row: str = ""  # `table/id` of the Studio row that records the job (its cml_job_id is set)
+    backend: str = "local"  # which backend runs it (local | cml)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Record:
     origin: str
     protected: bool = False
     spec: dict[str, Any] | None = None  # the resolved spec, for kinds without Studio rows
+    backend: str = ""  # where the jobs of this generation run ('' for kinds without jobs)
 
 
 @dataclass(frozen=True)

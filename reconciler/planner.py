@@ -359,7 +359,7 @@ class _Planner:
         columns = [f.path.split(".", 1)[1] for f in fields]
         ops = tuple(RowOp(r.table, "update", record.row_ids[0], {c: r.values[c] for c in columns}) for r in desired.rows[:1])
         new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, _rows_fp(desired, {}, only=only),
-                            record.generation, record.origin, protected)
+                            record.generation, record.origin, protected, backend=record.backend)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
 
     def _why(self, desired: Desired, drift: bool) -> str:
@@ -373,7 +373,7 @@ class _Planner:
         if protected == record.protected:
             return Change(desired.kind, desired.name, Action.NOOP, "in sync", wave=wave)
         new_record = Record(record.store_table, record.store_id, record.row_ids, record.spec_fingerprint,
-                            record.row_fingerprint, record.generation, record.origin, protected)
+                            record.row_fingerprint, record.generation, record.origin, protected, record.spec, record.backend)
         word = "protected" if protected else "no longer protected"
         return Change(desired.kind, desired.name, Action.UPDATE, f"becomes {word} ({PROTECTED_ANNOTATION})", Consequence.IN_PLACE, wave,
                       fields=(FieldDiff("ftctl.protected", record.protected, protected),), record=new_record)
@@ -387,7 +387,7 @@ class _Planner:
         change = self._create(desired, wave, spec_fp, protected, reason="its row was deleted outside ftctl: it is written again")
         if change.record is None:
             return change
-        record_after = Record(**{**change.record.__dict__, "generation": record.generation})
+        record_after = Record(**{**change.record.__dict__, "generation": record.generation, "backend": record.backend})
         return Change(change.kind, change.name, Action.CREATE, change.reason, change.consequence, wave, True,
                       change.fields, change.ops, record_after)
 

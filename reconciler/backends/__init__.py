@@ -1,7 +1,9 @@
-"""Backends run jobs: `local` (subprocesses on this machine, the default) and, later, `cml`.
+"""Backends run jobs: `local` (subprocesses on this machine, the default) and `cml` (CML jobs and
+model endpoints over the CML API v2); `fake` stands in for `local` in tests.
 
 A backend launches a runner with a job-input document under a deterministic job name (its
-idempotency key), observes it (`JobObservation`), cancels it, and says where its log is.
+idempotency key), observes it (`JobObservation`), cancels it, and says where its log is. Every
+backend passes the same contract tests (tests/contract/).
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.runtime import JobObservation
+
+
+class BackendError(Exception):
+    """A job could not be launched, observed or stopped."""
 
 
 class Backend(Protocol):

@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.backends import BackendError
+
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
 
-class CMLError(Exception):
+class CMLError(BackendError):
     """A CML API call failed for good (or kept failing past the retries)."""
 
     def __init__(self, call: str, status: int, message: str, *, transient: bool = False) -> None:
@@ -56,8 +58,13 @@ class CMLClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def request(self, call: str, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None) -> Any:
-        """One API call with retries; `call` names it in errors (e.g. `create_job`)."""
+    def request(self, call: str, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
+                retry: bool = True) -> Any:
+        """One API call with retries; `call` names it in errors (e.g. `create_job`).
+
+        `retry=False` for calls that create something: a transient failure may have created it all
+        the same (the answer was lost), so it raises at once (`transient=True`) and the caller looks
+        before trying again (see `backends.cml`)."""
         url = f"{self.base_url}/api/v2{path}"
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -72,9 +79,11 @@ class CMLClient:
                     raise CMLError(call, status, message) from exc
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
                 status, message, retry_after = 0, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}", None
+            if not retry:
+                raise CMLError(call, status, message, transient=True)
             if attempt == self.max_attempts:
                 raise CMLError(call, status, f"{message} (gave up after {attempt} attempts)", transient=True)
-            self.sleep(self._delay(attempt, retry_after))
+            self.sleep(self.delay(attempt, retry_after))
         raise AssertionError("unreachable")
 
     def _send(self, method: str, url: str, data: bytes | None) -> Any:
@@ -86,7 +95,7 @@ class CMLClient:
             raw = response.read()
         return json.loads(raw) if raw.strip() else {}
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
         """Exponential backoff with full jitter; a server's Retry-After is a floor."""
         backoff = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * self.rng.random()
         try:
@@ -117,12 +126,13 @@ class CMLClient:
         jobs = self.pages("list_jobs", f"{self._project}/jobs", "jobs", search_filter={"name": name} if name else None)
         return [j for j in jobs if name is None or j.get("name") == name]  # a fuzzy server search is re-checked
 
-    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("create_job", "POST", f"{self._project}/jobs", body={"project_id": self.project_id, **body}))
+    def create_job(self, body: dict[str, Any], *, retry: bool = True) -> dict[str, Any]:
+        return dict(self.request("create_job", "POST", f"{self._project}/jobs", body={"project_id": self.project_id, **body},
+                                 retry=retry))
 
-    def create_job_run(self, job_id: str, *, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def create_job_run(self, job_id: str, *, environment: Mapping[str, str] | None = None, retry: bool = True) -> dict[str, Any]:
         body = {"project_id": self.project_id, "job_id": job_id, "environment": dict(environment or {})}
-        return dict(self.request("create_job_run", "POST", f"{self._project}/jobs/{job_id}/runs", body=body))
+        return dict(self.request("create_job_run", "POST", f"{self._project}/jobs/{job_id}/runs", body=body, retry=retry))
 
     def list_job_runs(self, job_id: str) -> list[dict[str, Any]]:
         return list(self.pages("list_job_runs", f"{self._project}/jobs/{job_id}/runs", "job_runs"))
@@ -132,6 +142,25 @@ class CMLClient:
 
     def stop_job_run(self, job_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.request("stop_job_run", "POST", f"{self._project}/jobs/{job_id}/runs/{run_id}:stop", body={}))
+
+    def list_models(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        models = self.pages("list_models", f"{self._project}/models", "models", search_filter={"name": name} if name else None)
+        return [m for m in models if name is None or m.get("name") == name]
+
+    def create_model(self, body: dict[str, Any], *, retry: bool = True) -> dict[str, Any]:
+        return dict(self.request("create_model", "POST", f"{self._project}/models", body={"project_id": self.project_id, **body},
+                                 retry=retry))
+
+    def list_model_builds(self, model_id: str) -> list[dict[str, Any]]:
+        return list(self.pages("list_model_builds", f"{self._project}/models/{model_id}/builds", "model_builds"))
+
+    def create_model_build(self, model_id: str, body: dict[str, Any], *, retry: bool = True) -> dict[str, Any]:
+        full = {"project_id": self.project_id, "model_id": model_id, **body}
+        return dict(self.request("create_model_build", "POST", f"{self._project}/models/{model_id}/builds", body=full, retry=retry))
+
+    def list_model_deployments(self, model_id: str, build_id: str) -> list[dict[str, Any]]:
+        path = f"{self._project}/models/{model_id}/builds/{build_id}/deployments"
+        return list(self.pages("list_model_deployments", path, "model_deployments"))
 
     def get_registered_model(self, model_id: str) -> dict[str, Any]:
         return dict(self.request("get_registered_model", "GET", f"/registry/models/{urllib.parse.quote(model_id)}"))

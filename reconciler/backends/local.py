@@ -28,10 +28,6 @@ RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
 DEFAULT_ROOT = ".app/jobs"
 
 
-class BackendError(Exception):
-    """A job could not be launched, observed or stopped."""
-
-
 class LocalBackend:
     name = "local"
 

@@ -37,6 +37,9 @@ class ModelExportSpec(Strict):
     description: str | None = None
     hf_token_env: str | None = None
     retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
+    backend: Literal["local", "cml"] | None = Field(
+        default=None, description="Where the job runs: local or cml (default: --backend, FTCTL_BACKEND, or ftctl.toml; else local)."
+    )
 
 
 class ModelExport(Resource):

@@ -23,8 +23,10 @@ from reconciler.store.location import (
     store_url,
 )
 
-MANAGED_COLUMNS = ("kind, name, store_table, store_id, row_ids, spec_fingerprint, row_fingerprint, generation, "
-                   "protected, origin, serial, spec")
+MANAGED_COLUMNS = ("kind", "name", "store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation",
+                   "protected", "origin", "serial", "spec", "backend")
+# Columns later ftctl versions added (read as NULL from a store an older ftctl wrote).
+LATER_COLUMNS = frozenset({"spec", "backend"})
 
 
 def read_snapshot(location: str | None, *, missing_ok: bool = False) -> Snapshot:
@@ -78,15 +80,14 @@ def _tables(cursor: Any) -> set[str]:
 
 def _managed(cursor: Any) -> dict[tuple[str, str], ManagedRecord]:
     cursor.execute("SELECT * FROM ftctl_objects LIMIT 0")
-    if "spec" not in {d[0] for d in cursor.description}:  # written by an ftctl from before the column
-        cursor.execute(f"SELECT {MANAGED_COLUMNS.replace(', spec', ', NULL')} FROM ftctl_objects")
-    else:
-        cursor.execute(f"SELECT {MANAGED_COLUMNS} FROM ftctl_objects")
+    present = {d[0] for d in cursor.description}
+    columns = ", ".join(c if c in present or c not in LATER_COLUMNS else "NULL" for c in MANAGED_COLUMNS)
+    cursor.execute(f"SELECT {columns} FROM ftctl_objects")
     out = {}
     for row in cursor.fetchall():
         record = ManagedRecord(
             row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], int(row[7]), bool(row[8]), row[9], int(row[10]),
-            json.loads(row[11]) if row[11] else None,
+            json.loads(row[11]) if row[11] else None, row[12] or "",
         )
         out[(record.kind, record.name)] = record
     return out

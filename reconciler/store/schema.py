@@ -45,6 +45,7 @@ OBJECTS = Table(
     Column("serial", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("spec", Text),  # JSON: the resolved spec of a kind without Studio rows (ModelExport), for diffs
+    Column("backend", String),  # where the current generation's jobs run: local | cml (NULL: local)
 )
 META = Table(
     "ftctl_meta",

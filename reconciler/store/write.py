@@ -227,6 +227,7 @@ class StoreWriter:
                 "row_fingerprint": rec.row_fingerprint, "generation": rec.generation, "protected": int(rec.protected),
                 "origin": rec.origin, "serial": serial, "updated_at": now,
                 "spec": json.dumps(rec.spec, sort_keys=True) if rec.spec is not None else None,
+                "backend": rec.backend or None,
             }
             for c in changes
             if (rec := c.record) is not None

@@ -70,7 +70,7 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
 
     status = ftctl(project, "status", "--offline", "--format", "json", "specs/demo")
     assert status.returncode == 0, status.stdout
-    health = {(r["kind"], r["name"]): r["health"] for r in json.loads(status.stdout)}
+    health = {(r["kind"], r["name"]): r["health"] for r in json.loads(status.stdout)["objects"]}
     assert health[("ModelExport", "demo-ticketing")] == "succeeded"
 
 

@@ -94,7 +94,7 @@ def test_out_of_memory_fails_as_resources_and_is_not_retried(tmp_path: Path, tin
     [only] = results(root)
     assert only["error"]["error_class"] == "resources"  # type: ignore[index]
     status = ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
-    [job] = [r for r in json.loads(status.stdout) if r["kind"] == "FineTuningJob"]
+    [job] = [r for r in json.loads(status.stdout)["objects"] if r["kind"] == "FineTuningJob"]
     assert job["health"] == "failed" and "resources" in job["job"]
 
 
@@ -105,7 +105,7 @@ def test_killed_job_is_relaunched_within_retries(tmp_path: Path, tiny_model: Pat
     deadline = time.time() + 120
     while time.time() < deadline:  # the runner kills itself with SIGKILL: no result file, the lock released
         status = ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
-        [job] = [r for r in json.loads(status.stdout) if r["kind"] == "FineTuningJob"]
+        [job] = [r for r in json.loads(status.stdout)["objects"] if r["kind"] == "FineTuningJob"]
         if job["health"] == "failed":
             break
         time.sleep(0.5)

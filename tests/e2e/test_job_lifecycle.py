@@ -102,7 +102,7 @@ class Project:
     def status(self, *paths: str) -> dict[str, dict[str, Any]]:
         shown = self.run("status", *(paths or (DEMO,)), "--offline", "--format", "json")
         assert shown.returncode in (0, 2), show(shown)
-        return {f"{r['kind']}/{r['name']}": r for r in json.loads(shown.stdout)}
+        return {f"{r['kind']}/{r['name']}": r for r in json.loads(shown.stdout)["objects"]}
 
     def launches(self) -> dict[str, str]:
         return launch_logs(self.jobs)

@@ -34,8 +34,8 @@ Behaviour:
   keys are 400), `sort` (`field` or `-field`), `page_size` and `page_token` (opaque; tied to the
   query it came from), and answer `next_page_token` ("" on the last page). Job names need not be
   unique (as in CML).
-- Job runs move through a status script, one step per observation (get_job_run, or the run showing
-  up in list_job_runs), each status held for `polls_per_status` observations; create_job_run answers
+- Job runs move through a status script, one step per observation (get_job_run, the run showing up
+  in list_job_runs, or as a job's `latest` run in list_jobs or get_job), each status held for `polls_per_status` observations; create_job_run answers
   the first status. Default: SCHEDULING → STARTING → RUNNING → SUCCEEDED. `script_job` changes it per
   job; stop_job_run turns a run that has not finished into ENGINE_STOPPING, then ENGINE_STOPPED.
   `on_run(callback)` is called with (job, run, environment) when a run is created.
@@ -947,8 +947,12 @@ class FakeCML:
         return deployment
 
     def _latest(self, job: FakeJob) -> dict[str, Any] | None:
+        """The job's latest run, as list_jobs and get_job show it (`latest`); showing it observes it."""
         runs = [r for r in self.runs.values() if r.job_id == job.id]
-        return runs[-1].to_api() if runs else None
+        if not runs:
+            return None
+        self._observe_run(runs[-1])
+        return runs[-1].to_api()
 
     @staticmethod
     def _same(request: str, body: dict[str, Any], params: dict[str, str], *names: str) -> None:

@@ -87,7 +87,7 @@ def test_status_reports_sync_drift_and_missing(studio_project: Path) -> None:
     with sqlite3.connect(".app/state.db") as conn:
         conn.execute("UPDATE prompts SET description = 'edited in the UI' WHERE name = 'SQL Creation'")
         conn.execute("DELETE FROM models WHERE name = 'bigscience/bloom-1b1'")
-    _, rows = engine.status(["imported"], store=None, offline=True)
+    _, rows, _ = engine.status(["imported"], store=None, offline=True)
     by_name = {r.name: r for r in rows}
     assert by_name["SQL Creation"].sync is Sync.DRIFTED
     assert by_name["bigscience/bloom-1b1"].sync is Sync.MISSING

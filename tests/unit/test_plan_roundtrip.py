@@ -76,10 +76,11 @@ records = st.builds(
     origin=st.sampled_from(["created", "shared", "imported"]) | short,
     protected=st.booleans(),
     spec=st.none() | rows,
+    backend=st.sampled_from(["", "local", "cml"]),
 )
 launches = st.builds(
     Launch, job_name=short, kind=st.sampled_from(["train", "evaluate", "export"]),
-    attempt=st.integers(min_value=1, max_value=5), input=rows, row=short,
+    attempt=st.integers(min_value=1, max_value=5), input=rows, row=short, backend=st.sampled_from(["local", "cml"]),
 )
 changes = st.builds(
     Change,
@@ -117,11 +118,11 @@ def test_the_strategies_cover_every_field() -> None:
     covered = {
         Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
                  "launches", "job"},
-        Launch: {"job_name", "kind", "attempt", "input", "row"},
+        Launch: {"job_name", "kind", "attempt", "input", "row", "backend"},
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
         RowOp: {"table", "op", "row_id", "values"},
         Record: {"store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation", "origin",
-                 "protected", "spec"},
+                 "protected", "spec", "backend"},
         Blocker: {"address", "code", "message"},
         Policy: {"prune", "max_deletions"},
     }
