@@ -32,8 +32,9 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, max_running: int = 1,
-                 python: str = sys.executable, environ: dict[str, str] | None = None) -> None:
+                 python: str = sys.executable, environ: dict[str, str] | None = None, runners: Path = RUNNERS) -> None:
         self.root = Path(root)
+        self.runners = runners
         self.max_running = max_running
         self.python = python
         self.environ = dict(os.environ if environ is None else environ)
@@ -73,7 +74,7 @@ class LocalBackend:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return self.observe(job_name)  # another ftctl started it a moment ago
-            runner = RUNNERS / f"{'train' if kind == 'train' else kind}.py"
+            runner = self.runners / f"{kind}.py"
             with open(folder / "log.txt", "ab") as log:
                 process = subprocess.Popen(
                     [self.python, str(runner), "--input", str(folder / "input.json")],

@@ -1,0 +1,47 @@
+"""Shared by the stub runners: the real job machinery (runners/jobio.py: input, progress, result,
+the `fail` hook, SIGTERM), with the work replaced by a few file writes. Contract-true and fast.
+
+FTCTL_STUB_SECONDS holds each job that long before it finishes (tests of running and cancelled
+jobs); FTCTL_STUB_METRIC sets the evaluation's rougeL (default 0.3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "runners"))
+import jobio
+
+
+def hold(progress: Any) -> None:
+    seconds = float(os.environ.get("FTCTL_STUB_SECONDS") or 0)
+    end = time.time() + seconds
+    while time.time() < end:
+        progress.update(stage="working")
+        time.sleep(0.05)
+
+
+def train(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    hold(progress)
+    adapter = Path(job["outputs"]["adapter_dir"])
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": job["model"]["name_or_path"]}))
+    return {"train_loss": 1.0}, {"adapter_dir": str(adapter)}
+
+
+def evaluate(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    hold(progress)
+    return {"rougeL": float(os.environ.get("FTCTL_STUB_METRIC") or 0.3), "exact_match": 0.0}, {}
+
+
+def export(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    hold(progress)
+    return {}, {"registered_model_name": job["export"]["registered_model_name"], "registered_model_version": "1"}
+
+
+def main(kind: str) -> None:
+    sys.exit(jobio.run(kind, {"train": train, "evaluate": evaluate, "export": export}[kind]))
