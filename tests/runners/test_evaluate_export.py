@@ -333,3 +333,26 @@ def test_export_cml_model_is_unsupported(tmp_path: Path, mlflow_store: str, tiny
     assert proc.returncode == 1
     assert result["error"]["error_class"] == "unsupported"
     assert "CML backend" in result["error"]["message"]
+
+
+def test_endpoint_serves_base_model_with_adapter(tmp_path: Path, tiny_model: Path, adapter: Path) -> None:
+    """runners/endpoint.py as a CML model endpoint would run it: the Studio's environment, then
+    `api_wrapper` per request. It answers what the base model with the adapter generates (greedy),
+    and a malformed request gets an error, not a crash."""
+    prompt = "### CUSTOMER: where is my order\n### ACTION: "
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(RUNNERS)!r})\n"
+        "import endpoint\n"
+        f"print(json.dumps([endpoint.api_wrapper({{'prompt': {prompt!r}}}), endpoint.api_wrapper({{'text': 'x'}}),"
+        f" endpoint.api_wrapper(json.dumps({{'prompt': {prompt!r}}}))]))\n"
+    )
+    env = {**os.environ, **OFFLINE, "FINE_TUNING_STUDIO_BASE_MODEL_HF_NAME": str(tiny_model),
+           "FINE_TUNING_STUDIO_ADAPTER_LOCATION": str(adapter),
+           "FINE_TUNING_STUDIO_GEN_CONFIG_STRING": json.dumps({"max_new_tokens": 6, "return_full_text": False})}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answered, refused, from_text = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answered == {"response": greedy(tiny_model, adapter, prompt, 6)}
+    assert answered["response"] != greedy(tiny_model, None, prompt, 6)  # the adapter is applied
+    assert "error" in refused and from_text == answered
