@@ -26,7 +26,7 @@ def cli() -> None:
     fine-tuning jobs, evaluation jobs and model exports. `ftctl validate` checks them against
     every rule of the Studio and more; `ftctl plan` shows what would change in the Studio's store;
     `ftctl apply` makes the store match and runs the training, evaluation and export jobs
-    (locally; `ftctl status`, `logs` and `cancel` follow them).
+    (locally, or as CML jobs with --backend cml; `ftctl status`, `logs` and `cancel` follow them).
 
     The store is FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db, or --store PATH|URL.
     """

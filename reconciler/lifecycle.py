@@ -258,6 +258,8 @@ def gate_verdict(export: ModelExport, adapter_id: str, ctx: JobContext) -> tuple
         if obs.state is not JobState.SUCCEEDED:
             return None, f"gate: EvaluationJob/{gate.evaluation} is {obs.summary()}"
         value = obs.metrics.get(gate.metric)
+        if value is None and obs.message:  # succeeded, but its result could not be read from here
+            return None, f"gate: EvaluationJob/{gate.evaluation} {obs.message}"
         if value is None:
             return False, f"gate closed: EvaluationJob/{gate.evaluation} reported no metric {gate.metric!r}"
         if gate.min is not None and value < gate.min:

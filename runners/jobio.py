@@ -149,11 +149,41 @@ def simulated_failure(job: dict[str, Any]) -> None:
     raise JobFailure(wanted, f"simulated {wanted} failure")
 
 
+class _Tee:
+    """Writes to the stream and to the job's log file (a CML job's output otherwise stays in CML)."""
+
+    def __init__(self, stream: Any, log: Any) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        return int(self.stream.write(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _log_to_job_folder(job: dict[str, Any]) -> None:
+    """FTCTL_JOB_LOG=1 (set by the CML backend): also write the output to `<job dir>/log.txt`,
+    where `ftctl logs` reads it (the local backend captures the output there itself)."""
+    if os.environ.get("FTCTL_JOB_LOG") != "1":
+        return
+    folder = Path(job["outputs"]["dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 - open for the job's whole life
+    sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+
+
 def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, float], dict[str, Any]]]) -> int:
     """Read the input, do the work, always write the result; exit 0 on success, 1 on failure."""
     job = read_input(sys.argv[1:])
     if job["kind"] != kind:
         raise SystemExit(f"this is the {kind} runner; the input is for {job['kind']}")
+    _log_to_job_folder(job)
     prepare_environment(job)
     started = time.time()
     progress = Progress(job["outputs"]["progress"])

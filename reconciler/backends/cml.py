@@ -116,7 +116,7 @@ class CMLBackend:
             "cpu": float(res.get("cpu") or 2),
             "memory": float(res.get("memory") or 8),
             "nvidia_gpu": int(res.get("gpu") or 0),
-            "environment": {INPUT_ENV: json.dumps(job_input, sort_keys=True), **_distributed(res)},
+            "environment": {INPUT_ENV: json.dumps(job_input, sort_keys=True), "FTCTL_JOB_LOG": "1", **_distributed(res)},
             "runtime_identifier": self._runtime(kind),
         }
         if res.get("gpu_label_id") is not None:
