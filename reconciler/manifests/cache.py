@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 FORMAT = 1
+# Keys that name a secret's value (as the SC-004 rule reads them); `*_env` keys name a variable.
+SECRET_KEY = re.compile(r"(?:^|_)(?:token|secret|password|passwd|api_key|apikey|access_key|credentials?)(?:$|_)")
 
 
 def default_dir() -> Path:
@@ -56,6 +59,8 @@ class ParseCache:
         return docs
 
     def put(self, key: str, docs: list[Any]) -> None:
+        if _holds_secret(docs):  # a secret written into a manifest (SC-004) is never copied to disk
+            return
         self._used[key] = docs
         self._dirty = True
 
@@ -71,3 +76,12 @@ class ParseCache:
             os.replace(tmp, self.path)
         except (OSError, ValueError, RecursionError):
             pass  # a cache that cannot be written only costs speed
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any((isinstance(k, str) and SECRET_KEY.search(k.lower()) and "env" not in k.lower() and v not in (None, ""))
+                   or _holds_secret(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False

@@ -6,7 +6,6 @@ Pure: takes the model class and pydantic's error dicts, returns diagnostics with
 from __future__ import annotations
 
 import difflib
-import re
 import types
 import typing
 from typing import Any, Union
@@ -17,7 +16,7 @@ from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
 
 # A key that names a secret: a whole word of the key, so `tokenizer` or `max_tokens` are not secrets.
-SECRET_KEY = re.compile(r"(?:^|_)(?:token|secret|password|passwd|api_key|apikey|access_key|credentials?)(?:$|_)")
+from reconciler.manifests.cache import SECRET_KEY
 
 
 def schema_diagnostics(
