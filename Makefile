@@ -8,7 +8,7 @@ TRAIN_STAMP := $(VENV)/.stamp-train
 export PYTHONDONTWRITEBYTECODE :=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-train demo test lint schemas schemas-check bench clean
+.PHONY: install install-train demo demo-cml test lint schemas schemas-check bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ demo: install-train
 	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
 	$(BIN)/ftctl apply --offline --auto-approve --wait specs/demo
 	$(BIN)/ftctl status --offline specs/demo
+
+# Optional: the same demo on the CML backend, without CML. A fake CML API (tests/fakes/cml_server.py)
+# runs in-process and each job run runs the real runner in this folder (tests/fakes/demo_cml.py);
+# store, job folders and MLflow under .app/cml-demo/.
+demo-cml: install-train
+	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
+	$(BIN)/python -m tests.fakes.demo_cml
 
 lint: install
 	$(BIN)/ruff check reconciler runners tests

@@ -52,6 +52,7 @@ class Measurement:
     error: str | None = None  # set when a run failed: the figure is not valid
     unit: str = "s"  # "s": lower is better, the target an upper bound; any other unit: a lower bound
     digits: int = 3
+    at_most: bool = False  # a count (unit other than "s") whose target is an upper bound (<=), e.g. API calls
 
     @property
     def median(self) -> float:
@@ -64,12 +65,14 @@ class Measurement:
         if self.target is None:
             return ""
         if self.unit != "s":
+            if self.at_most:
+                return "PASS" if self.median <= self.target else "MISS"
             return "PASS" if self.median >= self.target else "MISS"
         return "PASS" if self.median < self.target else "MISS"
 
     def row(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        bound = "<" if self.unit == "s" else ">="
+        bound = "<" if self.unit == "s" else "<=" if self.at_most else ">="
         target = f"{bound} {self.target:.2f}{unit}" if self.target is not None else "-"
         if self.error or not self.times:
             return f"  {self.name:<62} {'-':>9} {'':>17}  {target:>9}  {self.verdict}"
@@ -331,6 +334,35 @@ def _apply_and_plan(n: int, *, runs: int, apply_target: float | None, plan_targe
     return measurements
 
 
+# -- status of running CML jobs ----------------------------------------------------------------------
+
+
+def bench_cml_status() -> list[Measurement]:
+    """CML API calls and wall time to reconcile the status of 100 running CML jobs (tests/bench/cml_status.py)."""
+    from tests.bench import cml_status as cs
+
+    section(
+        f"Status of {cs.N_JOBS} running CML jobs: API calls and wall time (fake CML API on loopback)",
+        f"project of {cs.N_JOBS + cs.N_OTHER + 2} jobs: {cs.N_JOBS} ftctl training jobs (hanging in ENGINE_RUNNING), "
+        f"{cs.N_OTHER} others, the Studio's 2 templates",
+        f"calls: CML API requests the fake served, per run; target {cs.TARGET}",
+    )
+    try:
+        figures, applied = cs.measure()
+    except (cs.CMLBenchError, OSError, ValueError, KeyError) as exc:
+        return [report(Measurement(f"status of {cs.N_JOBS} running CML jobs", error=str(exc)))]
+    out: list[Measurement] = []
+    for figure in figures:
+        calls = Measurement(f"{figure.name}: calls", times=[float(c) for c in figure.calls], target=figure.target,
+                            unit="", digits=0, at_most=True)
+        out += [report(calls), report(Measurement(f"{figure.name}: wall", times=figure.times))]
+        print(f"    by operation: {figure.operations()}"
+              + (f"; the client sent {max(figure.client_calls)}" if figure.client_calls else ""), flush=True)
+    print(f"    the apply that launched the {cs.N_JOBS} jobs: "
+          + ", ".join(f"{op} {n}" for op, n in sorted(applied.items())), flush=True)
+    return out
+
+
 # -- training throughput ---------------------------------------------------------------------------
 
 TINY_MODEL = BENCH_DIR / "tiny-llama"
@@ -396,7 +428,8 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
             shutil.copytree(REPO / "specs", root / "specs")
             (root / ".app/models").mkdir(parents=True)
             (root / ".app/models/tiny-llama").symlink_to(TINY_MODEL.resolve())
-            env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
+            env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db",
+                   "FTCTL_JOBS_DIR": str(root / ".app/jobs")}  # each run its own jobs folder (CHILD_ENV's is shared)
             started = time.time()
             argv = [FTCTL, "apply", "--offline", "--auto-approve", "specs/demo"]
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root)
@@ -418,6 +451,7 @@ def main() -> int:
     print(f"  ftctl:   {FTCTL}")
     results = bench_cli()
     results += bench_plan_apply()
+    results += bench_cml_status()
     results += bench_train_throughput()
     results += bench_launch()
     failed = [m for m in results if m.error]
