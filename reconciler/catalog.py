@@ -74,6 +74,7 @@ _RULES: list[Rule] = [
     # --- ftctl's model rules ---
     Rule("MD-101", E, "model type needs its identifying field", "huggingface models need huggingface_model_name; project models need location.", False),
     Rule("MD-102", E, "project model location must be a directory", "location is relative to the manifest file and must hold config.json and the weights.", False),
+    Rule("MD-103", E, "model_registry model id not found in the CML Model Registry (or it has no version)", "Copy the model id from the CML Model Registry; the Studio records the MLflow experiment and run of its first version. Checked by plan when the CML API is configured.", False),
     # --- the Studio's adapter rules ---
     Rule("AD-001", E, "adapter name is required", "Set metadata.name.", True),
     Rule("AD-002", E, "adapter model is required and must exist", "Name the base Model this adapter was trained on.", True),
@@ -83,6 +84,7 @@ _RULES: list[Rule] = [
     # --- ftctl's adapter rules ---
     Rule("AD-101", E, "adapter type needs its identifying field", "project adapters need location; huggingface adapters need huggingface_name; model_registry adapters need cml_registered_model_id.", False),
     Rule("AD-102", E, "project adapter directory must hold adapter_config.json", "A PEFT adapter directory holds adapter_config.json and the adapter weights; point location at one.", False),
+    Rule("AD-103", E, "model_registry adapter id not found in the CML Model Registry (or it has no version)", "Copy the model id from the CML Model Registry; the Studio records the MLflow experiment and run of its first version. Checked by plan when the CML API is configured.", False),
     # --- the Studio's prompt rules ---
     Rule("PR-001", E, "prompt name is required and unique", "Set metadata.name to a name no other Prompt uses.", True),
     Rule("PR-002", E, "prompt dataset is required", "Name the Dataset whose columns the templates use.", True),

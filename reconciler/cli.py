@@ -269,6 +269,50 @@ def cancel(address: str, store: str | None) -> None:
     click.echo(f"Stopped {', '.join(stopped)}." if stopped else f"{address}: no job of it is running.")
 
 
+def _interval(_ctx: Any, _param: Any, value: str) -> float:
+    from reconciler.agent import parse_interval
+
+    try:
+        return parse_interval(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--repo", required=True, metavar="URL|PATH", help="The Git repository to follow (a URL, or a local or bare repository's path).")
+@click.option("--branch", default="main", show_default=True)
+@click.option("--path", "path", default="specs/", show_default=True, help="The manifests' folder inside the repository.")
+@click.option("--interval", default="60s", show_default=True, callback=_interval, help="Time between cycles: 60s, 5m, or seconds.")
+@click.option("--self-heal", is_flag=True, help="Put drift (rows changed outside ftctl) back; without it drift is only reported.")
+@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--offline", is_flag=True, help="Skip the Hub.")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (as --max-cycles 1).")
+@click.option("--max-cycles", type=click.IntRange(min=1), default=None, help="Exit after this many cycles (default: run until SIGTERM).")
+@click.option("--workdir", default=".app/agent/repo", show_default=True, type=click.Path(file_okay=False), help="The agent's clone.")
+@click.option("--max-failures", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Give up on a commit after this many failed applies (until a newer commit arrives).")
+@click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS")
+def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, store: str | None, offline: bool, once: bool,
+          max_cycles: int | None, workdir: str, max_failures: int, lock_timeout: float) -> None:
+    """Follow a Git branch and keep the store at its last commit (the pull-based GitOps agent).
+
+    Each cycle fetches --branch into a clone under --workdir; a new commit is checked out and
+    applied (recorded with its sha, actor ftctl-agent); a commit older than the last applied one
+    (a force-push back) is refused. An unchanged commit is planned again: jobs advance, drift is
+    reported (and put back with --self-heal). One JSON line per cycle on stdout. State lives in the
+    store (ftctl_meta agent.*). SIGTERM or SIGINT: the current cycle finishes, exit 0. With --once
+    or --max-cycles the exit status is the last cycle's: 0 applied or unchanged, 3 blocked, 1 otherwise.
+    """
+    import json as jsonlib
+
+    from reconciler.agent import AgentSettings, run_agent
+
+    settings = AgentSettings(repo=repo, branch=branch, path=path, workdir=workdir, store=store, offline=offline,
+                             self_heal=self_heal, max_failures=max_failures, lock_wait_s=lock_timeout)
+    sys.exit(run_agent(settings, interval_s=interval, max_cycles=1 if once else max_cycles,
+                       emit=lambda report: click.echo(jsonlib.dumps(report.to_dict()))))
+
+
 @cli.command(name="import")
 @click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
 @click.option("--out", "out_dir", default="imported", show_default=True, type=click.Path(file_okay=False),
@@ -409,6 +453,62 @@ def rules(code: str | None) -> None:
         return
     for rule in sorted(RULES.values(), key=lambda r: r.code):
         click.echo(f"{rule.code}  {rule.severity.value:<7}  {rule.title}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--store", metavar="PATH|URL", help="The Studio store, or a snapshot file (*.json from `ftctl state pull`).")
+@click.option("--offline", is_flag=True, help="Skip the Hub.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="text for people; json (versioned); markdown for an issue or pull-request comment.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to a file.")
+def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None) -> None:
+    """List what differs between the manifests and the store.
+
+    Every managed object whose row or job differs from its manifest (missing, drifted, failed,
+    out of sync, orphaned) and every Studio row ftctl does not manage. PATHS are the manifests
+    (default: the current folder). Exit 0 when there is none, 2 when there is drift, 1 on error.
+    """
+    from reconciler.engine import drift as run_drift
+    from reconciler.views import render_diagnostics
+    from reconciler.views.drift import render_drift
+
+    report, found = run_drift(list(paths) or ["."], store=store, offline=offline)
+    if found is None:
+        errors = [d for d in report.validation.diagnostics if d.severity.is_error()]
+        click.echo(render_diagnostics("text", errors, files=len(report.validation.files), manifests=report.validation.documents),
+                   err=True, nl=False)
+        click.echo("ftctl: no drift report: fix the errors above first", err=True)
+        sys.exit(EXIT_ERRORS)
+    _emit(render_drift(fmt, found), output)
+    sys.exit(EXIT_CHANGES if found.has_drift() else EXIT_OK)
+
+
+@cli.group()
+def state() -> None:
+    """Snapshots of the store, in the Studio's own database-export JSON.
+
+    `ftctl state pull -o snapshot.json` writes one; any command that reads a store reads it with
+    `--store snapshot.json` (read-only: apply goes to the store it came from).
+    """
+
+
+@state.command()
+@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE.json",
+              help="The snapshot file (written atomically; its name ends in .json).")
+def pull(store: str | None, output: str) -> None:
+    """Write every table of the store (the Studio's and ftctl's) to a JSON file.
+
+    The Studio's Database Import page loads the file as it is; `ftctl plan --store FILE` plans
+    against it exactly as against the store, and `ftctl apply` of that plan applies to the store
+    while nothing changed there. Two pulls of an unchanged store are byte-identical.
+    """
+    from reconciler.engine import pull_state
+    from reconciler.views import store_label
+
+    pulled = pull_state(store, output)
+    click.echo(f"Wrote {pulled.path}: {pulled.rows} rows in {pulled.tables} tables of {store_label(pulled.store)} (serial {pulled.serial}).")
 
 
 def _emit(text: str, output: str | None) -> None:

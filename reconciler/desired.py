@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.facts import HubFacts, LocalFacts
+from reconciler.facts import HubFacts, LocalFacts, RegistryFacts
 from reconciler.jobinput import JobSettings
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest
@@ -50,6 +50,8 @@ SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
 # Job fields whose config the Studio links by id (there is no snapshot column for them).
 ID_COLUMNS = {"axolotl_config": "axolotl_config_id", "user_config": "user_config_id"}
 # Columns of a row that a job's result depends on: a change re-runs the jobs that use the object.
+# (Not the mlflow_* columns of registry models and adapters: jobs resolve them from
+# cml_registered_model_id, and they are known only online, so a digest of them would differ offline.)
 RUN_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "datasets": ("type", "huggingface_name", "location"),
     "models": ("type", "huggingface_model_name", "location", "cml_registered_model_id"),
@@ -61,10 +63,12 @@ RUN_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class PlanFacts:
-    """What the planner knows beyond manifests and store: local files, the Hub, the project root."""
+    """What the planner knows beyond manifests and store: local files, the Hub, the CML Model
+    Registry, the project root."""
 
     local: LocalFacts = field(default_factory=LocalFacts)
     hub: HubFacts = field(default_factory=HubFacts)
+    registry: RegistryFacts = field(default_factory=RegistryFacts)
     root: str = ""  # local paths under it are stored relative to it (the Studio's project root)
     jobs: JobSettings = field(default_factory=JobSettings)
     observations: dict[str, JobObservation] = field(default_factory=dict)  # job name -> what its backend says
@@ -209,6 +213,7 @@ def _model(m: Manifest, scope: Scope, _own: str) -> Rendered:
         "huggingface_model_name": spec.huggingface_model_name,
         "location": scope.stored_path(m, spec.location),
         "cml_registered_model_id": spec.cml_registered_model_id,
+        **_registry_columns(spec.type, spec.cml_registered_model_id, scope),
     })
 
 
@@ -226,7 +231,17 @@ def _adapter(m: Manifest, scope: Scope, _own: str) -> Rendered:
         "fine_tuning_job_id": scope.ref_id(spec.fine_tuning_job, "FineTuningJob") or "",
         "prompt_id": scope.ref_id(spec.prompt, "Prompt") or "",
         "cml_registered_model_id": spec.cml_registered_model_id or "",
+        **_registry_columns(spec.type, spec.cml_registered_model_id, scope),
     })
+
+
+def _registry_columns(source_type: str | None, model_id: str | None, scope: Scope) -> Row:
+    """The MLflow experiment and run of a model_registry object's first registered version, as the
+    Studio records them; what the registry did not tell us (offline) is left as the store has it."""
+    fact = scope.facts.registry.models.get((model_id or "").strip()) if source_type == "model_registry" else None
+    if fact is None or not fact.versions:
+        return {}
+    return {"mlflow_experiment_id": fact.experiment_id, "mlflow_run_id": fact.run_id}
 
 
 def _prompt(m: Manifest, scope: Scope, _own: str) -> Rendered:

@@ -18,6 +18,7 @@ from reconciler.backends import Backend, BackendError
 from reconciler.backends.local import LocalBackend
 from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
+from reconciler.drift import DriftReport, find_drift
 from reconciler.executor import ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
 from reconciler.health import ObjectStatus, assess
@@ -30,6 +31,7 @@ from reconciler.plan import Change, Plan, PlanFormatError, Policy
 from reconciler.planner import build_plan
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import JobObservation, JobState
+from reconciler.store.snapshot_file import Pulled
 
 
 class EngineError(Exception):
@@ -137,12 +139,19 @@ def make_plan(
     report, local = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
     if report.has_errors():
         return PlanReport(report, None)
+    from reconciler.backends.cml_registry import gather_registry_facts
     from reconciler.online.hubinfo import gather_hub_facts
 
+    registry, registry_diags = gather_registry_facts(report.manifests, environ=environ, offline=offline)
+    if registry_diags:
+        report = ValidationReport(sorted(report.diagnostics + registry_diags, key=Diagnostic.sort_key), report.manifests,
+                                  report.files, report.documents)
+        if report.has_errors():
+            return PlanReport(report, None)
     settings = job_settings(environ)
-    observations = observe_jobs(snapshot, Backends(settings, environ))
+    observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ))
     facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
-                      jobs=settings, observations=observations)
+                      jobs=settings, observations=observations, registry=registry)
     plan = build_plan(
         report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
     )
@@ -155,7 +164,8 @@ PROJECT_FILE = "ftctl.toml"
 PROJECT_KEYS = {
     "backend": "FTCTL_BACKEND", "jobs_dir": "FTCTL_JOBS_DIR", "max_running_jobs": "FTCTL_MAX_RUNNING_JOBS",
     "cml.api_url": "CDSW_API_URL", "cml.project_id": "CDSW_PROJECT_ID", "cml.runtime_identifier": "FTCTL_CML_RUNTIME",
-    "cml.runners_dir": "FTCTL_CML_RUNNERS_DIR", "cml.project_dir": "FTCTL_CML_PROJECT_DIR", "cml.timeout_s": "FTCTL_CML_TIMEOUT_S",
+    "cml.runners_dir": "FTCTL_CML_RUNNERS_DIR", "cml.project_dir": "FTCTL_CML_PROJECT_DIR",
+    "cml.run_timeout_s": "FTCTL_CML_RUN_TIMEOUT_S", "cml.request_timeout_s": "FTCTL_CML_REQUEST_TIMEOUT_S",
 }
 
 
@@ -305,8 +315,11 @@ def execute_plan(
 ) -> ApplyResult:
     """Apply a plan to the store it was made for: lock, stale check, journaled steps."""
     from reconciler.store.location import StoreError, store_url
+    from reconciler.store.snapshot_file import is_snapshot_location
     from reconciler.store.write import LockedError, StoreWriter
 
+    if is_snapshot_location(store):
+        raise EngineError(f"a snapshot is read-only: apply against the store it came from ({plan.store or 'see `ftctl state pull`'})")
     environ = effective_environ(environ)
     target = store_url(store)
     if plan.store and plan.store != target:
@@ -378,6 +391,10 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
 
 def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False) -> ImportReport:
     """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)."""
+    from reconciler.store.snapshot_file import is_snapshot_location
+
+    if is_snapshot_location(store):
+        raise EngineError(f"{store} is a snapshot, read-only: import from the store it came from")
     written = export_manifests(store, out_dir, unmanaged_only=True, overwrite=overwrite)
     if not written.objects:
         return written
@@ -422,7 +439,10 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
     from reconciler.store.write import StoreWriter
 
     kind, _, name = address.partition("/")
-    writer = StoreWriter(store)
+    try:
+        writer = StoreWriter(store)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
     try:
         if not writer.set_protected(kind, name, protected):
             raise EngineError(f"{address} is not managed by ftctl in {writer.url}")
@@ -436,7 +456,10 @@ def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
     """Start queued jobs while slots are free: apply does this first, and --wait between its plans.
     Plan and status never do: they only read."""
     environ = effective_environ(environ)
-    return Backends(job_settings(environ), environ).start_queued()
+    try:
+        return Backends(job_settings(environ), environ).start_queued()
+    except BackendError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[Backend, list[str]]:
@@ -448,3 +471,30 @@ def find_job(store: str | None, address: str, environ: Mapping[str, str] | None 
     if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
     return Backends(job_settings(environ), environ).get(found[0][1]), [j for j, _ in found]
+
+
+def pull_state(store: str | None, output: str) -> Pulled:
+    """Write a snapshot of the store to `output` (`ftctl state pull`): the Studio's export JSON."""
+    from reconciler.store.location import StoreError
+    from reconciler.store.snapshot_file import pull_to_file
+
+    environ = effective_environ(None)
+    try:
+        snapshot = _read_for_plan(store)
+        jobs = snapshot.jobs if snapshot.jobs is not None else observe_jobs(snapshot, Backends(job_settings(environ), environ))
+        return pull_to_file(store, output, jobs)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    except OSError as exc:
+        raise EngineError(f"cannot write {output}: {exc.strerror}") from exc
+
+
+def drift(paths: Sequence[str], *, store: str | None, offline: bool,
+          environ: Mapping[str, str] | None = None) -> tuple[PlanReport, DriftReport | None]:
+    """What differs between the manifests and the store (`ftctl drift`): one read, one plan (as
+    `status` makes it), then the pure `drift.find_drift`. The report is None when the manifests do
+    not validate (the plan report holds the errors)."""
+    environ = effective_environ(environ)
+    snapshot = _read_for_plan(store)
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
+    return report, (find_drift(report.plan, snapshot) if report.plan else None)

@@ -1,8 +1,10 @@
 """Facts from outside the manifests: local files (does a path exist, what columns does a dataset
-have, what family is a model) and the Hugging Face Hub (a dataset's features, a model's family).
+have, what family is a model), the Hugging Face Hub (a dataset's features, a model's family) and the
+CML Model Registry (a registered model's MLflow experiment and run).
 
-Pure values. `reconciler.localfiles` and `reconciler.online` gather them (the I/O); rules and the
-planner only read them, so each stays a function of values and is tested without disk or network.
+Pure values. `reconciler.localfiles`, `reconciler.online` and `reconciler.backends.cml_registry`
+gather them (the I/O); rules and the planner only read them, so each stays a function of values and
+is tested without disk or network.
 """
 
 from __future__ import annotations
@@ -52,6 +54,32 @@ class HubFacts:
     dataset_descriptions: dict[str, str] = field(default_factory=dict)
     # model repo id -> `architectures[0]` of the repo's config.json (`AutoConfig(...).architectures[0]`)
     model_families: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisteredModelFact:
+    """One registered model as `GET /registry/models/{id}` describes it; the MLflow ids are those of
+    its first version (`model_versions[0].model_version_metadata.mlflow_metadata`), as the Studio
+    reads them, '' when it has no version or the version names none."""
+
+    name: str
+    experiment_id: str = ""
+    run_id: str = ""
+    versions: int = 0  # how many versions the registry lists (0: the Studio's import fails on it)
+
+
+@dataclass(frozen=True)
+class RegistryFacts:
+    """What the Studio reads from the CML Model Registry when it registers a model_registry Model or
+    Adapter, keyed by registered model id (`cml_registered_model_id`, stripped).
+
+    An id in neither mapping was not asked (offline, CML API not configured) or did not answer
+    (server error, no connection): the value is unknown.
+    """
+
+    models: dict[str, RegisteredModelFact] = field(default_factory=dict)
+    # ids the registry answered 404 to -> the registry's message
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def model_family(config: object) -> str | None:

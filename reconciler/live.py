@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.records import Row, comparable, digest
+from reconciler.runtime import JobObservation
 
 # Studio table -> the kind of its rows, and the column that names them.
 TABLE_KIND: dict[str, tuple[str, str]] = {
@@ -88,6 +89,9 @@ class Snapshot:
     managed: Mapping[tuple[str, str], ManagedRecord] = field(default_factory=dict)
     serial: int = 0
     source: str = ""
+    # What the backends said of the managed jobs when a snapshot file was pulled; None for a live
+    # store (its jobs are observed where they run).
+    jobs: Mapping[str, JobObservation] | None = None
 
     @cached_property
     def objects(self) -> tuple[LiveObject, ...]:

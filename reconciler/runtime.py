@@ -37,6 +37,17 @@ class JobObservation:
     progress: dict[str, Any] = field(default_factory=dict)
     external_id: str = ""  # the backend's id for the run (local: the job folder; CML: job/run ids)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_name": self.job_name, "state": self.state.value, "attempt": self.attempt, "error_class": self.error_class,
+                "message": self.message, "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
+                "progress": dict(self.progress), "external_id": self.external_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobObservation:
+        return cls(str(data["job_name"]), JobState(data["state"]), int(data.get("attempt") or 0), str(data.get("error_class") or ""),
+                   str(data.get("message") or ""), dict(data.get("metrics") or {}), dict(data.get("artifacts") or {}),
+                   dict(data.get("progress") or {}), str(data.get("external_id") or ""))
+
     def summary(self) -> str:
         if self.state is JobState.FAILED:
             return f"failed ({self.error_class or 'unknown'}): {self.message}"

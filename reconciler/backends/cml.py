@@ -47,6 +47,7 @@ ENDED_WITHOUT_RESULT = {
     "ENGINE_TIMEDOUT": ("timeout", "the CML run timed out"),
     "ENGINE_STOPPED": ("cancelled", "the CML run was stopped"),
 }
+BY_NAME_UP_TO = 3  # observing this many jobs or fewer looks each up by name instead of listing the project
 FAULT_ENV = "FTCTL_FAULT_KILL_AFTER"  # tests: SIGKILL this process right after the named call succeeds
 
 
@@ -65,7 +66,7 @@ class CMLSettings:
             runtime_identifier=environ.get("FTCTL_CML_RUNTIME", ""),
             runners_dir=environ.get("FTCTL_CML_RUNNERS_DIR", "runners"),
             project_dir=environ.get("FTCTL_CML_PROJECT_DIR", "."),
-            timeout_s=int(environ.get("FTCTL_CML_TIMEOUT_S") or 0),
+            timeout_s=int(environ.get("FTCTL_CML_RUN_TIMEOUT_S") or 0),
         )
 
 
@@ -191,9 +192,10 @@ class CMLBackend:
         return out
 
     def _listing(self, wanted: int) -> dict[str, dict[str, Any]] | None:
-        """Every job of the project by name (one paginated listing), when more than one is wanted;
-        the oldest of two jobs with one name (made by something else) is the one."""
-        if wanted <= 1:
+        """Every job of the project by name (one paginated listing: a call per 100 jobs of the
+        project), when more than a few are wanted (a lookup by name is one call each); the oldest
+        of two jobs with one name (made by something else) is the one."""
+        if wanted <= BY_NAME_UP_TO:
             return None
         jobs: dict[str, dict[str, Any]] = {}
         for job in sorted(self.client.list_jobs(), key=lambda j: str(j.get("created_at") or "")):

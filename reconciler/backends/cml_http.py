@@ -54,6 +54,8 @@ class CMLClient:
         if missing:
             raise CMLError("configure", 0, f"set {', '.join(missing)} (inside CML they are set for you)")
         parsed = urllib.parse.urlsplit(environ["CDSW_API_URL"])
+        if environ.get("FTCTL_CML_REQUEST_TIMEOUT_S") and "timeout_s" not in options:
+            options["timeout_s"] = float(environ["FTCTL_CML_REQUEST_TIMEOUT_S"])
         return cls(f"{parsed.scheme}://{parsed.netloc}", environ["CDSW_APIV2_KEY"], environ["CDSW_PROJECT_ID"], **options)
 
     # -- transport -------------------------------------------------------------------------------

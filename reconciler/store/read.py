@@ -4,12 +4,16 @@ Read-only: opens, selects, closes. Rows are read through the DB-API, so a SQLite
 the standard library alone (plans stay fast: SQLAlchemy is not even imported); other databases
 are opened through SQLAlchemy and read the same way. A store that does not exist yet reads as
 empty (apply creates it); a Studio store without ftctl's tables reads with nothing managed.
+A location ending in `.json` is a snapshot file (`store.snapshot_file`), read to the same `Snapshot`
+as the store it was pulled from: both go through `build_snapshot`, which orders rows by id and
+records by `Kind/name`, so a snapshot does not depend on the order a database returns rows in.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.live import ManagedRecord, Snapshot
@@ -23,13 +27,12 @@ from reconciler.store.location import (
     store_url,
 )
 
-MANAGED_COLUMNS = ("kind", "name", "store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation",
-                   "protected", "origin", "serial", "spec", "backend")
-# Columns later ftctl versions added (read as NULL from a store an older ftctl wrote).
-LATER_COLUMNS = frozenset({"spec", "backend"})
-
 
 def read_snapshot(location: str | None, *, missing_ok: bool = False) -> Snapshot:
+    from reconciler.store.snapshot_file import is_snapshot_location, read_snapshot_file
+
+    if is_snapshot_location(location):  # read-only, and never missing_ok: a snapshot that is not there is an error
+        return read_snapshot_file(resolve_location(location))
     if not exists(location):
         if missing_ok:
             return Snapshot(source=store_url(location))
@@ -55,19 +58,42 @@ def snapshot_of(conn: Any, *, source: str) -> Snapshot:
     try:
         cursor = conn.cursor()
         present = _tables(cursor)
-        rows: dict[str, dict[str, Row]] = {}
-        for table in STUDIO_COLUMNS:
-            if table in present:
-                cursor.execute(f"SELECT * FROM {table}")
-                keys = [d[0] for d in cursor.description]
-                rows[table] = {str(row["id"]): row for row in (dict(zip(keys, r)) for r in cursor.fetchall())}
-        managed = _managed(cursor) if "ftctl_objects" in present else {}
-        serial = _serial(cursor) if "ftctl_meta" in present else 0
+        tables = {table: _rows(cursor, f"SELECT * FROM {table}") for table in (*STUDIO_COLUMNS, "ftctl_objects") if table in present}
+        if "ftctl_meta" in present:
+            tables["ftctl_meta"] = _rows(cursor, "SELECT key, value FROM ftctl_meta WHERE key = 'serial'")
+        snapshot = build_snapshot(tables, source=source)
     except Exception as exc:  # drivers' errors are many; the user needs one message
         raise StoreError(f"cannot read store {source}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
     finally:
         conn.close()
-    return Snapshot(rows, managed, serial, source=source)
+    return snapshot
+
+
+def build_snapshot(tables: Mapping[str, Iterable[Row]], *, source: str) -> Snapshot:
+    """A `Snapshot` from each table's rows as stored, however they were read (a database, a snapshot
+    file): the Studio's rows by id, ftctl's records (`ftctl_objects`) by `Kind/name`, the serial
+    (`ftctl_meta`); both in sorted order. Other tables are ignored."""
+    rows = {table: {str(row["id"]): row for row in sorted(tables[table], key=lambda r: str(r["id"]))}
+            for table in STUDIO_COLUMNS if table in tables}
+    records = sorted((managed_record(row) for row in tables.get("ftctl_objects", ())), key=lambda r: (r.kind, r.name))
+    serial = next((int(row["value"]) for row in tables.get("ftctl_meta", ()) if row.get("key") == "serial"), 0)
+    return Snapshot(rows, {(r.kind, r.name): r for r in records}, serial, source=source)
+
+
+def managed_record(row: Mapping[str, Any]) -> ManagedRecord:
+    """One `ftctl_objects` row; columns later ftctl versions added may be absent (NULL)."""
+    spec = row.get("spec")
+    return ManagedRecord(
+        row["kind"], row["name"], row["store_table"], row["store_id"], tuple(json.loads(row["row_ids"])), row["spec_fingerprint"],
+        row["row_fingerprint"], int(row["generation"]), bool(row["protected"]), row["origin"], int(row["serial"]),
+        json.loads(spec) if spec else None, row.get("backend") or "",
+    )
+
+
+def _rows(cursor: Any, sql: str) -> list[Row]:
+    cursor.execute(sql)
+    keys = [d[0] for d in cursor.description]
+    return [dict(zip(keys, r)) for r in cursor.fetchall()]
 
 
 def _tables(cursor: Any) -> set[str]:
@@ -76,24 +102,3 @@ def _tables(cursor: Any) -> set[str]:
     except Exception:  # not SQLite: the standard catalogue
         cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
     return {str(r[0]) for r in cursor.fetchall()}
-
-
-def _managed(cursor: Any) -> dict[tuple[str, str], ManagedRecord]:
-    cursor.execute("SELECT * FROM ftctl_objects LIMIT 0")
-    present = {d[0] for d in cursor.description}
-    columns = ", ".join(c if c in present or c not in LATER_COLUMNS else "NULL" for c in MANAGED_COLUMNS)
-    cursor.execute(f"SELECT {columns} FROM ftctl_objects")
-    out = {}
-    for row in cursor.fetchall():
-        record = ManagedRecord(
-            row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], int(row[7]), bool(row[8]), row[9], int(row[10]),
-            json.loads(row[11]) if row[11] else None, row[12] or "",
-        )
-        out[(record.kind, record.name)] = record
-    return out
-
-
-def _serial(cursor: Any) -> int:
-    cursor.execute("SELECT value FROM ftctl_meta WHERE key = 'serial'")
-    found = cursor.fetchone()
-    return int(found[0]) if found is not None else 0

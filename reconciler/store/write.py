@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +52,10 @@ class LockedError(StoreError):
 
 class StoreWriter:
     def __init__(self, location: str | None, *, clock: Callable[[], float] = time.time) -> None:
+        from reconciler.store.snapshot_file import is_snapshot_location
+
+        if is_snapshot_location(location):
+            raise StoreError(f"{location} is a snapshot, read-only: write to the store it came from (`ftctl state pull` made it)")
         self.url = store_url(location)
         self.engine: Engine = open_engine(location, create=True)
         self.clock = clock
@@ -255,6 +259,23 @@ class StoreWriter:
     def finish_apply(self, apply_id: str, state: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(APPLIES).where(APPLIES.c.apply_id == apply_id).values(state=state, finished_at=self.clock()))
+
+    # -- ftctl_meta: small key/value state (the serial is begin_apply's; the agent keeps its own) ---
+
+    def read_meta(self, prefix: str) -> dict[str, str]:
+        """The ftctl_meta keys that start with prefix (e.g. `agent.`), and their values."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(META.c.key, META.c.value).where(META.c.key.startswith(prefix, autoescape=True))).all()
+        return {str(key): str(value) for key, value in rows}
+
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Set ftctl_meta keys in one transaction; `serial` is not among them (only applies bump it)."""
+        if "serial" in values:
+            raise ValueError("ftctl_meta 'serial' is written by begin_apply only")
+        with self.engine.begin() as conn:
+            for key, value in values.items():
+                if conn.execute(update(META).where(META.c.key == key).values(value=value)).rowcount == 0:
+                    conn.execute(insert(META), {"key": key, "value": value})
 
     def set_protected(self, kind: str, name: str, protected: bool) -> bool:
         with self.engine.begin() as conn:

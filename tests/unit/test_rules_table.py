@@ -945,6 +945,8 @@ UNREACHABLE: dict[str, str] = {
         "reference fields only point down a fixed order of kinds (see test_reference_fields_cannot_form_a_cycle), "
         "so no set of manifests has a reference cycle; find_cycles and check_cycles are tested directly"
     ),
+    "MD-103": "raised by plan, which asks the CML Model Registry (validate does not); tested in test_registry_import.py",
+    "AD-103": "raised by plan, which asks the CML Model Registry (validate does not); tested in test_registry_import.py",
 }
 
 

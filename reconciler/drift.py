@@ -1,0 +1,148 @@
+"""Drift: where the store and its jobs differ from the manifests, for `ftctl drift`. Pure: a plan and a
+snapshot in, a `DriftReport` out.
+
+Every managed object whose store row or job differs from its manifest is listed once, with the
+first of these that applies:
+
+- `missing`: ftctl manages it, but its row is gone from the store (deleted outside ftctl);
+- `drifted`: its row was changed outside ftctl (the Studio's UI); the field diffs say how;
+- `failed`: its job failed (the reason says whether apply would relaunch it);
+- `out of sync`: the manifest changed, or is new, and is not applied yet;
+- `orphaned`: ftctl manages it but no manifest declares it any more (`--prune` would delete it).
+
+An object waiting for another's job (an evaluation waiting for its adapter) is not drift. Besides
+these, every Studio row that ftctl does not manage is listed (table, id, name), except the adapters
+that managed fine-tuning jobs produced (registered by ftctl; earlier versions renamed `<name>-gN`).
+
+The sync states are those `ftctl status` shows (`health.assess`), derived here from the same plan
+so that this module sits below the views that render it. Field diffs keep their `sensitive` flag:
+views show `FieldDiff.shown()`, never a secret's value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.live import TABLE_KIND, Snapshot, live_object
+from reconciler.plan import Action, Change, FieldDiff, Plan
+
+FORMAT_VERSION = 1
+
+
+class DriftState(StrEnum):
+    MISSING = "missing"
+    DRIFTED = "drifted"
+    FAILED = "failed"
+    OUT_OF_SYNC = "out of sync"
+    ORPHANED = "orphaned"
+
+
+@dataclass(frozen=True)
+class DriftedObject:
+    kind: str
+    name: str
+    state: DriftState
+    reason: str  # the plan's reason: what happened, and what apply would do about it
+    store_id: str = ""
+    job: str = ""  # what the object's job is doing, when it has one
+    fields: tuple[FieldDiff, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class UnmanagedRow:
+    table: str
+    id: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    store: str
+    serial: int
+    managed: int  # objects compared (manifests and managed records)
+    objects: tuple[DriftedObject, ...] = ()
+    unmanaged: tuple[UnmanagedRow, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)  # store id -> Kind/name, for ids shown in diffs
+
+    def has_drift(self) -> bool:
+        return bool(self.objects or self.unmanaged)
+
+    def counts(self) -> dict[str, int]:
+        out = {state.value: 0 for state in DriftState}
+        for obj in self.objects:
+            out[obj.state.value] += 1
+        return out | {"unmanaged": len(self.unmanaged)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON value (`ftctl drift --format json`); sensitive values redacted."""
+        return {
+            "format_version": FORMAT_VERSION, "store": self.store, "serial": self.serial, "drift": self.has_drift(),
+            "counts": self.counts(), "managed": self.managed,
+            "objects": [{"kind": o.kind, "name": o.name, "state": o.state.value, "reason": o.reason, "store_id": o.store_id,
+                         "job": o.job, "fields": [_field(f) for f in o.fields]} for o in self.objects],
+            "unmanaged": [{"table": r.table, "id": r.id, "kind": r.kind, "name": r.name} for r in self.unmanaged],
+        }
+
+
+def find_drift(plan: Plan, snapshot: Snapshot) -> DriftReport:
+    objects = tuple(obj for change in plan.changes if (obj := _drifted(change, snapshot)) is not None)
+    return DriftReport(plan.store, plan.serial, len(plan.changes), objects, tuple(unmanaged_rows(snapshot)), dict(plan.labels))
+
+
+def _drifted(change: Change, snapshot: Snapshot) -> DriftedObject | None:
+    record = snapshot.managed.get((change.kind, change.name))
+    state = drift_state(change, managed=record is not None)
+    if state is None:
+        return None
+    return DriftedObject(change.kind, change.name, state, change.reason, record.store_id if record else "", change.job, change.fields)
+
+
+def drift_state(change: Change, *, managed: bool) -> DriftState | None:
+    """How one planned object differs from its manifest (None: it does not)."""
+    failed = any(part.startswith("failed") for part in change.job.split("; ")) if change.job else False
+    if change.waits_for:
+        return DriftState.FAILED if failed else None
+    if change.action is Action.CREATE:
+        return DriftState.MISSING if managed else DriftState.OUT_OF_SYNC
+    if change.drift:
+        return DriftState.DRIFTED
+    if failed:
+        return DriftState.FAILED
+    if change.action is Action.NOOP:
+        return DriftState.ORPHANED if "--prune" in change.reason else None  # as health's orphaned
+    return DriftState.ORPHANED if change.action is Action.DELETE else DriftState.OUT_OF_SYNC
+
+
+def unmanaged_rows(snapshot: Snapshot) -> list[UnmanagedRow]:
+    """Studio rows no managed object owns (nor produced), by table then id."""
+    owned = {rid for record in snapshot.managed.values() for rid in (record.store_id, *record.row_ids)}
+    out = []
+    for table, (kind, _) in TABLE_KIND.items():
+        for row_id, row in sorted(snapshot.rows.get(table, {}).items()):
+            if row_id in owned or (table == "evaluation_jobs" and row.get("parent_job_id") in owned):
+                continue
+            if table == "adapters" and _produced(row, snapshot, owned):
+                continue
+            out.append(UnmanagedRow(table, row_id, kind, live_object(table, row).name))
+    return out
+
+
+def _produced(row: dict[str, Any], snapshot: Snapshot, owned: set[str]) -> bool:
+    """An adapter a managed fine-tuning job produced: ftctl registered it (and renamed earlier versions)."""
+    if row.get("fine_tuning_job_id") in owned:
+        return True
+    description = str(row.get("description") or "")
+    return any(description.startswith(f"trained by FineTuningJob/{record.name} (")
+               for record in snapshot.managed.values() if record.kind == "FineTuningJob")
+
+
+def _field(diff: FieldDiff) -> dict[str, Any]:
+    before, after = diff.shown()
+    return {"path": diff.path, "before": before, "after": after, "sensitive": diff.sensitive}
