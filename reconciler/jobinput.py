@@ -167,6 +167,7 @@ def export_input(name: str, *, model: Row, adapter: Row | None, registered_model
     out["export"] = {"type": export_type, "registered_model_name": registered_model_name,
                      "adapter_path": str(adapter.get("location")) if adapter else None, "merge": merge,
                      "generation_config": generation_config}
-    res = resources or {}
+    # An endpoint is deployed with the manifest's resources; a registry export is a plain job (no GPU needed).
+    res = (resources or {}) if export_type == "cml_model" else {"cpu": 2, "memory": 8, "gpu": 0}
     out["resources"] = {"cpu": res.get("cpu"), "memory": res.get("memory"), "gpu": res.get("gpu"), "num_workers": 1}
     return out

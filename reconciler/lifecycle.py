@@ -301,6 +301,9 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         art = result.artifacts
+        if art.get("cml_model_id"):
+            return (f"deployed: CML model {art.get('cml_model_name', '')} ({art['cml_model_id']}), "
+                    f"deployment {art.get('cml_deployment_id', '?')}", Consequence.NONE, ())
         return (f"exported: {art.get('registered_model_name', '')} version {art.get('registered_model_version', '?')}",
                 Consequence.NONE, ())
 

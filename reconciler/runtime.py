@@ -64,6 +64,8 @@ class JobObservation:
                 parts.append(f"ETA {p['eta_s']:.0f} s")
             return "running: " + ", ".join(x for x in parts if x)
         if self.state is JobState.SUCCEEDED:
+            if self.artifacts.get("cml_model_name"):
+                return f"succeeded: deployed as CML model {self.artifacts['cml_model_name']}"
             if self.artifacts.get("registered_model_name"):
                 return f"succeeded: {self.artifacts['registered_model_name']} version {self.artifacts.get('registered_model_version', '?')}"
             shown = [f"{k} {v:.3g}" for k, v in self.metrics.items() if k in ("train_loss", "exact_match", "rougeL")]

@@ -128,7 +128,9 @@ class CMLBackend:
                                  lambda: self._find_job(job_name))
 
     def _create_run(self, job: dict[str, Any], attempt: int, job_input: dict[str, Any]) -> dict[str, Any]:
-        environment = {ATTEMPT_ENV: str(attempt), **self._secrets(job_input)}
+        # The run carries this attempt's input too (a run's environment overrides the job's): a retry
+        # runs what its plan says, not what the first attempt was given.
+        environment = {ATTEMPT_ENV: str(attempt), INPUT_ENV: json.dumps(job_input, sort_keys=True), **self._secrets(job_input)}
 
         def find() -> dict[str, Any] | None:
             runs = self.client.list_job_runs(str(job["id"]))

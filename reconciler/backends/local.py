@@ -106,7 +106,7 @@ class LocalBackend:
     def _archive(folder: Path, attempt: int) -> None:
         target = folder / f"attempt-{attempt}"
         target.mkdir(exist_ok=True)
-        for name in ("result.json", "progress.json", "log.txt", "launch.json"):
+        for name in ("result.json", "progress.json", "log.txt", "launch.json", "cancelled"):
             if (folder / name).exists():
                 os.replace(folder / name, target / name)
 
@@ -125,6 +125,9 @@ class LocalBackend:
         if _locked(folder / "lock"):
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=str(folder))
         result = _read_json(folder / "result.json")
+        if not result and (folder / "cancelled").exists():
+            return JobObservation(job_name, JobState.FAILED, attempt, "cancelled", "cancelled (ftctl cancel)", progress=progress,
+                                  external_id=str(folder))
         if not result:
             return JobObservation(job_name, JobState.FAILED, attempt, "killed",
                                   "the job ended without a result (killed, or its process died)", progress=progress,
@@ -144,12 +147,13 @@ class LocalBackend:
     # -- cancel and logs -------------------------------------------------------------------------
 
     def cancel(self, job_name: str) -> bool:
-        """Stop a running job (SIGTERM to its process group; the runner records `killed`)."""
+        """Stop a running job (SIGTERM to its process group); it reads as failed, `cancelled` (not retried)."""
         folder = self.job_dir(job_name)
         (folder / "queued.json").unlink(missing_ok=True)
         launch = _read_json(folder / "launch.json")
         if not launch or not _locked(folder / "lock"):
             return False
+        (folder / "cancelled").touch()  # stopped before the runner could record it: still `cancelled`, never retried
         try:
             os.killpg(int(launch["pid"]), signal.SIGTERM)
         except ProcessLookupError:
