@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.backends import BackendError
-from reconciler.engine import EngineError, PlanReport, execute_plan, make_plan, start_queued_jobs
+from reconciler.engine import EngineError, PlanReport, execute_plan, make_plan, pull_state, start_queued_jobs
 from reconciler.plan import Action, Plan, Policy
 
 AGENT_ACTOR = "ftctl-agent"
@@ -71,6 +71,7 @@ class AgentSettings:
     self_heal: bool = False
     max_failures: int = 3
     lock_wait_s: float = 30.0
+    publish: str | None = None  # after a cycle that applied something, write a snapshot here (`state pull`)
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,11 @@ def run_agent(settings: AgentSettings, *, interval_s: float, max_cycles: int | N
                     state = after
                 except EngineError as exc:
                     report = replace(report, action=CycleAction.FAILED, error=str(exc))
+            if settings.publish and report.action is CycleAction.APPLIED:
+                try:  # the snapshot the next pull-request check plans against
+                    pull_state(settings.store, settings.publish)
+                except EngineError as exc:
+                    report = replace(report, error=f"publishing the snapshot failed: {exc}")
             last = replace(report, ts=started)
             emit(last)
             if max_cycles is None or cycle < max_cycles:

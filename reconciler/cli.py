@@ -292,8 +292,10 @@ def _interval(_ctx: Any, _param: Any, value: str) -> float:
 @click.option("--max-failures", default=3, show_default=True, type=click.IntRange(min=1),
               help="Give up on a commit after this many failed applies (until a newer commit arrives).")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS")
+@click.option("--publish", metavar="SNAPSHOT.json", type=click.Path(dir_okay=False),
+              help="After each cycle that applied something, write the store's snapshot here (for pull-request checks).")
 def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, store: str | None, offline: bool, once: bool,
-          max_cycles: int | None, workdir: str, max_failures: int, lock_timeout: float) -> None:
+          max_cycles: int | None, workdir: str, max_failures: int, lock_timeout: float, publish: str | None) -> None:
     """Follow a Git branch and keep the store at its last commit (the pull-based GitOps agent).
 
     Each cycle fetches --branch into a clone under --workdir; a new commit is checked out and
@@ -308,7 +310,7 @@ def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, s
     from reconciler.agent import AgentSettings, run_agent
 
     settings = AgentSettings(repo=repo, branch=branch, path=path, workdir=workdir, store=store, offline=offline,
-                             self_heal=self_heal, max_failures=max_failures, lock_wait_s=lock_timeout)
+                             self_heal=self_heal, max_failures=max_failures, lock_wait_s=lock_timeout, publish=publish)
     sys.exit(run_agent(settings, interval_s=interval, max_cycles=1 if once else max_cycles,
                        emit=lambda report: click.echo(jsonlib.dumps(report.to_dict()))))
 

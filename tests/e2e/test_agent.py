@@ -245,3 +245,17 @@ def test_interval(text: str, seconds: float) -> None:
 def test_bad_interval(text: str) -> None:
     with pytest.raises(ValueError):
         parse_interval(text)
+
+
+def test_publishes_the_snapshot_after_an_apply(project: Project) -> None:
+    """--publish: after a cycle that applied, the store's snapshot (ftctl state pull) is where the
+    next pull-request check reads it, and a plan against it matches the store."""
+    first = project.commit("demo")
+    published = project.home / "published" / "snapshot.json"
+    published.parent.mkdir()
+    [line] = project.agent("--publish", str(published))
+    assert (line["commit"], line["action"], line["error"]) == (first, "applied", "")
+    document = json.loads(published.read_text(encoding="utf-8"))
+    assert {r["name"] for r in document["datasets"]["data"]} == {"demo-tickets"}
+    [meta] = [r["value"] for r in document["ftctl_snapshot"]["data"] if r["key"] == "serial"]
+    assert int(meta) == int(project.meta("serial") or 0)
