@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from reconciler.drift import DriftedObject, DriftReport, DriftState
-from reconciler.views.plan import MARKDOWN_BUDGET, _code, _md, _value, store_label
+from reconciler.views.plan import MARKDOWN_BUDGET, _code, _md, _value, fit_comment, store_label
 
 FIELDS_SHOWN = 10
 
@@ -87,15 +87,5 @@ def markdown(report: DriftReport, *, budget: int = MARKDOWN_BUDGET) -> str:
         body += [f"| {r.table} | `{_code(r.id)}` | {_md(r.name)} |" for r in report.unmanaged]
         body += ["", "</details>", ""]
     footer = [f"<sub>store serial {report.serial} · {report.managed} objects compared</sub>", ""]
-    out = "\n".join(head + body + footer)
-    if len(out) <= budget:
-        return out
-    kept: list[str] = []
-    size = len("\n".join(head + footer)) + 200
-    for line in body:
-        if size + len(line) + 1 > budget:
-            break
-        kept.append(line)
-        size += len(line) + 1
     note = "_…the report is longer than a comment allows: run `ftctl drift --format json` for all of it._"
-    return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
+    return fit_comment(head, body, footer, budget=budget, note=note)

@@ -139,6 +139,13 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
         body += [f"<details><summary>{len(orphans)} kept without manifests (<code>--prune</code> would delete them)</summary>", ""]
         body += [f"- {_md(c.address)}" for c in orphans] + ["", "</details>", ""]
     footer = [f"<sub>store serial {plan.serial} · plan digest `{plan.digest()}`</sub>", ""]
+    note = f"_…the plan is longer than a comment allows ({len(changes)} changes in all): see the job's plan artifact._"
+    return fit_comment(head, body, footer, budget=budget, note=note)
+
+
+def fit_comment(head: list[str], body: list[str], footer: list[str], *, budget: int, note: str) -> str:
+    """A markdown comment of head, body and footer lines; over the budget, the body is cut (closing
+    its open <details>) and `note` says so. Head and footer are always kept."""
     out = "\n".join(head + body + footer)
     if len(out) <= budget:
         return out
@@ -149,7 +156,6 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
             break
         kept.append(line)
         size += len(line) + 1
-    note = f"_…the plan is longer than a comment allows ({len(changes)} changes in all): see the job's plan artifact._"
     return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
 
 
