@@ -255,9 +255,7 @@ class Backends:
             by_backend.setdefault(backend or "local", []).append(name)
         out: dict[str, JobObservation] = {}
         for backend, names in by_backend.items():
-            chosen = self.get(backend)
-            many = getattr(chosen, "observe_many", None)
-            out.update(many(names) if many else {name: chosen.observe(name) for name in names})
+            out.update(self.get(backend).observe_many(names))
         return out
 
     def start_queued(self) -> list[str]:
@@ -428,9 +426,8 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool,
     jobs = []
     for kind, name, job, backend in sorted(job_names(snapshot)):
         obs = report.observations.get(job) or JobObservation(job, JobState.NOT_LAUNCHED)
-        links = getattr(backends.get(backend), "links", None)
-        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id,
-                              links(job, obs.external_id) if links and obs.external_id else {}))
+        links = backends.get(backend).links(job, obs.external_id) if obs.external_id else {}
+        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id, links))
     return report, (assess(report.plan, snapshot) if report.plan else []), jobs
 
 

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,9 @@ class LocalBackend:
         return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
                               dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
 
+    def observe_many(self, job_names: Iterable[str]) -> dict[str, JobObservation]:
+        return {name: self.observe(name) for name in job_names}
+
     def running_count(self) -> int:
         """Jobs running now: counted from the locks once, then tracked (finishing jobs free slots for the
         next ftctl run, never too many at once)."""
@@ -162,6 +166,9 @@ class LocalBackend:
 
     def log_path(self, job_name: str) -> Path:
         return self.job_dir(job_name) / "log.txt"
+
+    def links(self, job_name: str, external_id: str) -> dict[str, str]:
+        return {}  # a local job is its folder (the external id): nothing to link to
 
 
 def _locked(path: Path) -> bool:
