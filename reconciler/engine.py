@@ -477,9 +477,7 @@ def pull_state(store: str | None, output: str) -> Pulled:
 
     environ = effective_environ(None)
     try:
-        snapshot = _read_for_plan(store)
-        jobs = snapshot.jobs if snapshot.jobs is not None else observe_jobs(snapshot, Backends(job_settings(environ), environ))
-        return pull_to_file(store, output, jobs)
+        return pull_to_file(store, output, lambda snapshot: observe_jobs(snapshot, Backends(job_settings(environ), environ)))
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     except OSError as exc:

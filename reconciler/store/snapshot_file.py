@@ -36,7 +36,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +104,15 @@ def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def pull_to_file(location: str | None, path: str, jobs: Mapping[str, JobObservation] | None = None) -> Pulled:
-    """Pull the store (and what its jobs were, `jobs`) and write the snapshot to `path` atomically."""
+def pull_to_file(location: str | None, path: str,
+                 observe: Callable[[Snapshot], Mapping[str, JobObservation]] | None = None) -> Pulled:
+    """Pull the store, add what `observe` says of its jobs (unless the source is a snapshot that
+    already holds them), and write the snapshot to `path` atomically. The store is read once."""
     if not path.lower().endswith(SUFFIX):
         raise StoreError(f"{path}: a snapshot file's name ends in {SUFFIX} (that is how --store tells it from a database)")
     document = pull(location)
-    if jobs is not None:
+    if observe is not None and JOBS_TABLE not in document:
+        jobs = observe(document_snapshot(document, path))
         rows = [{"job_name": name, "observation": json.dumps(obs.to_dict(), sort_keys=True)} for name, obs in sorted(jobs.items())]
         document[JOBS_TABLE] = {"schema": JOBS_SCHEMA, "data": rows}
         document = {name: document[name] for name in sorted(document)}
@@ -237,9 +240,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def read_snapshot_file(path: str) -> Snapshot:
     """The `Snapshot` of the store the file was pulled from, as it was then."""
+    return document_snapshot(_load(path), path)
+
+
+def document_snapshot(document: dict[str, Any], path: str) -> Snapshot:
+    """The `Snapshot` a snapshot document describes (its jobs too, when it holds them)."""
     from reconciler.store.read import build_snapshot
 
-    document = _load(path)
     meta = _meta(document)
     tables = {name: entry["data"] for name, entry in document.items() if name not in (META_TABLE, JOBS_TABLE)}
     try:
