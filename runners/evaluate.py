@@ -35,7 +35,6 @@ import csv
 import gc
 import json
 import os
-import string
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import jobio  # noqa: E402
-from jobio import JobFailure, load_data  # noqa: E402
+from jobio import JobFailure, load_data, template_fields  # noqa: E402
 from jobio import hf_token as _token  # noqa: E402
 
 DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 32}
@@ -54,23 +53,6 @@ ROW_FIELDS = ("input", "expected", "prediction", "exact_match", "rougeL", "laten
 
 
 # -- checks (no ML import needed) ------------------------------------------------------------------
-
-
-def template_fields(template: str, what: str) -> list[str]:
-    """The column names a template uses (`{name}`, `{name!r}`, `{name:>10}`, `{name[0]}`)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise JobFailure("data", f"{what} is not a valid format string: {exc}") from exc
-    fields = []
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        name = field.split(".")[0].split("[")[0]
-        if not name or name.isdigit():
-            raise JobFailure("data", f"{what} uses a positional placeholder {{{field}}}; name a column instead")
-        fields.append(name)
-    return fields
 
 
 def check_spec(job: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import string
 import sys
 import time
 import traceback
@@ -117,6 +118,24 @@ class Progress:
             "elapsed_s": round(elapsed, 2), "eta_s": round(eta, 1) if eta is not None else None,
             "updated_at": time.time(), **extra,
         })
+
+
+def template_fields(template: str, what: str = "prompt_template") -> list[str]:
+    """The column names a template uses (`{name}`, `{name!r}`, `{name:>10}`, `{name[0]}`); `what`
+    names the template in errors (a `data` failure)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise JobFailure("data", f"{what} is not a valid format string: {exc}") from exc
+    fields = []
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        name = field.split(".")[0].split("[")[0]
+        if not name or name.isdigit():
+            raise JobFailure("data", f"{what} uses a positional placeholder {{{field}}}; name a column instead")
+        fields.append(name)
+    return fields
 
 
 def classify(exc: BaseException) -> str:

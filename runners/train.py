@@ -34,7 +34,6 @@ import gc
 import importlib.util
 import json
 import math
-import string
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ try:  # imported as runners.train (tests): no sys.path change, which would shado
 except ImportError:  # run as a program: its own folder is first on sys.path
     import jobio  # type: ignore[no-redef]
 JobFailure = jobio.JobFailure
-load_data, _token = jobio.load_data, jobio.hf_token
+load_data, _token, template_fields = jobio.load_data, jobio.hf_token, jobio.template_fields
 
 TEXT_FIELD = "prediction"  # the Studio's TRAINING_DATA_TEXT_FIELD
 DEFAULT_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}
@@ -133,23 +132,6 @@ def check_dependencies(args: dict[str, Any], bnb_config: dict[str, Any] | None) 
             "bnb_config asks for quantization, which needs bitsandbytes; it is not installed in this job's "
             "environment: install it or drop the bitsandbytes config",
         )
-
-
-def template_fields(template: str) -> list[str]:
-    """The column names a prompt template uses (`{name}`, `{name!r}`, `{name:>10}`, `{name[0]}`)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise JobFailure("data", f"prompt_template is not a valid format string: {exc}") from exc
-    fields = []
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        name = field.split(".")[0].split("[")[0]
-        if not name or name.isdigit():
-            raise JobFailure("data", f"prompt_template uses a positional placeholder {{{field}}}; name a column instead")
-        fields.append(name)
-    return fields
 
 
 def pad_token_candidate(tokenizer: Any) -> str | None:
