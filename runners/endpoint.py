@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from typing import Any
 
@@ -34,19 +35,10 @@ def _load() -> tuple[Any, Any, dict[str, Any]]:
     """The model, tokenizer and generation settings, loaded on first use (CML keeps the process)."""
     with _lock:
         if not _loaded:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import jobio
 
-            base, adapter = os.environ[BASE_ENV], os.environ.get(ADAPTER_ENV) or ""
-            token = _token()
-            tokenizer_from = adapter if adapter and os.path.isfile(os.path.join(adapter, "tokenizer_config.json")) else base
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_from, token=token)
-            model = AutoModelForCausalLM.from_pretrained(base, token=token, dtype="auto")
-            if adapter:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, adapter)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+            model, _, tokenizer = jobio.load_model(os.environ[BASE_ENV], os.environ.get(ADAPTER_ENV) or None, _token(), dtype="auto")
             generation = {**DEFAULT_GENERATION, **json.loads(os.environ.get(GENERATION_ENV) or "{}")}
             generation.pop("return_full_text", None)  # a pipeline setting, not generate()'s
             _loaded.update(model=model.eval(), tokenizer=tokenizer, generation=generation)

@@ -191,34 +191,19 @@ def load_candidate(candidate: dict[str, Any], job: dict[str, Any], cache: dict[s
                    bnb_config: dict[str, Any] | None, *, has_gpu: bool) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer padding on the left) for one model+adapter combination."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     base, token = resolve_base(candidate["model"], job, cache)
     adapter = candidate.get("adapter_path")
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise JobFailure("data", f"adapter {adapter} not found: no adapter_config.json there")
-    # the train runner saves the tokenizer (with its pad token) beside the adapter
-    tokenizer_from = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
-    kwargs: dict[str, Any] = {"token": token}
+    kwargs: dict[str, Any] = {}
     if bnb_config:
         kwargs["quantization_config"] = BitsAndBytesConfig(**bnb_config)
     if not has_gpu:
         kwargs["dtype"] = torch.float32
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from, token=token)
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-    except OSError as exc:
-        raise JobFailure("data", f"cannot load model {base}: {exc}") from exc
-    if adapter:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, adapter)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise JobFailure("data", f"adapter {adapter} does not fit base model {base}: {exc}") from exc
+    model, tokenizer_from, tokenizer = jobio.load_model(base, adapter, token, **kwargs)
     tokenizer.padding_side = "left"  # decoder-only: right padding makes batched generation wrong
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if tokenizer.pad_token is None:
         raise JobFailure("config", f"the tokenizer of {tokenizer_from} has no pad, unknown or EOS token")
     if has_gpu and not bnb_config:

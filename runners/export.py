@@ -191,23 +191,7 @@ def local_base(job: dict[str, Any], mlflow: Any) -> str:
 
 
 def load(base: str, token: str | None, adapter: str | None) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer_from = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from, token=token)
-        model = AutoModelForCausalLM.from_pretrained(base, token=token, dtype="auto")  # as stored
-    except OSError as exc:
-        raise JobFailure("data", f"cannot load model {base}: {exc}") from exc
-    if adapter:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, adapter)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise JobFailure("data", f"adapter {adapter} does not fit base model {base}: {exc}") from exc
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    model, _, tokenizer = jobio.load_model(base, adapter, token, dtype="auto")  # weights as stored
     return model.eval(), tokenizer
 
 

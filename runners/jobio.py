@@ -138,6 +138,30 @@ def template_fields(template: str, what: str = "prompt_template") -> list[str]:
     return fields
 
 
+def load_model(base: str, adapter: str | None, token: str | None, **model_kwargs: Any) -> tuple[Any, str, Any]:
+    """(model, where its tokenizer comes from, tokenizer) for a base model with an optional LoRA
+    adapter; the tokenizer is the one saved beside the adapter (with its pad token) when there is
+    one. A pad token falls back to the unknown or EOS token. Failures are `data` errors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer_from = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from, token=token)
+        model = AutoModelForCausalLM.from_pretrained(base, token=token, **model_kwargs)
+    except OSError as exc:
+        raise JobFailure("data", f"cannot load model {base}: {exc}") from exc
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise JobFailure("data", f"adapter {adapter} does not fit base model {base}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return model, tokenizer_from, tokenizer
+
+
 def classify(exc: BaseException) -> str:
     """The error class of an exception a runner did not classify itself."""
     if isinstance(exc, JobFailure):
