@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.unit.hub_cases"]  # the fake Hub fixtures of the online tests
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:

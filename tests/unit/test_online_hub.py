@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.manifests import LoadResult, load_paths, resolve_positions
+from reconciler.manifests import LoadResult, resolve_positions
 from reconciler.online import check_hub
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,49 +18,9 @@ if str(REPO) not in sys.path:  # so `tests.fakes` imports under plain `pytest` t
     sys.path.insert(0, str(REPO))
 
 from tests.fakes.hub_server import FakeHub  # noqa: E402
+from tests.unit.hub_cases import SECRET, dataset, load, model  # noqa: E402
 
-SECRET = "hf_secretTOKENvalue123"
-
-
-@pytest.fixture(autouse=True)
-def hub_process_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the process had when huggingface_hub was imported: online, no telemetry, no token."""
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", "hf_ambientTOKEN")  # must never be sent: check_hub passes token=False
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as fake:
-        yield fake
-
-
-def dataset(name: str, repo: str, token_env: str | None = None) -> str:
-    extra = f"  hf_token_env: {token_env}\n" if token_env else ""
-    return (
-        f"apiVersion: ftctl/v1\nkind: Dataset\nmetadata:\n  name: {name}\n"
-        f"spec:\n  type: huggingface\n  huggingface_name: {repo}\n{extra}"
-    )
-
-
-def model(name: str, repo: str, token_env: str | None = None) -> str:
-    extra = f"  hf_token_env: {token_env}\n" if token_env else ""
-    return (
-        f"apiVersion: ftctl/v1\nkind: Model\nmetadata:\n  name: {name}\n"
-        f"spec:\n  type: huggingface\n  huggingface_model_name: {repo}\n{extra}"
-    )
-
-
-def load(tmp_path: Path, *docs: str) -> LoadResult:
-    path = tmp_path / "hub.yaml"
-    path.write_text("---\n".join(docs))
-    result = load_paths([str(path)])
-    assert result.diagnostics == []
-    return result
+pytestmark = pytest.mark.usefixtures("hub_process_env")  # the fixtures come from tests/unit/hub_cases.py
 
 
 def run(result: LoadResult, hub: FakeHub, offline: bool = False, **environ: str) -> list[Diagnostic]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reconciler.facts import HubFacts
-from reconciler.manifests import LoadResult, load_paths
+from reconciler.manifests import LoadResult
 from reconciler.online import gather_hub_facts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,49 +19,9 @@ if str(REPO) not in sys.path:  # so `tests.fakes` imports under plain `pytest` t
     sys.path.insert(0, str(REPO))
 
 from tests.fakes.hub_server import FakeHub  # noqa: E402
+from tests.unit.hub_cases import SECRET, dataset, load, model  # noqa: E402
 
-SECRET = "hf_secretTOKENvalue123"
-
-
-@pytest.fixture(autouse=True)
-def hub_process_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the process had when huggingface_hub was imported: online, no telemetry, a token."""
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", "hf_ambientTOKEN")  # must never be sent: only hf_token_env's token is
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as fake:
-        yield fake
-
-
-def dataset(name: str, repo: str, token_env: str | None = None) -> str:
-    extra = f"  hf_token_env: {token_env}\n" if token_env else ""
-    return (
-        f"apiVersion: ftctl/v1\nkind: Dataset\nmetadata:\n  name: {name}\n"
-        f"spec:\n  type: huggingface\n  huggingface_name: {repo}\n{extra}"
-    )
-
-
-def model(name: str, repo: str, token_env: str | None = None) -> str:
-    extra = f"  hf_token_env: {token_env}\n" if token_env else ""
-    return (
-        f"apiVersion: ftctl/v1\nkind: Model\nmetadata:\n  name: {name}\n"
-        f"spec:\n  type: huggingface\n  huggingface_model_name: {repo}\n{extra}"
-    )
-
-
-def load(tmp_path: Path, *docs: str) -> LoadResult:
-    path = tmp_path / "hub.yaml"
-    path.write_text("---\n".join(docs))
-    result = load_paths([str(path)])
-    assert result.diagnostics == []
-    return result
+pytestmark = pytest.mark.usefixtures("hub_process_env")  # the fixtures come from tests/unit/hub_cases.py
 
 
 def gather(result: LoadResult, hub: FakeHub, offline: bool = False, **environ: str) -> HubFacts:
