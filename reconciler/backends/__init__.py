@@ -8,6 +8,8 @@ backend passes the same contract tests (tests/contract/).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,3 +32,19 @@ class Backend(Protocol):
     def cancel(self, job_name: str) -> bool: ...
     def log_path(self, job_name: str) -> Path: ...
     def links(self, job_name: str, external_id: str) -> dict[str, str]: ...
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A job file's JSON object, or {} when it is missing, partial or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write a job file atomically (a reader never sees half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, default=str), encoding="utf-8")
+    os.replace(tmp, path)

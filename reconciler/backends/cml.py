@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.backends import read_json, write_json
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
 
@@ -222,9 +223,9 @@ class CMLBackend:
         ids = f"{job['id']}/{run.get('id', '')}"
         if status in ACTIVE:
             stage = status.removeprefix("ENGINE_").lower()
-            progress = _read_json(self.job_dir(job_name) / "progress.json") or {"stage": stage}
+            progress = read_json(self.job_dir(job_name) / "progress.json") or {"stage": stage}
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=ids)
-        result = _read_json(self.job_dir(job_name) / "result.json")
+        result = read_json(self.job_dir(job_name) / "result.json")
         if result and result.get("job_name") == job_name:
             error = result.get("error") or {}
             state = JobState.SUCCEEDED if result.get("status") == "succeeded" and status == "ENGINE_SUCCEEDED" else JobState.FAILED
@@ -292,14 +293,14 @@ class CMLBackend:
         return sorted(out, key=lambda pair: pair[0])
 
     def _endpoint_input(self, job_name: str) -> dict[str, Any] | None:
-        saved = _read_json(self.job_dir(job_name) / "input.json")
+        saved = read_json(self.job_dir(job_name) / "input.json")
         return saved if _is_endpoint("export", saved) else None
 
     def _save_endpoint_input(self, job_name: str, job_input: dict[str, Any]) -> None:
         """An endpoint has no CML job to hold its input: keep it in the job folder (no secrets in it)."""
         folder = self.job_dir(job_name)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "input.json").write_text(json.dumps(job_input, sort_keys=True), encoding="utf-8")
+        write_json(folder / "input.json", job_input)
 
     def _observe_endpoint(self, job_name: str, model: dict[str, Any] | None = None) -> JobObservation:
         job_input = self._endpoint_input(job_name) or {}
@@ -389,14 +390,6 @@ def _token_names(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_token_names(v) for v in value))
     return set()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _fault_point(name: str) -> None:

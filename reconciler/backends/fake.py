@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from reconciler.backends.local import LocalBackend, _read_json, _write_json
+from reconciler.backends import read_json, write_json
+from reconciler.backends.local import LocalBackend
 from reconciler.runtime import JobObservation, JobState
 
 
@@ -22,8 +23,8 @@ class FakeBackend(LocalBackend):
         folder = self.job_dir(job_name)
         if attempt > 1:
             self._archive(folder, attempt - 1)
-        _write_json(folder / "input.json", job_input)
-        _write_json(folder / "launch.json", {"pid": 0, "attempt": attempt, "kind": kind, "launched_at": time.time(), "fake": True})
+        write_json(folder / "input.json", job_input)
+        write_json(folder / "launch.json", {"pid": 0, "attempt": attempt, "kind": kind, "launched_at": time.time(), "fake": True})
         with open(folder / "launches.log", "a", encoding="utf-8") as log:  # tests count launches: never two per attempt
             log.write(f"{attempt}\n")
         (folder / "queued.json").unlink(missing_ok=True)
@@ -31,7 +32,7 @@ class FakeBackend(LocalBackend):
 
     def observe(self, job_name: str) -> JobObservation:
         folder = self.job_dir(job_name)
-        launch = _read_json(folder / "launch.json")
+        launch = read_json(folder / "launch.json")
         if launch and not (folder / "result.json").exists():
             return JobObservation(job_name, JobState.RUNNING, int(launch.get("attempt", 1)), external_id=str(folder))
         return super().observe(job_name)
@@ -41,9 +42,9 @@ class FakeBackend(LocalBackend):
 
     def cancel(self, job_name: str) -> bool:
         folder = self.job_dir(job_name)
-        if not _read_json(folder / "launch.json") or (folder / "result.json").exists():
+        if not read_json(folder / "launch.json") or (folder / "result.json").exists():
             return False
-        _write_json(folder / "result.json", {"contract_version": 1, "job_name": job_name, "status": "failed",
+        write_json(folder / "result.json", {"contract_version": 1, "job_name": job_name, "status": "failed",
                                              "error": {"error_class": "cancelled", "type": "Cancelled", "message": "cancelled (ftctl cancel)"},
                                              "started_at": 0, "finished_at": time.time()})
         return True

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from reconciler.backends import read_json, write_json
 from reconciler.runtime import JobObservation, JobState
 
 RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
@@ -59,8 +60,8 @@ class LocalBackend:
                 return current
         folder.mkdir(parents=True, exist_ok=True)
         if self.running_count() >= self.max_running:
-            _write_json(folder / "input.json", job_input)
-            _write_json(folder / "queued.json", {"kind": kind, "attempt": attempt, "queued_at": time.time()})
+            write_json(folder / "input.json", job_input)
+            write_json(folder / "queued.json", {"kind": kind, "attempt": attempt, "queued_at": time.time()})
             return JobObservation(job_name, JobState.QUEUED, attempt)
         return self._start(job_name, kind, job_input, attempt)
 
@@ -68,7 +69,7 @@ class LocalBackend:
         folder = self.job_dir(job_name)
         if attempt > 1:
             self._archive(folder, attempt - 1)
-        _write_json(folder / "input.json", job_input)
+        write_json(folder / "input.json", job_input)
         lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -82,7 +83,7 @@ class LocalBackend:
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True, pass_fds=(lock_fd,), env=self.environ, cwd=os.getcwd(),
                 )
-            _write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
+            write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
             (folder / "queued.json").unlink(missing_ok=True)
             self._running = self.running_count() + 1
         finally:
@@ -115,17 +116,17 @@ class LocalBackend:
 
     def observe(self, job_name: str) -> JobObservation:
         folder = self.job_dir(job_name)
-        launch = _read_json(folder / "launch.json")
-        queued = _read_json(folder / "queued.json")
+        launch = read_json(folder / "launch.json")
+        queued = read_json(folder / "queued.json")
         if not launch:
             if queued:
                 return JobObservation(job_name, JobState.QUEUED, int(queued.get("attempt", 1)))
             return JobObservation(job_name, JobState.NOT_LAUNCHED)
         attempt = int(launch.get("attempt", 1))
-        progress = _read_json(folder / "progress.json")
+        progress = read_json(folder / "progress.json")
         if _locked(folder / "lock"):
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=str(folder))
-        result = _read_json(folder / "result.json")
+        result = read_json(folder / "result.json")
         if not result and (folder / "cancelled").exists():
             return JobObservation(job_name, JobState.FAILED, attempt, "cancelled", "cancelled (ftctl cancel)", progress=progress,
                                   external_id=str(folder))
@@ -154,7 +155,7 @@ class LocalBackend:
         """Stop a running job (SIGTERM to its process group); it reads as failed, `cancelled` (not retried)."""
         folder = self.job_dir(job_name)
         (folder / "queued.json").unlink(missing_ok=True)
-        launch = _read_json(folder / "launch.json")
+        launch = read_json(folder / "launch.json")
         if not launch or not _locked(folder / "lock"):
             return False
         (folder / "cancelled").touch()  # stopped before the runner could record it: still `cancelled`, never retried
@@ -185,17 +186,3 @@ def _locked(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, default=str), encoding="utf-8")
-    os.replace(tmp, path)
