@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.backends import BackendError
 from reconciler.engine import EngineError, PlanReport, execute_plan, make_plan, pull_state, start_queued_jobs
 from reconciler.plan import Action, Plan, Policy
 
@@ -242,7 +241,7 @@ def _reconcile(settings: AgentSettings, commit: str, *, cycle: int, environ: Map
             start_queued_jobs(environ)
             report = make_plan([os.path.join(settings.workdir, settings.path)], store=settings.store, policy=Policy(),
                                offline=settings.offline, environ=environ)
-        except (EngineError, BackendError) as exc:
+        except EngineError as exc:  # backend errors arrive as EngineError (engine.start_queued_jobs, observe_jobs)
             return replace(done, action=CycleAction.FAILED, error=str(exc))
         if report.plan is None:
             return replace(done, action=CycleAction.FAILED, error=_validation_error(report))
