@@ -14,9 +14,8 @@ An object waiting for another's job (an evaluation waiting for its adapter) is n
 these, every Studio row that ftctl does not manage is listed (table, id, name), except the adapters
 that managed fine-tuning jobs produced (registered by ftctl; earlier versions renamed `<name>-gN`).
 
-The sync states are those `ftctl status` shows (`health.assess`), derived here from the same plan
-so that this module sits below the views that render it. Field diffs keep their `sensitive` flag:
-views show `FieldDiff.shown()`, never a secret's value.
+The states refine the sync states `ftctl status` shows (`health.sync_state`, `health.job_health`).
+Field diffs keep their `sensitive` flag: views show `FieldDiff.shown()`, never a secret's value.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.health import Health, Sync, job_health, sync_state
 from reconciler.live import TABLE_KIND, Snapshot, live_object
 from reconciler.plan import Action, Change, FieldDiff, Plan
 
@@ -105,19 +105,22 @@ def _drifted(change: Change, snapshot: Snapshot) -> DriftedObject | None:
 
 
 def drift_state(change: Change, *, managed: bool) -> DriftState | None:
-    """How one planned object differs from its manifest (None: it does not)."""
-    failed = any(part.startswith("failed") for part in change.job.split("; ")) if change.job else False
-    if change.waits_for:
+    """How one planned object differs from its manifest (None: it does not): its sync state as
+    `ftctl status` has it, told apart further (a failed job; a missing row of an object ftctl has
+    not written yet is merely out of sync; a deletion is an orphan)."""
+    sync = sync_state(change)
+    failed = bool(change.job) and job_health(change.job) is Health.FAILED
+    if sync is Sync.WAITING:
         return DriftState.FAILED if failed else None
-    if change.action is Action.CREATE:
+    if sync is Sync.MISSING:
         return DriftState.MISSING if managed else DriftState.OUT_OF_SYNC
-    if change.drift:
+    if sync is Sync.DRIFTED:
         return DriftState.DRIFTED
     if failed:
         return DriftState.FAILED
-    if change.action is Action.NOOP:
-        return DriftState.ORPHANED if "--prune" in change.reason else None  # as health's orphaned
-    return DriftState.ORPHANED if change.action is Action.DELETE else DriftState.OUT_OF_SYNC
+    if sync is Sync.SYNCED:
+        return None
+    return DriftState.ORPHANED if sync is Sync.ORPHANED or change.action is Action.DELETE else DriftState.OUT_OF_SYNC
 
 
 def unmanaged_rows(snapshot: Snapshot) -> list[UnmanagedRow]:

@@ -55,11 +55,11 @@ def _status(change: Change, snapshot: Snapshot) -> ObjectStatus:
     record = snapshot.managed.get((change.kind, change.name))
     store_id = record.store_id if record else ""
     generation = record.generation if record else 0
-    return ObjectStatus(change.kind, change.name, _sync(change), _health(change, record, snapshot),
+    return ObjectStatus(change.kind, change.name, sync_state(change), _health(change, record, snapshot),
                         store_id, generation, change.reason, change.job)
 
 
-def _sync(change: Change) -> Sync:
+def sync_state(change: Change) -> Sync:
     if change.waits_for:
         return Sync.WAITING
     if change.action is Action.NOOP:
@@ -73,7 +73,7 @@ def _health(change: Change, record: ManagedRecord | None, snapshot: Snapshot) ->
     if record is None:
         return Health.MISSING
     if change.job:
-        return _job_health(change.job)
+        return job_health(change.job)
     if not record.store_table:
         return Health.UNKNOWN
     rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
@@ -82,7 +82,7 @@ def _health(change: Change, record: ManagedRecord | None, snapshot: Snapshot) ->
     return Health.HEALTHY
 
 
-def _job_health(job: str) -> Health:
+def job_health(job: str) -> Health:
     """The worst state among an object's jobs (an evaluation runs one per combination)."""
     parts = job.split("; ")
     if any(p.startswith("failed") for p in parts):
