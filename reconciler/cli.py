@@ -202,6 +202,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     from reconciler.engine import start_queued_jobs
     from reconciler.views import job_lines
 
+    _collect_garbage()
     shown: dict[str, str] = {}
     while True:
         start_queued_jobs()
@@ -238,6 +239,8 @@ def logs(address: str, store: str | None, follow: bool) -> None:
 
     from reconciler.engine import find_job
 
+    if follow:
+        _collect_garbage()
     backend, names = find_job(store, address)
     for name in names:
         path = backend.log_path(name)
@@ -308,6 +311,8 @@ def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, s
     import json as jsonlib
 
     from reconciler.agent import AgentSettings, run_agent
+
+    _collect_garbage()
 
     settings = AgentSettings(repo=repo, branch=branch, path=path, workdir=workdir, store=store, offline=offline,
                              self_heal=self_heal, max_failures=max_failures, lock_wait_s=lock_timeout, publish=publish)
@@ -523,8 +528,11 @@ def _emit(text: str, output: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     # A command builds one large, long-lived object graph (manifests, snapshot, plan) and exits:
-    # the cyclic collector's full passes over it cost ~15% of a large plan and free nothing.
-    gc.set_threshold(100_000, 50, 100)
+    # the cyclic collector's passes over it cost ~8% of a large plan and free nothing. Commands
+    # that loop (apply --wait, logs -f, agent) turn it back on with `_collect_garbage()`. Called
+    # in-process (tests, argv given), the caller's collector is left as it is.
+    if argv is None:
+        gc.disable()
     try:
         return cli.main(args=argv, prog_name="ftctl", standalone_mode=True)
     except SystemExit as done:
@@ -539,6 +547,12 @@ def main(argv: list[str] | None = None) -> Any:
         prefix = "error" if isinstance(exc, EngineError) else f"internal error ({type(exc).__name__})"
         click.echo(f"ftctl: {prefix}: {exc}", err=True)
         sys.exit(EXIT_ERRORS)
+
+
+def _collect_garbage() -> None:
+    """For commands that keep running: each round's plan holds reference cycles to free."""
+    gc.set_threshold(100_000, 50, 100)
+    gc.enable()
 
 
 def _exit_now(code: object) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from reconciler.facts import HubFacts, LocalFacts, RegistryFacts
@@ -29,7 +30,7 @@ from reconciler.models import (
     ModelExport,
     Prompt,
 )
-from reconciler.records import Row, config_text, parsed_config
+from reconciler.records import Row, comparable, config_text, parsed_config
 from reconciler.rules.configs import SOURCE_FIELDS, parse_body
 from reconciler.runtime import JobObservation
 
@@ -79,6 +80,11 @@ class DesiredRow:
     table: str
     key: str  # pairs a desired row with a live row of the same object ('' when there is one row)
     values: Row  # owned columns only, in the Studio's storage form; no id
+
+    @cached_property
+    def comparable(self) -> Row:
+        """The values as the Studio sees them (`records.comparable`), computed once per row."""
+        return comparable(self.table, self.values)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.drift import DriftReport, find_drift
 from reconciler.executor import ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
+from reconciler.graph import Graph
 from reconciler.health import ObjectStatus, assess
 from reconciler.jobinput import DEFAULT_TRACKING_URI, JobSettings, job_name
 from reconciler.live import Snapshot
@@ -95,7 +96,9 @@ def _validate(
     snapshot: Snapshot | None,
     environ: Mapping[str, str] | None,
     use_cache: bool,
-) -> tuple[ValidationReport, LocalFacts]:
+) -> tuple[ValidationReport, LocalFacts, Graph]:
+    """The report, the local facts gathered for the rules and the reference graph they built:
+    planning reuses both."""
     loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None)
     facts = gather_facts(loaded.manifests)
     ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas())
@@ -103,7 +106,7 @@ def _validate(
     diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
     report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
-    return report, facts
+    return report, facts, ctx.graph
 
 
 def _online(manifests: list[Manifest], *, offline: bool, environ: Mapping[str, str]) -> list[Diagnostic]:
@@ -136,7 +139,7 @@ def make_plan(
     environ = effective_environ(environ)
     if snapshot is None:
         snapshot = _read_for_plan(store)
-    report, local = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
+    report, local, graph = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
     if report.has_errors():
         return PlanReport(report, None)
     from reconciler.backends.cml_registry import gather_registry_facts
@@ -153,7 +156,8 @@ def make_plan(
     facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
                       jobs=settings, observations=observations, registry=registry)
     plan = build_plan(
-        report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
+        report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex,
+        graph=graph,
     )
     return PlanReport(report, plan, observations)
 

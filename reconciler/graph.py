@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from reconciler.manifests.loader import Manifest
@@ -47,6 +48,11 @@ Node = tuple[str, str]  # (kind, name)
 class Graph:
     nodes: tuple[Node, ...]
     edges: dict[Node, tuple[Node, ...]]
+
+    @cached_property
+    def order(self) -> tuple[list[list[Node]], set[Node]]:
+        """`waves` of this graph, computed once (the cycle check and the planner both need it)."""
+        return waves(self)
 
 
 def name_references(manifest: Manifest) -> Iterator[tuple[str, str]]:
@@ -117,7 +123,7 @@ def waves(graph: Graph) -> tuple[list[list[Node]], set[Node]]:
 
 def find_cycles(graph: Graph) -> list[list[Node]]:
     """Each distinct cycle once, as the list of nodes along it, starting from its smallest node."""
-    _, stuck = waves(graph)
+    _, stuck = graph.order
     cycles: list[list[Node]] = []
     covered: set[Node] = set()
     for start in sorted(stuck):

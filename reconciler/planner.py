@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
-from reconciler.graph import build_graph, waves
+from reconciler.graph import Graph, build_graph
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
@@ -66,8 +66,11 @@ def build_plan(
     policy: Policy,
     facts: PlanFacts,
     seed: str,
+    graph: Graph | None = None,
 ) -> Plan:
-    planner = _Planner(manifests, snapshot, policy, facts, seed)
+    """The plan for `manifests` against `snapshot`. `graph` is the manifests' reference graph when
+    the caller already built it (validation does); otherwise it is built here."""
+    planner = _Planner(manifests, snapshot, policy, facts, seed, graph or build_graph(manifests))
     changes = [_readable(c) for c in planner.pair_all() + planner.deletions()]
     blockers = planner.blockers + _mass_deletion(changes, policy)
     return Plan(
@@ -115,6 +118,7 @@ class _Planner:
     policy: Policy
     facts: PlanFacts
     seed: str
+    graph: Graph
     blockers: list[Blocker] = field(default_factory=list)
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
     desired: dict[tuple[str, str], Desired] = field(default_factory=dict)
@@ -135,7 +139,7 @@ class _Planner:
         self.producers = {
             m.resource.adapter_name: m.name for m in self.manifests if isinstance(m.resource, FineTuningJob)
         }
-        ordered, stuck = waves(build_graph(self.manifests))
+        ordered, stuck = self.graph.order
         changes: list[Change] = []
         for wave_no, wave in enumerate(ordered):
             changes.extend(self.pair(by_key[node], wave_no) for node in wave)
@@ -183,7 +187,7 @@ class _Planner:
         live = self.snapshot.comparable_row(desired.table, record.row_ids[0])
         if live is None:
             return False
-        want = comparable(desired.table, dict(desired.rows[0].values))
+        want = desired.rows[0].comparable
         columns = SHARED_COLUMNS if record.origin == "shared" else desired.rows[0].values
         return all(want[c] == live[c] for c in columns)
 
@@ -339,8 +343,9 @@ class _Planner:
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = SHARED_COLUMNS if record.origin == "shared" else None
         live_fp = _rows_fp(desired, live, only=only, compare=self._live_comparable)
+        want_fp = _rows_fp(desired, {}, only=only)
         rerun_spec_changed = kind in RERUN_KINDS and spec_fp != record.spec_fingerprint
-        if live_fp == _rows_fp(desired, {}, only=only) and not rerun_spec_changed:  # the common case: in sync
+        if live_fp == want_fp and not rerun_spec_changed:  # the common case: in sync
             return self._noop_or_protect(desired, record, wave, protected)
         table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
         fields = tuple(
@@ -348,7 +353,7 @@ class _Planner:
             for f in _field_diffs(desired, live, only=only)
         ) or _spec_diffs(record.spec, desired)
         # Drift: the store moved away from what ftctl wrote while the manifest did not.
-        drift = live_fp != record.row_fingerprint and _rows_fp(desired, {}, only=only) == record.row_fingerprint
+        drift = live_fp != record.row_fingerprint and want_fp == record.row_fingerprint
         if not fields and not rerun_spec_changed:
             return self._noop_or_protect(desired, record, wave, protected)
         why = self._why(desired, drift)
@@ -358,7 +363,7 @@ class _Planner:
             return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.NONE, fields, drift)
         columns = [f.path.split(".", 1)[1] for f in fields]
         ops = tuple(RowOp(r.table, "update", record.row_ids[0], {c: r.values[c] for c in columns}) for r in desired.rows[:1])
-        new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, _rows_fp(desired, {}, only=only),
+        new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, want_fp,
                             record.generation, record.origin, protected, backend=record.backend)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
 
@@ -512,7 +517,7 @@ def _run_inputs(desired: Desired) -> str:
     columns = RUN_INPUT_COLUMNS.get(desired.table)
     if columns is None:
         return digest([r.values for r in desired.rows] + [desired.spec])
-    return digest([comparable(desired.table, r.values).get(c) for r in desired.rows for c in columns])
+    return digest([r.comparable.get(c) for r in desired.rows for c in columns])
 
 
 def _config_key(values: Row) -> str:
@@ -535,7 +540,7 @@ def _field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[s
         if lrow is None:
             out.append(FieldDiff(f"{drow.table}.row", None, drow.key or "row", True))
             continue
-        want, have = comparable(drow.table, dict(drow.values)), comparable(drow.table, lrow)
+        want, have = drow.comparable, comparable(drow.table, lrow)
         for column in drow.values:
             if only is not None and column not in only:
                 continue
@@ -557,14 +562,14 @@ def _rows_fp(
     """Digest of the owned columns: of the desired rows (when `live` is empty) or of the live rows."""
     if not desired.rows:
         return digest(desired.spec)
-    paired = _pair_live(desired, dict(live)) if live else {r.key: dict(r.values) for r in desired.rows}
+    paired = _pair_live(desired, dict(live)) if live else None
     out: list[Any] = []
     for drow in desired.rows:
-        row = paired.get(drow.key)
+        row = paired.get(drow.key) if paired is not None else drow.values
         if row is None:
             out.append(None)
             continue
-        values = compare(drow.table, row) if live else comparable(drow.table, row)
+        values = drow.comparable if paired is None else compare(drow.table, row)
         columns = [c for c in drow.values if only is None or c in only]
         out.append([drow.key, [values[c] for c in columns]])
     return digest(out)

@@ -81,22 +81,41 @@ def float32(value: float) -> float:
 
 def comparable(table: str, row: Row) -> Row:
     """The row as the Studio sees it: NULL = '', ints as int, floats at float32, JSON parsed."""
-    kinds = COLUMN_KINDS[table]
-    out: Row = {}
-    for column, kind in kinds.items():
-        out[column] = _comparable_value(table, column, kind, row.get(column), row)
-    return out
+    get = row.get
+    yaml_body = table == "configs" and get("type") in YAML_CONFIG_TYPES
+    return {column: convert(get(column), yaml_body) for column, convert in _CONVERTERS[table]}
 
 
-def _comparable_value(table: str, column: str, kind: str, value: Any, row: Row) -> Any:
+def _int_value(value: Any, _yaml: bool) -> Any:
+    return _as_int(value)
+
+
+def _float_value(value: Any, _yaml: bool) -> Any:
+    return 0.0 if value is None or value == "" else float32(value)
+
+
+def _text_value(value: Any, _yaml: bool) -> Any:
+    return "" if value is None else value if type(value) is str else str(value)
+
+
+def _json_value(value: Any, yaml: bool) -> Any:
+    text = _text_value(value, yaml)
+    return parsed_config(text, yaml=yaml) if text else text
+
+
+def _converter(table: str, column: str, kind: str) -> Any:
     if kind == "int":
-        return _as_int(value)
+        return _int_value
     if kind == "float":
-        return 0.0 if value in (None, "") else float32(value)
-    text = "" if value is None else str(value)
-    if column in JSON_COLUMNS.get(table, ()) and text:
-        return parsed_config(text, yaml=table == "configs" and row.get("type") in YAML_CONFIG_TYPES)
-    return text
+        return _float_value
+    return _json_value if column in JSON_COLUMNS.get(table, ()) else _text_value
+
+
+# table -> ((column, converter), ...): `comparable` looks each column's conversion up once, not per row.
+_CONVERTERS: dict[str, tuple[tuple[str, Any], ...]] = {
+    table: tuple((column, _converter(table, column, kind)) for column, kind in columns)
+    for table, columns in STUDIO_COLUMNS.items()
+}
 
 
 def _as_int(value: Any) -> Any:

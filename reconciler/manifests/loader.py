@@ -12,6 +12,7 @@ import difflib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,15 +37,16 @@ class Manifest:
     location: Location
     base_dir: str
 
-    @property
+    # Read for every object many times over (pairing, graph, rules): computed once each.
+    @cached_property
     def kind(self) -> str:
         return self.resource.KIND
 
-    @property
+    @cached_property
     def name(self) -> str:
         return self.resource.name
 
-    @property
+    @cached_property
     def address(self) -> str:
         return f"{self.kind}/{self.name}"
 

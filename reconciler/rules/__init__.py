@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
-from reconciler.graph import build_graph, find_cycles
+from reconciler.graph import find_cycles
 from reconciler.rules.configs import check_config_sources, check_configs
 from reconciler.rules.context import RuleContext
 from reconciler.rules.exports import check_exports
@@ -23,7 +23,7 @@ Rule = Callable[[RuleContext], Iterable[Diagnostic]]
 
 
 def check_cycles(ctx: RuleContext) -> Iterable[Diagnostic]:
-    for cycle in find_cycles(build_graph(ctx.manifests)):
+    for cycle in find_cycles(ctx.graph):
         first = ctx.named(*cycle[0])
         chain = " -> ".join(f"{k}/{n}" for k, n in [*cycle, cycle[0]])
         yield make_diag("RF-003", f"reference cycle: {chain}", location=first.location if first else None, address=f"{cycle[0][0]}/{cycle[0][1]}")

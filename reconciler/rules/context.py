@@ -7,11 +7,13 @@ Pure: built from values, never touches the disk, the network or the store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.facts import LocalFacts
+from reconciler.graph import Graph, build_graph
 from reconciler.live import LiveObject, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import FineTuningJob, IdRef
@@ -43,6 +45,11 @@ class RuleContext:
             self.by_kind.setdefault(m.kind, {}).setdefault(m.name, []).append(m)
             if isinstance(m.resource, FineTuningJob):
                 self.produced.setdefault(m.resource.adapter_name, []).append(m)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The reference graph of the manifests (the planner reuses it)."""
+        return build_graph(self.manifests)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [m for group in self.by_kind.get(kind, {}).values() for m in group]

@@ -122,3 +122,24 @@ def test_files_are_written_canonically(name: str) -> None:
     path = SCHEMA_DIR / f"{name}.schema.json"
     text = path.read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+# Values of every JSON type, including the ones Python confuses (bool is an int, 1.0 an integer to JSON Schema).
+PROBE_VALUES: list[Any] = [None, True, False, 0, 1, -3, 1.0, 2.5, "", "linear", "gaussian", "constant", [], [1, 2], ["a"],
+                           [1, "a"], {}, {"a": 1}, {"a": "b"}]
+
+
+@pytest.mark.parametrize("name", sorted(p.name.removesuffix(".schema.json") for p in SCHEMA_DIR.glob("*.schema.json")))
+def test_fast_check_never_passes_what_jsonschema_refuses(name: str) -> None:
+    """`ftctl validate` skips jsonschema for values that plainly match a key's type and enum; the
+    skip must never let through a value jsonschema would refuse (it only ever says "ask")."""
+    from reconciler.rules.configs import _plainly_valid
+
+    properties = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())["properties"]
+    skipped = 0
+    for key, schema in properties.items():
+        for value in PROBE_VALUES:
+            if _plainly_valid(value, schema):
+                skipped += 1
+                assert Draft202012Validator(schema).is_valid(value), (key, schema, value)
+    assert skipped, "the fast check should decide the common cases"
