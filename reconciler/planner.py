@@ -164,7 +164,8 @@ class _Planner:
             change = self._noop_or_protect(desired, record, wave, protected)
             self._remember_rows(desired, change, record)
             return change
-        spec_fp = self._spec_fingerprint(desired)
+        # A waiting object is neither written nor recorded: its fingerprint would go unused.
+        spec_fp = self._spec_fingerprint(desired) if adopting or not desired.waits_for else ""
         if record is None:
             change = self._create(desired, wave, spec_fp, protected)
         elif adopting:
@@ -342,11 +343,11 @@ class _Planner:
         if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = SHARED_COLUMNS if record.origin == "shared" else None
+        rerun_spec_changed = kind in RERUN_KINDS and spec_fp != record.spec_fingerprint
+        if not rerun_spec_changed and self._rows_match(desired, live, only):  # the common case: in sync
+            return self._noop_or_protect(desired, record, wave, protected)
         live_fp = _rows_fp(desired, live, only=only, compare=self._live_comparable)
         want_fp = _rows_fp(desired, {}, only=only)
-        rerun_spec_changed = kind in RERUN_KINDS and spec_fp != record.spec_fingerprint
-        if live_fp == want_fp and not rerun_spec_changed:  # the common case: in sync
-            return self._noop_or_protect(desired, record, wave, protected)
         table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
         fields = tuple(
             FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
@@ -366,6 +367,20 @@ class _Planner:
         new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, want_fp,
                             record.generation, record.origin, protected, backend=record.backend)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
+
+    def _rows_match(self, desired: Desired, live: dict[str, Row | None], only: tuple[str, ...] | None) -> bool:
+        """The owned columns of every desired row equal its live row's, as the Studio sees them."""
+        paired = _pair_live(desired, live)
+        if len(paired) != len(desired.rows):
+            return False
+        for drow in desired.rows:
+            lrow = paired.get(drow.key)
+            if lrow is None:
+                return False
+            want, have = drow.comparable, self._live_comparable(drow.table, lrow)
+            if any(want[c] != have[c] for c in drow.values if only is None or c in only):
+                return False
+        return True
 
     def _why(self, desired: Desired, drift: bool) -> str:
         """The human reason: which inputs changed, drift, or (otherwise) the manifest itself."""

@@ -99,18 +99,18 @@ def _library_keys(
     properties: dict[str, Any] = schema.get("properties", {})
     origin = schema.get("x-generated-from", {}).get("class", "the library")
     for key, value in body.items():
+        known = properties.get(key)
+        if known is not None and not known.get("deprecated") and _plainly_valid(value, known):
+            continue  # the common case: nothing to say, and no location to build
         loc = m.at(*path, key)
-        if key not in properties:
+        if known is None:
             close = difflib.get_close_matches(key, list(properties), n=1, cutoff=0.6)
             hint = f"Did you mean {close[0]!r}?" if close else None
             yield make_diag("CF-101", f"{key!r} is not an argument of {origin}", location=loc, address=m.address, hint=hint)
             continue
-        if properties[key].get("deprecated"):
-            why = properties[key].get("description", "")
-            yield make_diag("CF-105", f"{key!r} is a legacy key: {why}", location=loc, address=m.address)
-        if _plainly_valid(value, properties[key]):
-            continue
-        message = _schema_error(ctx, body_name, key, properties[key], value)
+        if known.get("deprecated"):
+            yield make_diag("CF-105", f"{key!r} is a legacy key: {known.get('description', '')}", location=loc, address=m.address)
+        message = "" if _plainly_valid(value, known) else _schema_error(ctx, body_name, key, known, value)
         if message:
             yield make_diag("CF-102", f"{key}: {message}", location=loc, address=m.address)
 

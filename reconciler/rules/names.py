@@ -19,12 +19,11 @@ REQUIRED_NAME_CODE = {"Adapter": "AD-001", "Prompt": "PR-001"}
 
 def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
     for m in ctx.manifests:
-        loc = m.at("metadata", "name")
         if not m.name.strip():
             code = REQUIRED_NAME_CODE.get(m.kind, "SC-003")
-            yield make_diag(code, f"{m.kind} metadata.name is required", location=loc, address=m.kind)
+            yield make_diag(code, f"{m.kind} metadata.name is required", location=m.at("metadata", "name"), address=m.kind)
         elif not NAME_RE.fullmatch(m.name):
-            yield make_diag("NM-003", f"{m.name!r} is not a valid name", location=loc, address=m.address)
+            yield make_diag("NM-003", f"{m.name!r} is not a valid name", location=m.at("metadata", "name"), address=m.address)
     for kind, names in ctx.by_kind.items():
         for name, group in names.items():
             for dup in group[1:] if name.strip() else []:
