@@ -17,14 +17,13 @@ settings (CDSW_API_URL, CDSW_APIV2_KEY, CDSW_PROJECT_ID), nothing is asked and n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.facts import RegisteredModelFact, RegistryFacts
-from reconciler.manifests import Manifest, resolve_positions
+from reconciler.manifests import Manifest, SourceTexts, resolve_positions
 from reconciler.models import Adapter, Model
 
 SETTINGS = ("CDSW_API_URL", "CDSW_APIV2_KEY", "CDSW_PROJECT_ID")
@@ -99,12 +98,6 @@ def _fact(answer: Mapping[str, Any]) -> RegisteredModelFact:
 
 def _positioned(diags: list[Diagnostic]) -> list[Diagnostic]:
     """Line and column for each diagnostic, read from its manifest file (as the loader reads it)."""
-    sources: dict[str, str] = {}
-    for diag in diags:
-        file = diag.location.file if diag.location is not None else ""
-        if file and file not in sources:
-            try:
-                sources[file] = Path(file).read_bytes().decode("utf-8").removeprefix("\ufeff")
-            except (OSError, UnicodeDecodeError):
-                continue  # the diagnostic keeps its field path
+    sources = SourceTexts()
+    sources.deferred.update(diag.location.file for diag in diags if diag.location is not None)
     return sorted(resolve_positions(diags, sources), key=Diagnostic.sort_key)

@@ -13,7 +13,6 @@ stops the whole group). At most `max_running` jobs run at once; the rest wait fo
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -97,9 +96,10 @@ class LocalBackend:
         for queued in sorted(self.root.glob("*/queued.json"), key=lambda p: p.stat().st_mtime):
             if self.running_count() >= self.max_running:
                 break
-            info = json.loads(queued.read_text())
+            info, job_input = read_json(queued), read_json(queued.parent / "input.json")
+            if not info or not job_input or (queued.parent / "cancelled").exists():
+                continue  # cancelled (or being cancelled) while it waited
             job_name = queued.parent.name
-            job_input = json.loads((queued.parent / "input.json").read_text())
             self._start(job_name, info["kind"], job_input, int(info["attempt"]))
             started.append(job_name)
         return started
@@ -121,6 +121,9 @@ class LocalBackend:
         if not launch:
             if queued:
                 return JobObservation(job_name, JobState.QUEUED, int(queued.get("attempt", 1)))
+            if (folder / "cancelled").exists():  # cancelled while it waited for a slot: it never ran
+                attempt = int(read_json(folder / "cancelled").get("attempt", 1))
+                return JobObservation(job_name, JobState.FAILED, attempt, "cancelled", "cancelled (ftctl cancel) before it started")
             return JobObservation(job_name, JobState.NOT_LAUNCHED)
         attempt = int(launch.get("attempt", 1))
         progress = read_json(folder / "progress.json")
@@ -152,9 +155,14 @@ class LocalBackend:
     # -- cancel and logs -------------------------------------------------------------------------
 
     def cancel(self, job_name: str) -> bool:
-        """Stop a running job (SIGTERM to its process group); it reads as failed, `cancelled` (not retried)."""
+        """Stop a running job (SIGTERM to its process group) or drop a queued one; either reads as
+        failed, `cancelled`, and is never started or retried."""
         folder = self.job_dir(job_name)
-        (folder / "queued.json").unlink(missing_ok=True)
+        queued = read_json(folder / "queued.json")
+        if queued and not (folder / "launch.json").exists():
+            write_json(folder / "cancelled", {"attempt": int(queued.get("attempt", 1))})  # first: never NOT_LAUNCHED
+            (folder / "queued.json").unlink(missing_ok=True)
+            return True
         launch = read_json(folder / "launch.json")
         if not launch or not _locked(folder / "lock"):
             return False

@@ -1,10 +1,15 @@
 """A per-file parse cache: YAML text that parsed cleanly is stored as JSON, keyed by a hash of its
 content, so an unchanged file is never parsed twice (json.loads is ~15x faster than YAML here).
 
-Content-keyed (not mtime), so `git checkout` or a fresh clone with old contents still hits. Only
-clean parses are cached: a file with any problem is re-read every time (it needs positions anyway).
-One cache file per set of input paths, holding only the entries the last run used, so it never
-grows past the project. A corrupt or unreadable cache is ignored; writing is atomic.
+Content-keyed, so `git checkout` or a fresh clone with old contents still hits. On top of that, as
+git's index does, each file's stat signature (device, inode, size, mtime, ctime) remembers which
+content it held, so a file whose signature is unchanged is not even read. ctime cannot be set by a
+program and changes with every write, and a signature is only remembered once the file is a few
+seconds old (a write within the same timestamp tick would not change it), so an edit is never
+missed. Only clean parses are cached: a file with any problem is re-read every time (it needs
+positions anyway). One cache file per set of input paths, holding only the entries the last run
+used, so it never grows past the project. A corrupt or unreadable cache is ignored; writing is
+atomic.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+FORMAT = 2
+# A file changed less than this long ago may change again within the same timestamp tick (2 s on
+# FAT, 1 s on some network file systems): its stat signature is not remembered yet.
+SETTLE_NS = 3_000_000_000
 # Keys that name a secret's value (as the SC-004 rule reads them); `*_env` keys name a variable.
 SECRET_KEY = re.compile(r"(?:^|_)(?:token|secret|password|passwd|api_key|apikey|access_key|credentials?)(?:$|_)")
 
@@ -34,16 +43,23 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+def signature(stat: os.stat_result) -> list[int]:
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
 class ParseCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = path
+        self.clock = clock
         self._entries: dict[str, list[Any]] = {}
         self._used: dict[str, list[Any]] = {}
+        self._files: dict[str, list[Any]] = {}  # file path -> [*signature, content key]
+        self._files_used: dict[str, list[Any]] = {}
         self._dirty = False
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
-                self._entries = data["entries"]
+            if data.get("format") == FORMAT and isinstance(data.get("entries"), dict) and isinstance(data.get("files"), dict):
+                self._entries, self._files = data["entries"], data["files"]
         except (OSError, ValueError, AttributeError):
             pass
 
@@ -51,6 +67,25 @@ class ParseCache:
     def for_inputs(cls, paths: Sequence[str], folder: Path | None = None) -> ParseCache:
         key = hashlib.blake2b("\0".join(sorted(os.path.abspath(p) for p in paths)).encode(), digest_size=8)
         return cls((folder or default_dir()) / f"parse-v{FORMAT}-{key.hexdigest()}.json")
+
+    def unchanged(self, file: str, stat: os.stat_result) -> list[Any] | None:
+        """The documents of a file whose stat signature is the one remembered, without reading it."""
+        known = self._files.get(file)
+        if not known or known[:-1] != signature(stat):
+            return None
+        docs = self.get(str(known[-1]))
+        if docs is not None:
+            self._files_used[file] = known
+        return docs
+
+    def remember(self, file: str, stat: os.stat_result, key: str) -> None:
+        """Note which content a file held (after `put`), once it is old enough to be trusted."""
+        if key not in self._used or stat.st_ctime_ns > self.clock() - SETTLE_NS:
+            return
+        entry = [*signature(stat), key]
+        if self._files.get(file) != entry:
+            self._dirty = True
+        self._files_used[file] = entry
 
     def get(self, key: str) -> list[Any] | None:
         docs = self._entries.get(key)
@@ -66,13 +101,13 @@ class ParseCache:
 
     def save(self) -> None:
         """Keep only what this run used; write only when that differs from what was read."""
-        if not self._dirty and len(self._used) == len(self._entries):
+        if not self._dirty and len(self._used) == len(self._entries) and len(self._files_used) == len(self._files):
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps({"format": FORMAT, "entries": self._used}, separators=(",", ":")))  # C encoder
+                handle.write(json.dumps({"format": FORMAT, "entries": self._used, "files": self._files_used}, separators=(",", ":")))  # C encoder
             os.replace(tmp, self.path)
         except (OSError, ValueError, RecursionError):
             pass  # a cache that cannot be written only costs speed

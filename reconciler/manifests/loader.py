@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,11 +59,31 @@ class Manifest:
         return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(relative)))
 
 
+class SourceTexts(dict[str, str]):
+    """Manifest texts by display path: those the loader read, and on first use those it did not
+    need to (`deferred`: unchanged files the parse cache answered by their stat signature). Any
+    other path, or a deferred file that cannot be read now, is missing (KeyError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred: set[str] = set()
+
+    def __missing__(self, path: str) -> str:
+        if path not in self.deferred:
+            raise KeyError(path)
+        try:
+            text = _decoded(Path(path).read_bytes())
+        except (OSError, UnicodeDecodeError):
+            raise KeyError(path) from None
+        self[path] = text
+        return text
+
+
 @dataclass
 class LoadResult:
     manifests: list[Manifest] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)  # display path -> text
+    sources: SourceTexts = field(default_factory=SourceTexts)  # display path -> text
     files: list[str] = field(default_factory=list)
     documents: int = 0  # non-empty YAML documents read, valid or not
 
@@ -99,6 +120,12 @@ def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[st
 
 
 def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
+    stat = _stat(path) if cache is not None else None
+    unchanged = cache.unchanged(path, stat) if cache is not None and stat is not None else None
+    if unchanged is not None:  # not even read: its text is read on demand (`SourceTexts`)
+        result.sources.deferred.add(path)
+        _add_documents(unchanged, path, result, check_depth=False)
+        return
     text = _read_text(path, result.diagnostics)
     if text is None:
         return
@@ -113,18 +140,33 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
         docs, problems, error = yamlsafe.load_documents(text)
         if cache is not None and not problems and error is None:
             cache.put(key, docs)
+    # The depth check needs the text (aliases can build more nesting than the parser allowed): a
+    # file with anchors is always read.
+    check_depth = "&" in text
+    if cache is not None and stat is not None and not check_depth:
+        cache.remember(path, stat, key)
     for problem in problems:
         result.diagnostics.append(
             make_diag(problem.code, problem.message, location=Location(path, doc=problem.doc, line=problem.line, col=problem.col))
         )
     if error is not None:
         result.diagnostics.append(_syntax_diagnostic(path, error, text))
+    _add_documents(docs, path, result, check_depth=check_depth)
+
+
+def _add_documents(docs: list[Any], path: str, result: LoadResult, *, check_depth: bool) -> None:
     base_dir = os.path.dirname(os.path.abspath(path))
-    check_depth = "&" in text  # the parser stops nesting at MAX_DEPTH; aliases can build more
     for index, doc in enumerate(docs):
         if doc is not None:
             result.documents += 1
             _load_document(doc, Location(path, doc=index), base_dir, result, check_depth=check_depth)
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None  # reading it reports why
 
 
 def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
@@ -145,7 +187,7 @@ def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
         diagnostics.append(make_diag("LD-008", f"cannot read {path}: {exc.strerror}", location=Location(path)))
         return None
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")
+        return _decoded(data)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -157,6 +199,10 @@ def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
             )
         )
         return None
+
+
+def _decoded(data: bytes) -> str:
+    return data.decode("utf-8").removeprefix("\ufeff")
 
 
 def _syntax_diagnostic(path: str, error: Exception, text: str) -> Diagnostic:
@@ -200,8 +246,9 @@ def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResu
     result.manifests.append(Manifest(resource, location, base_dir))
 
 
-def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) -> list[Diagnostic]:
-    """Fill in line and column for diagnostics that carry only a field path.
+def resolve_positions(diagnostics: list[Diagnostic], sources: Mapping[str, str]) -> list[Diagnostic]:
+    """Fill in line and column for diagnostics that carry only a field path (`sources`: text by
+    file; a `SourceTexts` reads files on demand).
 
     Each file with such a diagnostic is composed once, with marks; others are never re-read.
     """
@@ -213,16 +260,24 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: dict[str, str]) ->
     out: list[Diagnostic] = []
     for diag in diagnostics:
         loc = diag.location
-        if loc is None or loc.line or loc.file not in sources:
+        text = _text_of(sources, loc.file) if loc is not None and not loc.line else None
+        if loc is None or text is None:
             out.append(diag)
             continue
         if loc.file not in trees:
-            trees[loc.file] = compose_positions(sources[loc.file], upto=last_doc[loc.file])
+            trees[loc.file] = compose_positions(text, upto=last_doc[loc.file])
         docs = trees[loc.file]
         index = index_at(docs[loc.doc] if loc.doc < len(docs) else None, loc.path)
         if index is None:
             out.append(replace(diag, location=replace(loc, line=1, col=1)))
             continue
-        line, col = yamlsafe.position(sources[loc.file], index)
+        line, col = yamlsafe.position(text, index)
         out.append(replace(diag, location=replace(loc, line=line, col=col)))
     return out
+
+
+def _text_of(sources: Mapping[str, str], file: str) -> str | None:
+    try:
+        return sources[file]
+    except KeyError:
+        return None  # not a manifest file, or unreadable now: the diagnostic keeps its field path
