@@ -193,7 +193,9 @@ class Plan:
             raise PlanFormatError(f"plan format_version {version!r} (this ftctl reads {FORMAT_VERSION})")
         try:
             return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        except KeyError as exc:
+            raise PlanFormatError(f"malformed plan file: missing key {str(exc)[:200]}") from exc
+        except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             raise PlanFormatError(f"malformed plan file: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
     @classmethod
