@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,19 +76,24 @@ def prompt_templates(row: Row) -> dict[str, str]:
     return {k: str(row.get(k) or "") for k in ("prompt_template", "input_template", "completion_template")}
 
 
+def _with_token(source: dict[str, Any], row: Row, hf_token_env: str | None, token_envs: Mapping[str, str]) -> dict[str, Any]:
+    """A model or dataset source with the variable holding its Hub token: the job's own
+    `hf_token_env`, else the one the model's or dataset's manifest names."""
+    name = hf_token_env or token_envs.get(str(row.get("id") or ""))
+    return {**source, "hf_token_env": name} if name else source
+
+
 def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: Row | None, prompt: Row | None,
-          tracking_group: str | None, hf_token_env: str | None) -> dict[str, Any]:
+          tracking_group: str | None, hf_token_env: str | None, token_envs: Mapping[str, str]) -> dict[str, Any]:
     folder = settings.job_dir(name)
-    source = model_source(model)
-    if hf_token_env:
-        source["hf_token_env"] = hf_token_env
+    source = _with_token(model_source(model), model, hf_token_env, token_envs)
     return {
         "contract_version": CONTRACT_VERSION,
         "kind": kind,
         "job_name": name,
         "seed": 42,
         "model": source,
-        "dataset": dataset_source(dataset) if dataset else None,
+        "dataset": _with_token(dataset_source(dataset), dataset, hf_token_env, token_envs) if dataset else None,
         "prompt": prompt_templates(prompt) if prompt else None,
         "outputs": {"dir": folder, "result": f"{folder}/result.json", "progress": f"{folder}/progress.json",
                     "adapter_dir": f"{folder}/adapter" if kind == "train" else None},
@@ -113,12 +118,14 @@ def job_resources(row: Row, dist: Any = None) -> dict[str, Any]:
 
 
 def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
-                hf_token_env: str | None = None, axolotl: Any = None, dist: Any = None) -> dict[str, Any] | None:
+                hf_token_env: str | None = None, token_envs: Mapping[str, str] | None = None, axolotl: Any = None,
+                dist: Any = None) -> dict[str, Any] | None:
     model, dataset = rows("models", job.get("base_model_id")), rows("datasets", job.get("dataset_id"))
     prompt = rows("prompts", job.get("prompt_id"))
     if model is None or dataset is None:
         return None
-    out = _base("train", name, settings, model=model, dataset=dataset, prompt=prompt, tracking_group=None, hf_token_env=hf_token_env)
+    out = _base("train", name, settings, model=model, dataset=dataset, prompt=prompt, tracking_group=None,
+                hf_token_env=hf_token_env, token_envs=token_envs or {})
     out["train"] = {
         "framework_type": job.get("framework_type") or "legacy",
         "adapter_name": job.get("adapter_name") or "",
@@ -138,16 +145,16 @@ def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], 
 
 def evaluate_input(name: str, evaluation: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
                    adapter: Row | None, split: float, fraction: float, max_rows: int | None,
-                   hf_token_env: str | None = None) -> dict[str, Any] | None:
+                   hf_token_env: str | None = None, token_envs: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     model, dataset = rows("models", evaluation.get("base_model_id")), rows("datasets", evaluation.get("dataset_id"))
     prompt = rows("prompts", evaluation.get("prompt_id"))
     if model is None or dataset is None or prompt is None:
         return None
     out = _base("evaluate", name, settings, model=model, dataset=dataset, prompt=prompt,
-                tracking_group=str(evaluation.get("parent_job_id") or ""), hf_token_env=hf_token_env)
+                tracking_group=str(evaluation.get("parent_job_id") or ""), hf_token_env=hf_token_env, token_envs=token_envs or {})
     label = str(adapter.get("name")) if adapter else f"{model.get('name')} (base)"
     out["evaluate"] = {
-        "candidates": [{"label": label, "model": model_source(model),
+        "candidates": [{"label": label, "model": out["model"],
                         "adapter_path": str(adapter.get("location")) if adapter else None,
                         "evaluation_id": str(evaluation.get("id"))}],
         "generation_config": _json(evaluation.get("generation_config")),
@@ -162,8 +169,10 @@ def evaluate_input(name: str, evaluation: Row, *, rows: Callable[[str, Any], Row
 
 def export_input(name: str, *, model: Row, adapter: Row | None, registered_model_name: str, merge: bool,
                  export_type: str, generation_config: Any, settings: JobSettings,
-                 hf_token_env: str | None = None, resources: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = _base("export", name, settings, model=model, dataset=None, prompt=None, tracking_group=None, hf_token_env=hf_token_env)
+                 hf_token_env: str | None = None, token_envs: Mapping[str, str] | None = None,
+                 resources: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = _base("export", name, settings, model=model, dataset=None, prompt=None, tracking_group=None,
+                hf_token_env=hf_token_env, token_envs=token_envs or {})
     out["export"] = {"type": export_type, "registered_model_name": registered_model_name,
                      "adapter_path": str(adapter.get("location")) if adapter else None, "merge": merge,
                      "generation_config": generation_config}

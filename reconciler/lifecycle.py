@@ -10,7 +10,7 @@ running or failed job. Each launch carries a deterministic job name and its job-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,7 @@ class JobContext:
     row: Callable[[str, Any], Row | None]  # (table, id) -> the row this plan writes, or the store's
     new_id: Callable[..., str]
     managed: dict[tuple[str, str], ManagedRecord] = field(default_factory=dict)
+    token_envs: Mapping[str, str] = field(default_factory=dict)  # model/dataset id -> hf_token_env its manifest names
 
     def observe(self, name: str) -> JobObservation:
         return self.observations.get(name) or JobObservation(name, JobState.NOT_LAUNCHED)
@@ -128,6 +129,7 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
         axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
         body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
         document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env,
+                               token_envs=ctx.token_envs,
                                axolotl=body if isinstance(body, dict) else None, dist=desired.spec.get("dist"))
         return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}", backend=backend) if document else None
 
@@ -235,7 +237,7 @@ def _eval_launch(name: str, row: Row, job: EvaluationJob, attempt: int, ctx: Job
     split = float((trained_by or {}).get("train_test_split") or 0.9)
     fraction = float((trained_by or {}).get("dataset_fraction") or 1.0) * job.spec.eval_dataset_fraction
     document = evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
-                              fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env)
+                              fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs)
     return Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row['id']}", backend=backend) if document else None
 
 
@@ -286,7 +288,7 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
         document = export_input(name, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]),
                                 merge=bool(spec.get("merge")), export_type=str(spec.get("type")),
                                 generation_config=spec.get("generation_config"), settings=ctx.settings,
-                                hf_token_env=export.spec.hf_token_env, resources=spec.get("resources"))
+                                hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs, resources=spec.get("resources"))
         return Launch(name, "export", attempt, document, backend=backend)
 
     if _fresh(change):

@@ -25,7 +25,7 @@ from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.manifests.schema_errors import SECRET_KEY
-from reconciler.models import MODELS, Config, FineTuningJob, Model
+from reconciler.models import MODELS, Config, Dataset, FineTuningJob, Model
 from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
 from reconciler.records import JSON_COLUMNS, Row, comparable, digest
 
@@ -127,6 +127,7 @@ class _Planner:
     deleted_ids: set[str] = field(default_factory=set)
     changed: set[tuple[str, str]] = field(default_factory=set)  # objects this plan changes
     rows_by_id: dict[tuple[str, str], Row] = field(default_factory=dict)  # (table, id) -> row as this plan writes it
+    token_envs: dict[str, str] = field(default_factory=dict)  # model/dataset store id -> its manifest's hf_token_env
 
     @cached_property
     def _managed_ids(self) -> set[str]:
@@ -159,6 +160,8 @@ class _Planner:
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.desired[key] = desired
+        if isinstance(manifest.resource, Model | Dataset) and manifest.resource.spec.hf_token_env:
+            self.token_envs[own_id] = manifest.resource.spec.hf_token_env  # jobs on it download with it
         protected = is_protected(manifest, record)
         if record is not None and not adopting and self._in_sync(desired, record):  # the common case, cheaply
             change = self._noop_or_protect(desired, record, wave, protected)
@@ -195,7 +198,7 @@ class _Planner:
     @cached_property
     def _job_context(self) -> JobContext:
         return JobContext(self.snapshot, self.facts.jobs, self.facts.observations, self._row,
-                          lambda *parts: new_id(self.seed, *parts), dict(self.snapshot.managed))
+                          lambda *parts: new_id(self.seed, *parts), dict(self.snapshot.managed), self.token_envs)
 
     def _remember_rows(self, desired: Desired, change: Change, record: ManagedRecord | None) -> None:
         """The rows this plan writes, by id, so jobs read their inputs as they will be."""
