@@ -1,4 +1,5 @@
-"""Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates) and EX-102 (route)."""
+"""Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates), EX-102 (route) and EX-103
+(the adapter's own base model)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from reconciler.manifests.loader import Manifest
 from reconciler.models import Adapter, EvaluationJob, Model, ModelExport
 from reconciler.models.export import EXPORT_TYPES
 from reconciler.rules.context import RuleContext, Target
-from reconciler.rules.jobs import same_object
+from reconciler.rules.jobs import adapter_base_model, same_object
 
 
 def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
@@ -30,12 +31,22 @@ def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
         else:
             adapter, diags = ctx.check_ref(m, spec.adapter, "Adapter", ("spec", "adapter"), "EX-002")
             yield from diags
+        if model is not None and adapter is not None:
+            yield from _adapter_of_another_model(ctx, m, model, adapter)
         if not m.resource.model_name.strip():
             yield make_diag("EX-003", location=m.at("spec", "model_name"), address=addr)
         if spec.type == "cml_model":
             yield from _endpoint_constraints(m, model, adapter)
         if spec.gate is not None:
             yield from _gate(ctx, m, adapter)
+
+
+def _adapter_of_another_model(ctx: RuleContext, m: Manifest, model: Target, adapter: Target) -> Iterator[Diagnostic]:
+    """A LoRA adapter loaded onto a model it was not trained on fails to load or exports garbage."""
+    base = adapter_base_model(ctx, adapter)
+    if base is not None and not same_object(base, model):
+        yield make_diag("EX-103", f"adapter {adapter.name!r} applies to model {base.name!r}, not {model.name!r}",
+                        location=m.at("spec", "adapter"), address=m.address)
 
 
 def _endpoint_constraints(m: Manifest, model: Target | None, adapter: Target | None) -> Iterator[Diagnostic]:

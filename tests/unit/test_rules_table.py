@@ -735,7 +735,7 @@ CASES: list[Case] = [
           type: cml_model
           base_model: registry-model  # <--
           adapter: base-job
-        """, line=11),
+        """, line=11, also=("EX-103",)),  # base-job trained on base-model, so EX-103 as well
     Case("EX-101", """
         apiVersion: ftctl/v1
         kind: ModelExport
@@ -757,6 +757,19 @@ CASES: list[Case] = [
           base_model: base-model
           adapter: base-job
         """, line=5),
+    Case("EX-103", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: other-model}
+        spec: {type: huggingface, huggingface_model_name: org/other}
+        ---
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:
+          base_model: other-model
+          adapter: base-job  # <-- trained on base-model
+        """, line=11),
     # ------------------------------------------------------------------ loading
     Case("LD-001", b"apiVersion: ftctl/v1\nkind: Dataset\nmetadata: {name: caf\xe9}\n", line=3),
     Case("LD-002", """
