@@ -128,6 +128,7 @@ _RULES: list[Rule] = [
     Rule("LD-010", E, "unknown kind", "One of Dataset, Model, Adapter, Prompt, Config, FineTuningJob, EvaluationJob, ModelExport.", False),
     Rule("LD-011", E, "document nests too deeply", "Manifests never need more than a few levels; flatten the value.", False),
     Rule("LD-012", W, "no manifests found", "Pass files or folders holding .yaml/.yml manifests.", False),
+    Rule("LD-013", I, "other YAML skipped", "A file found in a folder whose documents have neither apiVersion nor kind is not read as manifests; name it on the command line to check it as one.", False),
     # --- schema ---
     Rule("SC-001", E, "unknown field", "Check the spelling; `ftctl schema` writes JSON Schemas your editor can complete from.", False),
     Rule("SC-002", E, "invalid value", "See the field's type in schemas/manifest.schema.json.", False),

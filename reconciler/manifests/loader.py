@@ -90,44 +90,61 @@ class LoadResult:
 
 def load_paths(paths: Sequence[str], *, cache: ParseCache | None = None) -> LoadResult:
     result = LoadResult()
-    for path in expand_paths(paths, result.diagnostics):
-        result.files.append(path)
-        _load_file(path, result, cache)
+    for path, walked in expand_paths(paths, result.diagnostics):
+        _load_file(path, result, cache, walked=walked)
     if cache is not None:
         cache.save()
-    if not result.files and not result.diagnostics:
+    if not result.files and all(d.code == NOT_A_MANIFEST for d in result.diagnostics):
         result.diagnostics.append(make_diag("LD-012", f"no manifests found in {', '.join(paths)}"))
     return result
 
 
-def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[str]:
-    """Files as given; folders walked in sorted order for *.yaml/*.yml, skipping hidden entries."""
-    out: list[str] = []
+def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[tuple[str, bool]]:
+    """(file, found by walking a folder): files as given; folders walked in sorted order for
+    *.yaml/*.yml, skipping hidden entries."""
+    out: list[tuple[str, bool]] = []
     for path in paths:
         if os.path.isdir(path):
             for folder, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 out.extend(
-                    os.path.join(folder, f)
+                    (os.path.normpath(os.path.join(folder, f)), True)
                     for f in sorted(files)
                     if f.endswith(YAML_SUFFIXES) and not f.startswith(".")
                 )
         elif os.path.isfile(path):
-            out.append(path)
+            out.append((os.path.normpath(path), False))
         else:
             diagnostics.append(make_diag("LD-008", f"{path}: no such file or folder", location=Location(path)))
-    return [os.path.normpath(p) for p in out]
+    return out
 
 
-def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
+NOT_A_MANIFEST = "LD-013"
+
+
+def _other_yaml(docs: list[Any]) -> bool:
+    """YAML that is not trying to be a manifest: no document has an apiVersion or a kind (a CI
+    workflow, an Axolotl config, a compose file kept beside the manifests)."""
+    found = [d for d in docs if d is not None]
+    return bool(found) and all(isinstance(d, dict) and "apiVersion" not in d and "kind" not in d for d in found)
+
+
+def _load_file(path: str, result: LoadResult, cache: ParseCache | None, *, walked: bool) -> None:
+    """Load one file's manifests into `result`. A file found by walking a folder that holds other
+    YAML (`_other_yaml`) is skipped with an info (LD-013); one named on the command line is not."""
     stat = _stat(path) if cache is not None else None
     unchanged = cache.unchanged(path, stat) if cache is not None and stat is not None else None
     if unchanged is not None:  # not even read: its text is read on demand (`SourceTexts`)
+        if walked and _other_yaml(unchanged):
+            result.diagnostics.append(_skipped(path))
+            return
+        result.files.append(path)
         result.sources.deferred.add(path)
         _add_documents(unchanged, path, result, check_depth=False)
         return
     text = _read_text(path, result.diagnostics)
     if text is None:
+        result.files.append(path)
         return
     result.sources[path] = text
     key = digest(text) if cache is not None else ""
@@ -145,6 +162,10 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
     check_depth = "&" in text
     if cache is not None and stat is not None and not check_depth:
         cache.remember(path, stat, key)
+    if walked and not problems and error is None and _other_yaml(docs):
+        result.diagnostics.append(_skipped(path))
+        return
+    result.files.append(path)
     for problem in problems:
         result.diagnostics.append(
             make_diag(problem.code, problem.message, location=Location(path, doc=problem.doc, line=problem.line, col=problem.col))
@@ -152,6 +173,11 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None) -> None:
     if error is not None:
         result.diagnostics.append(_syntax_diagnostic(path, error, text))
     _add_documents(docs, path, result, check_depth=check_depth)
+
+
+def _skipped(path: str) -> Diagnostic:
+    return make_diag(NOT_A_MANIFEST, f"{path} is not an ftctl manifest (no apiVersion or kind): skipped",
+                     location=Location(path, line=1, col=1))
 
 
 def _add_documents(docs: list[Any], path: str, result: LoadResult, *, check_depth: bool) -> None:

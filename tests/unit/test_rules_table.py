@@ -822,6 +822,11 @@ CASES: list[Case] = [
         spec: {{type: project_csv, location: data.csv, description: {_deep_list(70)}}}  # <-- level 65
         """, line=4),
     Case("LD-012", "", line=None, file=None, base=False),
+    Case("LD-013", """
+        name: ci  # <-- a CI workflow kept beside the manifests: neither apiVersion nor kind
+        on: [push]
+        jobs: {check: {runs-on: ubuntu-latest, steps: [{run: ftctl validate}]}}
+        """, line=1),
     # ------------------------------------------------------------------ schema
     Case("SC-001", """
         apiVersion: ftctl/v1
@@ -1044,6 +1049,16 @@ def test_rule(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> Non
     allowed = {case.code, "ON-001", *case.also}
     assert {d.code for d in diags} <= allowed, f"unexpected codes besides {case.code}:\n{shown}"
     assert set(case.also) <= {d.code for d in diags}, f"expected also {case.also}:\n{shown}"
+
+
+def test_other_yaml_named_on_the_command_line_is_checked_as_manifests(tmp_path: Path) -> None:
+    """Only files found by walking a folder are skipped as other YAML; a file named explicitly
+    is read as manifests, so a manifest missing both apiVersion and kind is still an error."""
+    path = tmp_path / "workflow.yaml"
+    path.write_text("name: ci\non: [push]\n")
+    assert [d.code for d in validate([str(path)], offline=True, environ={}).diagnostics] == ["LD-009"]
+    folder = validate([str(tmp_path)], offline=True, environ={}).diagnostics
+    assert sorted(d.code for d in folder) == ["LD-012", "LD-013"], "a folder of other YAML holds no manifests"
 
 
 # Inputs that once slipped past a rule (or hit the wrong one), found while writing the table; kept
