@@ -114,7 +114,7 @@ _RULES: list[Rule] = [
     # --- ftctl's export rules ---
     Rule("EX-101", E, "export gate must name an evaluation that evaluates the exported adapter", "gate: {evaluation: NAME, metric: M, min: X}, where NAME evaluates this adapter.", False),
     Rule("EX-102", E, "export type must be model_registry or cml_model", "model_registry logs to the MLflow registry; cml_model deploys a CML endpoint.", False),
-    Rule("EX-103", E, "export adapter belongs to another base model", "An adapter only applies to the model it was trained on; export it with that model.", False),
+    Rule("EX-103", W, "export adapter was trained on another base model", "An adapter only applies to the model it was trained on: export it with that model, unless both hold the same weights (a local copy of a Hub model).", False),
     # --- loading ---
     Rule("LD-001", E, "file is not valid UTF-8", "Save the file as UTF-8.", False),
     Rule("LD-002", E, "YAML syntax error", "Check indentation (spaces only, never tabs), quotes and colons near this position.", False),

@@ -42,7 +42,9 @@ def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
 
 
 def _adapter_of_another_model(ctx: RuleContext, m: Manifest, model: Target, adapter: Target) -> Iterator[Diagnostic]:
-    """A LoRA adapter loaded onto a model it was not trained on fails to load or exports garbage."""
+    """A LoRA adapter loaded onto a model it was not trained on fails to load or exports garbage. A
+    warning, not an error: two Model rows may hold the same weights (a cml_model export needs the Hub
+    model, EX-005, while training ran on a local copy of it)."""
     base = adapter_base_model(ctx, adapter)
     if base is not None and not same_object(base, model):
         yield make_diag("EX-103", f"adapter {adapter.name!r} applies to model {base.name!r}, not {model.name!r}",

@@ -63,7 +63,7 @@ kind: ModelExport
 metadata: {{name: {ENDPOINT}}}
 spec:
   type: cml_model
-  base_model: tiny-llama-hub   # a cml_model export needs a Hugging Face base model (EX-005)
+  base_model: tiny-llama-hub   # a cml_model export needs a Hugging Face base model (EX-005); the same weights as tiny-llama (EX-103 warns)
   adapter: {ADAPTER}
   resources: {json.dumps(ENDPOINT_RESOURCES).replace('"', "")}
   hf_token_env: {SECRET_ENV}
