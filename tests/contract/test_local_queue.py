@@ -10,13 +10,18 @@ from reconciler.runtime import JobState
 from tests.contract.conftest import PREFIX, LocalHarness
 
 
+def _one_running_one_queued(h: LocalHarness, running: str, waiting: str) -> None:
+    """The harness's one slot taken by `running` (held until cancelled); `waiting` queued behind it."""
+    h.backend.launch(running, "train", h.job_input(running))
+    assert h.wait_working(running).state is JobState.RUNNING
+    assert h.backend.launch(waiting, "train", h.job_input(waiting)).state is JobState.QUEUED
+
+
 def test_a_queued_job_starts_when_the_slot_frees(project: Path) -> None:
     h = LocalHarness(project, hold=True)
     try:
         first, second = f"{PREFIX}slot-1", f"{PREFIX}slot-2"
-        h.backend.launch(first, "train", h.job_input(first))
-        assert h.wait_working(first).state is JobState.RUNNING
-        assert h.backend.launch(second, "train", h.job_input(second)).state is JobState.QUEUED
+        _one_running_one_queued(h, first, second)
         assert h.backend.start_queued() == [], "the one slot is taken"
         assert h.backend.cancel(first) is True
         h.finish(first)
@@ -29,9 +34,7 @@ def test_a_cancelled_queued_job_never_starts_and_is_not_launched_again(project: 
     h = LocalHarness(project, hold=True)
     try:
         running, waiting = f"{PREFIX}busy", f"{PREFIX}waiting"
-        h.backend.launch(running, "train", h.job_input(running))
-        assert h.wait_working(running).state is JobState.RUNNING
-        assert h.backend.launch(waiting, "train", h.job_input(waiting)).state is JobState.QUEUED
+        _one_running_one_queued(h, running, waiting)
 
         assert h.backend.cancel(waiting) is True, "`ftctl cancel` must say it stopped the waiting job"
         seen = h.backend.observe(waiting)
