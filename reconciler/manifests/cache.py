@@ -71,7 +71,7 @@ class ParseCache:
     def unchanged(self, file: str, stat: os.stat_result) -> list[Any] | None:
         """The documents of a file whose stat signature is the one remembered, without reading it."""
         known = self._files.get(file)
-        if not known or known[:-1] != signature(stat):
+        if not isinstance(known, list) or known[:-1] != signature(stat):  # a damaged entry is a miss
             return None
         docs = self.get(str(known[-1]))
         if docs is not None:
@@ -89,8 +89,9 @@ class ParseCache:
 
     def get(self, key: str) -> list[Any] | None:
         docs = self._entries.get(key)
-        if docs is not None:
-            self._used[key] = docs
+        if not isinstance(docs, list):  # missing, or damaged: parse the file again
+            return None
+        self._used[key] = docs
         return docs
 
     def put(self, key: str, docs: list[Any]) -> None:

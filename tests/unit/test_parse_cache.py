@@ -133,3 +133,19 @@ def test_positions_of_an_unread_file_are_found(tmp_path: Path, monkeypatch: pyte
         [dup] = [d for d in diagnostics if d.code == "NM-001"]
         assert dup.location is not None and (dup.location.line, dup.location.col) == (8, 12)
     assert runs[0] == runs[1]
+
+
+def test_damaged_entries_are_misses_not_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid JSON with the wrong shapes inside (a hand edit, another version) is parsed around."""
+    monkeypatch.setenv("FTCTL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_module, "SETTLE_NS", -LATER_NS)  # trust every signature: the stat path is taken
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.yaml").write_text(GOOD)
+    assert codes(tmp_path / "m") == []
+    [cache] = (tmp_path / "cache").glob("parse-v2-*.json")
+    data = json.loads(cache.read_text())
+    assert data["files"], "the file's signature was remembered"
+    for damaged in ({**data, "files": {k: 5 for k in data["files"]}},
+                    {**data, "entries": {k: "not a list" for k in data["entries"]}}):
+        cache.write_text(json.dumps(damaged))
+        assert codes(tmp_path / "m") == []
