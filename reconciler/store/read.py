@@ -46,11 +46,15 @@ def read_snapshot(location: str | None, *, missing_ok: bool = False) -> Snapshot
             return snapshot_of(engine.raw_connection(), source=engine.url.render_as_string(hide_password=True))
         finally:
             engine.dispose()
+    return snapshot_of(open_read_only(path), source=store_url(location))
+
+
+def open_read_only(path: str) -> sqlite3.Connection:
+    """A SQLite store opened read-only with the standard library (no SQLAlchemy on the read path)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
-    return snapshot_of(conn, source=store_url(location))
 
 
 def snapshot_of(conn: Any, *, source: str) -> Snapshot:

@@ -43,7 +43,6 @@ from typing import Any
 from reconciler.live import Snapshot
 from reconciler.runtime import JobObservation
 from reconciler.store.location import (
-    BUSY_TIMEOUT_MS,
     StoreError,
     exists,
     resolve_location,
@@ -142,10 +141,9 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def _pull_sqlite(path: str) -> dict[str, dict[str, Any]]:
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open store {path}: {exc}") from exc
+    from reconciler.store.read import open_read_only
+
+    conn = open_read_only(path)
     try:
         conn.execute("BEGIN")  # one read transaction: every table as of the same moment
         names = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()
