@@ -90,6 +90,13 @@ def registry(cml: FakeCML) -> tuple[str, str]:
     return model_id, adapter_id
 
 
+def registry_project(cml: FakeCML) -> tuple[str, str]:
+    """`registry(cml)`, and m.yaml naming both registered models (their ids returned)."""
+    model_id, adapter_id = registry(cml)
+    Path("m.yaml").write_text(MANIFESTS.format(model_id=model_id, adapter_id=adapter_id))
+    return model_id, adapter_id
+
+
 def plan(environ: dict[str, str], *, offline: bool = False) -> engine.PlanReport:
     return engine.make_plan(["m.yaml"], store="s.db", policy=Policy(), offline=offline, environ=environ, use_cache=False)
 
@@ -177,8 +184,7 @@ def test_a_registered_model_without_a_version_is_an_error(project: Path, cml: Fa
 
 
 def test_offline_the_store_keeps_its_mlflow_ids(project: Path, cml: FakeCML) -> None:
-    model_id, adapter_id = registry(cml)
-    Path("m.yaml").write_text(MANIFESTS.format(model_id=model_id, adapter_id=adapter_id))
+    registry_project(cml)
     # Offline first: the rows are written without what only the registry knows.
     first = plan(cml.env(), offline=True)
     assert first.plan is not None, describe(first)
@@ -205,8 +211,7 @@ def test_offline_the_store_keeps_its_mlflow_ids(project: Path, cml: FakeCML) -> 
 def test_a_registry_503_storm_is_a_warning_and_the_store_keeps_its_values(
     project: Path, cml: FakeCML, slept: list[float]
 ) -> None:
-    model_id, adapter_id = registry(cml)
-    Path("m.yaml").write_text(MANIFESTS.format(model_id=model_id, adapter_id=adapter_id))
+    registry_project(cml)
     applied = plan(cml.env())
     assert applied.plan is not None, describe(applied)
     engine.execute_plan(applied.plan, store="s.db", lock_wait_s=1)
@@ -229,8 +234,7 @@ def test_a_registry_503_storm_is_a_warning_and_the_store_keeps_its_values(
 def test_a_first_plan_during_a_storm_writes_the_rows_without_mlflow_ids(
     project: Path, cml: FakeCML, slept: list[float]
 ) -> None:
-    model_id, adapter_id = registry(cml)
-    Path("m.yaml").write_text(MANIFESTS.format(model_id=model_id, adapter_id=adapter_id))
+    model_id, _ = registry_project(cml)
     cml.fail_next(100, 503, operation="get_registered_model")
     report = plan(cml.env())
     assert report.plan is not None, describe(report)
@@ -240,8 +244,7 @@ def test_a_first_plan_during_a_storm_writes_the_rows_without_mlflow_ids(
 
 
 def test_gather_asks_nothing_offline_or_unconfigured(project: Path, cml: FakeCML) -> None:
-    model_id, adapter_id = registry(cml)
-    Path("m.yaml").write_text(MANIFESTS.format(model_id=model_id, adapter_id=adapter_id))
+    model_id, adapter_id = registry_project(cml)
     report = engine.validate(["m.yaml"], offline=True, environ={}, use_cache=False)
     assert not report.has_errors(), report.diagnostics  # no Hugging Face name is demanded
     partial = {k: v for k, v in cml.env().items() if k != "CDSW_APIV2_KEY"}
