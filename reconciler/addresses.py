@@ -1,6 +1,6 @@
 """Addresses: the stable `Kind/name` key ftctl tracks every object by.
 
-Pure values; used by manifests, rules, diagnostics and (later) plans.
+Pure values; the CLI's `Kind/name` arguments are parsed here.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.addresses import Address
 from reconciler.backends import Backend, BackendError
 from reconciler.backends.local import LocalBackend
 from reconciler.desired import PlanFacts
@@ -439,7 +440,7 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
     from reconciler.store.location import StoreError
     from reconciler.store.write import StoreWriter
 
-    kind, _, name = address.partition("/")
+    kind, name = _parse_address(address)
     try:
         writer = StoreWriter(store)
     except StoreError as exc:
@@ -451,6 +452,14 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
         raise EngineError(str(exc)) from exc
     finally:
         writer.close()
+
+
+def _parse_address(text: str) -> tuple[str, str]:
+    try:
+        address = Address.parse(text)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from exc
+    return address.kind, address.name
 
 
 def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -466,8 +475,8 @@ def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
 def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[Backend, list[str]]:
     """The backend and the job names of a managed object's current generation (`Kind/name`)."""
     environ = effective_environ(environ)
+    kind, name = _parse_address(address)
     snapshot = _read_for_plan(store)
-    kind, _, name = address.partition("/")
     found = [(j, b) for k, n, j, b in job_names(snapshot) if (k, n) == (kind, name)]
     if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")

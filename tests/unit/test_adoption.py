@@ -130,3 +130,11 @@ def test_prune_refuses_to_orphan_prompts(studio_project: Path) -> None:
 def test_protecting_an_unmanaged_object_is_an_error(studio_project: Path) -> None:
     with pytest.raises(engine.EngineError, match="not managed"):
         engine.set_protection(None, "Model/nope", True)
+
+
+@pytest.mark.parametrize("text", ["Model", "Model/", "/bloom"])
+def test_an_address_without_kind_and_name_is_refused_as_such(studio_project: Path, text: str) -> None:
+    with pytest.raises(engine.EngineError, match="want Kind/name"):
+        engine.set_protection(None, text, True)
+    with pytest.raises(engine.EngineError, match="want Kind/name"):
+        engine.find_job(None, text)
