@@ -19,6 +19,9 @@ str -> string, None -> null, Literal / Enum -> enum of values, list / tuple -> a
 dict -> object, ``torch.dtype`` -> string (JSON names a dtype, e.g. "float16"), anything else
 (Any, callables, tensors, library classes) -> no constraint ``{}``. A string in a union absorbs
 the string-valued Literal / Enum members next to it (``Union[str, SchedulerType]`` -> string).
+Where the library types a key ``str | SomeEnum`` and yet converts it to the enum (so any other string
+fails), the enum wins: found by building the class with a probe value (``enforce_enums``). Numeric
+bounds the libraries check in code, not in hints, come from the ``BOUNDS`` table.
 Classes that declare no annotations (BitsAndBytesConfig, GenerationConfig) are typed from the
 ``Args:`` section of their docstrings, which use the same notation.
 """
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import os
 import re
 import sys
+import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -94,6 +99,35 @@ EXTRA_KEYS: dict[str, tuple[tuple[str, JSONSchema], ...]] = {
         ),
     ),
 }
+
+
+# Numeric bounds a library enforces in code rather than in its type hints, most of them only once a
+# job runs (a DataLoader, an optimizer, a logits warper is built): ftctl checks them before launch.
+# Each row names the library call that rejects a value outside it; tests/runners/test_config_bounds.py
+# calls each one with the values just outside and at the bound.
+BOUNDS: dict[str, dict[str, JSONSchema]] = {
+    "training_arguments": {
+        "warmup_steps": {"minimum": 0},  # TrainingArguments.__post_init__: "Expected value warmup_steps >= 0"
+        "learning_rate": {"minimum": 0},  # torch.optim.AdamW: "Invalid learning rate"
+        "per_device_train_batch_size": {"minimum": 1},  # torch DataLoader: "batch_size should be a positive integer"
+        "per_device_eval_batch_size": {"minimum": 1},  # (the same DataLoader check)
+        "dataloader_num_workers": {"minimum": 0},  # torch DataLoader: "num_workers option should be non-negative"
+    },
+    "lora_config": {
+        "r": {"minimum": 1},  # peft LoraLayer.update_layer: "`r` should be a positive integer value"
+        "lora_dropout": {"minimum": 0, "maximum": 1},  # torch.nn.Dropout: "dropout probability has to be between 0 and 1"
+    },
+    "generation_config": {
+        "max_new_tokens": {"minimum": 1},  # GenerationConfig.validate: "`max_new_tokens` must be greater than 0"
+        "temperature": {"minimum": 0},  # TemperatureLogitsWarper: "has to be a strictly positive float" (0: greedy, no warper)
+        "top_k": {"minimum": 0},  # TopKLogitsWarper: "has to be a strictly positive integer" (0: no warper)
+        "top_p": {"minimum": 0, "maximum": 1},  # TopPLogitsWarper: "`top_p` has to be a float > 0 and < 1"
+        "repetition_penalty": {"exclusiveMinimum": 0},  # RepetitionPenaltyLogitsProcessor: "strictly positive float"
+    },
+}
+
+# A string no library accepts as a choice: a key whose enum the library enforces rejects it.
+PROBE_VALUE = "__ftctl_probe_not_a_choice__"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,13 +503,44 @@ def generation_keys(cls: type, documented: dict[str, tuple[Any, str]]) -> list[K
     return keys
 
 
+def union_enum(annotation: Any) -> type[enum.Enum] | None:
+    """The one Enum in a union such as ``Union[str, OptimizerNames]`` (where str absorbs it), if any."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    found = [a for a in typing.get_args(annotation) if inspect.isclass(a) and issubclass(a, enum.Enum)]
+    return found[0] if len(found) == 1 else None
+
+
+def enforce_enums(keys: list[Key], construct: Callable[..., Any]) -> list[Key]:
+    """Keys typed ``str | SomeEnum`` whose class converts the string to the enum (and so rejects any
+    other string, e.g. TrainingArguments' optim -> OptimizerNames) take the enum's values. Decided by
+    asking the class itself: build it with a value no enum holds and see whether it refuses."""
+    construct()  # the class builds with its defaults, so a refusal below is about the probed key
+    out = []
+    for key in keys:
+        members = union_enum(key.annotation)
+        if members is not None and refuses(construct, key.name):
+            nullable = NONE_TYPE in typing.get_args(key.annotation)
+            key = dataclasses.replace(key, annotation=typing.Optional[members] if nullable else members)  # noqa: UP045
+        out.append(key)
+    return out
+
+
+def refuses(construct: Callable[..., Any], name: str) -> bool:
+    try:
+        construct(**{name: PROBE_VALUE})
+    except (ValueError, KeyError) as exc:
+        return PROBE_VALUE in str(exc)
+    return False
+
+
 # ---------------------------------------------------------------------------------------------
 # Keys -> schema document
 # ---------------------------------------------------------------------------------------------
 
 
-def property_schema(key: Key) -> JSONSchema:
-    schema = annotation_schema(key.annotation)
+def property_schema(key: Key, bounds: JSONSchema) -> JSONSchema:
+    schema = {**annotation_schema(key.annotation), **bounds}
     if key.choices and "enum" not in schema and set(type_list(schema)) in ({"string"}, {"null", "string"}):
         schema["enum"] = [*key.choices, *([None] if "null" in type_list(schema) else [])]
     if key.default is None:
@@ -510,7 +575,11 @@ def truncate(text: str) -> str:
 def build_schema(
     title: str, cls_name: str, versions: dict[str, str], keys: list[Key], extras_for: str
 ) -> JSONSchema:
-    properties = {key.name: property_schema(key) for key in keys}
+    bounds = BOUNDS.get(extras_for, {})
+    unknown = sorted(set(bounds) - {key.name for key in keys})
+    if unknown:  # a library upgrade renamed a key: the table must follow, not silently lose a bound
+        raise ValueError(f"BOUNDS[{extras_for!r}] names keys {cls_name} does not have: {unknown}")
+    properties = {key.name: property_schema(key, bounds.get(key.name, {})) for key in keys}
     for name, extra in EXTRA_KEYS.get(extras_for, ()):
         properties.setdefault(name, extra)
     return {
@@ -533,7 +602,8 @@ def training_arguments_schema() -> JSONSchema:
     import trl
 
     versions = {"trl": trl.__version__, "transformers": transformers.__version__}
-    keys = dataclass_keys(trl.SFTConfig)
+    with tempfile.TemporaryDirectory() as scratch:  # output_dir is required; use_cpu: no GPU checks
+        keys = enforce_enums(dataclass_keys(trl.SFTConfig), functools.partial(trl.SFTConfig, output_dir=scratch, use_cpu=True))
     return build_schema(
         "Training arguments (trl.SFTConfig)", "trl.SFTConfig", versions, keys, "training_arguments"
     )
@@ -562,7 +632,7 @@ def lora_config_schema() -> JSONSchema:
         "LoRA config (peft.LoraConfig)",
         "peft.LoraConfig",
         {"peft": peft.__version__},
-        dataclass_keys(peft.LoraConfig),
+        enforce_enums(dataclass_keys(peft.LoraConfig), peft.LoraConfig),
         "lora_config",
     )
 
