@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.diagnostics import Diagnostic, Location, Severity
+from reconciler.secrets import redact_text
 
 E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -163,14 +164,15 @@ def make_diag(
     hint: str | None = None,
     severity: Severity | None = None,
 ) -> Diagnostic:
-    """Build a diagnostic for a catalogued rule; the summary defaults to the rule's title."""
+    """Build a diagnostic for a catalogued rule; the summary defaults to the rule's title. Text that
+    may quote a value the user wrote is redacted (`reconciler.secrets`): no diagnostic echoes a secret."""
     rule = RULES[code]
     return Diagnostic(
         code=code,
         severity=severity or rule.severity,
-        summary=summary or rule.title,
+        summary=redact_text(summary or rule.title),
         location=location,
         address=address,
         hint=hint if hint is not None else rule.hint,
-        detail=detail,
+        detail=redact_text(detail) if detail else detail,
     )

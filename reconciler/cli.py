@@ -341,6 +341,7 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float) -
         click.echo("Nothing to import: ftctl already manages every row of the store.")
         return
     click.echo(f"Wrote {report.objects} manifests to {', '.join(report.files)}.")
+    _secret_variables(report.variables)
     if report.plan is not None and report.plan.plan is None:
         click.echo(render_diagnostics("text", report.plan.validation.diagnostics, files=len(report.plan.validation.files),
                                       manifests=report.plan.validation.documents), err=True, nl=False)
@@ -362,6 +363,13 @@ def export_manifests(store: str | None, out_dir: str, force: bool) -> None:
 
     report = run_export(store, out_dir, overwrite=force)
     click.echo(f"Wrote {report.objects} manifests to {', '.join(report.files) or out_dir}.")
+    _secret_variables(report.variables)
+
+
+def _secret_variables(names: tuple[str, ...]) -> None:
+    if names:
+        click.echo(f"The rows held secrets; the manifests name them ({{from_env: NAME}}) instead: set {', '.join(names)} "
+                   "(each to the value its row held) where jobs run, locally or in the CML project.")
 
 
 @cli.command()

@@ -371,15 +371,19 @@ class ImportReport:
     objects: int
     plan: PlanReport | None = None
     applied: ApplyResult | None = None
+    variables: tuple[str, ...] = ()  # the environment variables the manifests' secret references name
 
 
 def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = False, overwrite: bool = False) -> ImportReport:
     """Write manifests for the store's rows (all of them, or those ftctl does not manage) to out_dir."""
-    from reconciler.importer import Layout, manifests_for, to_yaml
+    from reconciler.importer import Layout, manifests_for, to_yaml, unnamed_secrets, variables_to_set
 
     snapshot = _read_for_plan(store)
     layout = Layout(root=os.getcwd(), out_dir=os.path.abspath(out_dir))
     files = manifests_for(snapshot, layout=layout, unmanaged_only=unmanaged_only)
+    if unnamed_secrets(files):
+        raise EngineError(f"{', '.join(unnamed_secrets(files))}: the Studio row holds a secret (a token in text, a URL "
+                          "with credentials) that a manifest must not hold; remove it from the row, then export again")
     targets = {os.path.join(out_dir, name): docs for name, docs in sorted(files.items())}
     clashes = [path for path in targets if os.path.exists(path)]
     if clashes and not overwrite:
@@ -389,7 +393,7 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
     for path, docs in targets.items():
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(to_yaml(docs, header=header))
-    return ImportReport(sorted(targets), sum(len(d) for d in files.values()))
+    return ImportReport(sorted(targets), sum(len(d) for d in files.values()), variables=tuple(variables_to_set(files)))
 
 
 def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False) -> ImportReport:
@@ -403,9 +407,9 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
         return written
     report = make_plan([out_dir], store=store, policy=Policy(), offline=True, use_cache=False)
     if report.plan is None or report.plan.is_blocked():
-        return ImportReport(written.files, written.objects, report)
+        return ImportReport(written.files, written.objects, report, variables=written.variables)
     applied = execute_plan(report.plan, store=store, lock_wait_s=lock_wait_s)
-    return ImportReport(written.files, written.objects, report, applied)
+    return ImportReport(written.files, written.objects, report, applied, written.variables)
 
 
 @dataclass(frozen=True)

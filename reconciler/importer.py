@@ -4,13 +4,16 @@ Pure: a `Snapshot` in, manifest documents (plain dicts) out, grouped by file. Ea
 back to exactly the row it came from (local paths re-expressed relative to the output folder,
 features and config bodies spelled out), and carries the `ftctl.io/store-id` annotation so that a
 plan adopts that very row instead of creating another. References name the other manifests (or
-ftctl's managed objects); rows not exported are referenced by `{id: ...}`.
+ftctl's managed objects); rows not exported are referenced by `{id: ...}`. A secret a row holds is
+never written: a reference to a variable named after the object and key takes its place
+(`{from_env: CONFIG_NAME_HUB_TOKEN}`), and a secret no reference can replace refuses the export.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,7 @@ from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.models.base import API_VERSION
 from reconciler.planner import STORE_ID_ANNOTATION
 from reconciler.records import Row, parsed_config
+from reconciler.secrets import REFERENCE_KEY, holds_secret, is_literal_secret, references
 
 FILES = {
     "Dataset": "datasets.yaml", "Model": "models.yaml", "Prompt": "prompts.yaml", "Adapter": "adapters.yaml",
@@ -47,10 +51,37 @@ def manifests_for(snapshot: Snapshot, *, layout: Layout, unmanaged_only: bool) -
             if store_id not in names:
                 continue
             kind, name = names[store_id]
-            spec = _SPECS[table](row_group, names, layout)
+            spec = _named_secrets(kind, name, _SPECS[table](row_group, names, layout))
             doc = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "annotations": {STORE_ID_ANNOTATION: store_id}}, "spec": spec}
             files.setdefault(FILES[kind], []).append(doc)
     return files
+
+
+def variables_to_set(files: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The environment variables the manifests' secret references name (jobs need them set)."""
+    return sorted(set().union(*(references(doc["spec"]) for docs in files.values() for doc in docs)))
+
+
+def unnamed_secrets(files: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """`Kind/name` of each manifest that still holds a secret no reference can replace (a token in
+    text, a URL with credentials): such a manifest is never written."""
+    return [f"{doc['kind']}/{doc['metadata']['name']}" for docs in files.values() for doc in docs if holds_secret(doc["spec"])]
+
+
+def _named_secrets(kind: str, name: str, spec: Any, path: tuple[str, ...] = ()) -> Any:
+    """The spec with each literal secret (a Studio row's token) replaced by a reference to a variable
+    named after the object and the key: the manifest names the secret, never holds it."""
+    if isinstance(spec, dict):
+        return {k: {REFERENCE_KEY: _variable(kind, name, (*path, str(k)))} if is_literal_secret(k, v)
+                else _named_secrets(kind, name, v, (*path, str(k))) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_named_secrets(kind, name, v, (*path, str(i))) for i, v in enumerate(spec)]
+    return spec
+
+
+def _variable(kind: str, name: str, path: tuple[str, ...]) -> str:
+    words = [kind, name, *(p for p in path if p != "config")]
+    return re.sub(r"[^A-Z0-9]+", "_", "_".join(words).upper()).strip("_")
 
 
 def to_yaml(documents: list[dict[str, Any]], *, header: str) -> str:

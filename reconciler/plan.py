@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.records import Row, digest
+from reconciler.secrets import MASK, holds_secret, redact
 
 FORMAT_VERSION = 1
 
@@ -57,6 +58,15 @@ class FieldDiff:
     after: Any
     forces_replace: bool = False
     sensitive: bool = False
+
+    def __post_init__(self) -> None:
+        """A diff never holds a secret's value, whoever builds it: secrets are masked here."""
+        if holds_secret(self.before) or holds_secret(self.after):
+            object.__setattr__(self, "before", redact(self.before))
+            object.__setattr__(self, "after", redact(self.after))
+            object.__setattr__(self, "sensitive", True)
+        elif MASK in (self.before, self.after):
+            object.__setattr__(self, "sensitive", True)
 
     def shown(self) -> tuple[Any, Any]:
         return ("(sensitive)", "(sensitive)") if self.sensitive else (self.before, self.after)

@@ -24,7 +24,6 @@ from reconciler.graph import Graph, build_graph
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
-from reconciler.manifests.schema_errors import SECRET_KEY
 from reconciler.models import MODELS, Config, Dataset, FineTuningJob, Model
 from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
 from reconciler.records import JSON_COLUMNS, Row, comparable, digest
@@ -291,7 +290,7 @@ class _Planner:
             self.new_configs[_config_key(desired.rows[0].values)] = own_id
         record = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp,
                         _rows_fp(desired, {}), 1, "created", protected)
-        fields = tuple(FieldDiff(f"{r.table}.{c}", None, v, sensitive=_sensitive(v)) for r in desired.rows for c, v in r.values.items() if v not in (None, ""))
+        fields = tuple(FieldDiff(f"{r.table}.{c}", None, v) for r in desired.rows for c, v in r.values.items() if v not in (None, ""))
         return Change(kind, name, Action.CREATE, reason or "new in the manifests", Consequence.NONE, wave,
                       fields=fields, ops=ops, record=record)
 
@@ -497,18 +496,20 @@ def _spec_diffs(before: dict[str, Any] | None, desired: Desired) -> tuple[FieldD
 
 
 def _readable(change: Change) -> Change:
-    """Field diffs as people read them: JSON columns parsed, and compared key by key."""
+    """Field diffs as people read them: JSON columns parsed, and compared key by key (a secret's
+    value is masked already, so a change between two masked values shows as the column's)."""
     out: list[FieldDiff] = []
     for diff in change.fields:
         table, _, column = diff.path.partition(".")
-        if diff.sensitive or column not in JSON_COLUMNS.get(table, ()):
+        if column not in JSON_COLUMNS.get(table, ()):
             out.append(diff)
             continue
         before, after = _json_or_text(diff.before), _json_or_text(diff.after)
         if isinstance(before, dict) and isinstance(after, dict):
-            for key in dict.fromkeys([*before, *after]):
-                if before.get(key, _ABSENT) != after.get(key, _ABSENT):
-                    out.append(FieldDiff(f"{diff.path}.{key}", before.get(key), after.get(key), diff.forces_replace))
+            keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
+            out.extend(FieldDiff(f"{diff.path}.{k}", before.get(k), after.get(k), diff.forces_replace) for k in keys)
+            if not keys:
+                out.append(diff)
         else:
             out.append(FieldDiff(diff.path, before, after, diff.forces_replace))
     return replace(change, fields=tuple(out)) if out != list(change.fields) else change
@@ -563,8 +564,7 @@ def _field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[s
             if only is not None and column not in only:
                 continue
             if want[column] != have[column]:
-                out.append(FieldDiff(f"{drow.table}.{column}", lrow.get(column), drow.values[column],
-                                     sensitive=_sensitive(drow.values[column]) or _sensitive(lrow.get(column))))
+                out.append(FieldDiff(f"{drow.table}.{column}", lrow.get(column), drow.values[column]))
     if desired.table == "evaluation_jobs" and len(paired) > len(desired.rows):
         out.append(FieldDiff("evaluation_jobs.row", "extra combinations", None, True))
     return tuple(out)
@@ -591,16 +591,6 @@ def _rows_fp(
         columns = [c for c in drow.values if only is None or c in only]
         out.append([drow.key, [values[c] for c in columns]])
     return digest(out)
-
-
-def _sensitive(value: object) -> bool:
-    if not isinstance(value, str) or not value.startswith("{"):
-        return False
-    try:
-        body = json.loads(value)
-    except ValueError:
-        return False
-    return isinstance(body, dict) and any(SECRET_KEY.search(str(k).lower()) and body[k] for k in body)
 
 
 def _mass_deletion(changes: list[Change], policy: Policy) -> list[Blocker]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 CONTRACT_VERSION = 1
+REFERENCE_KEY = "from_env"  # `{from_env: NAME}`: a secret named in a config body, resolved at run time
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -234,7 +235,7 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
     try:
         progress.update(stage="starting")
         simulated_failure(job)
-        metrics, artifacts = work(job, progress)
+        metrics, artifacts = work(resolve_references(job), progress)
         result = {"status": "succeeded", "metrics": metrics, "artifacts": artifacts, "error": None}
     except BaseException as exc:  # every failure becomes a result; the traceback goes to the log
         traceback.print_exc()
@@ -301,6 +302,23 @@ def open_experiment(mlflow: Any, tracking: dict[str, Any]) -> Any:
 
 
 # -- data sources every runner reads the same way (ML imports inside the functions) --------------------
+
+
+def resolve_references(value: Any) -> Any:
+    """The job input with each secret reference, `{from_env: NAME}`, replaced by that variable's value.
+
+    Config bodies name their secrets this way (a `hub_token`, an axolotl `wandb_api_key`); the value
+    exists only in this process's memory, never in the input file, the store or a log."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(REFERENCE_KEY), str):
+            name = value[REFERENCE_KEY]
+            if not os.environ.get(name):
+                raise JobFailure("config", f"a config names the secret {REFERENCE_KEY}: {name}, which is not set in this job's environment")
+            return os.environ[name]
+        return {k: resolve_references(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_references(v) for v in value]
+    return value
 
 
 def hf_token(source: dict[str, Any]) -> str | None:

@@ -36,6 +36,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -510,21 +511,23 @@ def train_axolotl(job: dict[str, Any], progress: jobio.Progress, adapter_dir: Pa
     config.setdefault("mlflow_experiment_name", tracking.get("experiment") or "ftctl")
     config.setdefault("mlflow_run_name", job["job_name"])
 
-    out_dir = Path(job["outputs"]["dir"])
-    config_path = out_dir / "axolotl.yaml"
-    try:
-        import yaml
+    # The config holds the secrets its references resolved to (jobio.resolve_references): it lives in a
+    # private temporary folder while Axolotl runs, never in the job folder.
+    with tempfile.TemporaryDirectory(prefix="ftctl-axolotl-") as private:
+        config_path = Path(private) / "axolotl.yaml"
+        try:
+            import yaml
 
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    except ImportError:  # JSON is YAML too
-        config_path.write_text(json.dumps(config, indent=1), encoding="utf-8")
-    progress.update(stage="training")
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "axolotl.cli.train", str(config_path)], check=False)
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        except ImportError:  # JSON is YAML too
+            config_path.write_text(json.dumps(config, indent=1), encoding="utf-8")
+        progress.update(stage="training")
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "axolotl.cli.train", str(config_path)], check=False)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise JobFailure("internal", f"axolotl exited {proc.returncode}; see the job log")
-    return {"train_runtime_s": round(elapsed, 4)}, {"adapter_dir": str(adapter_dir), "axolotl_config": str(config_path)}
+    return {"train_runtime_s": round(elapsed, 4)}, {"adapter_dir": str(adapter_dir)}
 
 
 def main() -> None:

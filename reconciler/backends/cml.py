@@ -7,8 +7,8 @@ run and a re-run never adds a second run for the same attempt. The job is create
 runner script (`runners/<kind>.py`, a path in the project) with the job input as an environment
 value (FTCTL_JOB_INPUT, never space-split arguments), resources from the input, and the runtime
 configured (FTCTL_CML_RUNTIME) or taken from the Studio's template job (Accel_Finetuning_Base_Job,
-Mlflow_Evaluation_Base_Job). Secrets named by the input (`hf_token_env`) are passed as environment
-variables of the run, never stored in the job.
+Mlflow_Evaluation_Base_Job). Secrets named by the input (`hf_token_env`, config bodies' `{from_env: NAME}`) are passed as
+environment variables of the run, never stored in the job.
 
 Creating calls are sent once (`retry=False`); after a transient failure the backend looks for what
 the call may have created before it tries again, so a lost answer never makes a duplicate.
@@ -34,6 +34,7 @@ from typing import Any
 from reconciler.backends import read_json, write_json
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
+from reconciler.secrets import references
 
 INPUT_ENV = "FTCTL_JOB_INPUT"
 ATTEMPT_ENV = "FTCTL_ATTEMPT"
@@ -169,7 +170,7 @@ class CMLBackend:
         return self._runtimes[kind]
 
     def _secrets(self, job_input: dict[str, Any]) -> dict[str, str]:
-        """The secrets the input names (`hf_token_env`), from this environment, for the run only."""
+        """The secrets the input names (`hf_token_env`, `{from_env: NAME}`), from this environment, for the run only."""
         return {name: self.environ[name] for name in sorted(_token_names(job_input)) if self.environ.get(name)}
 
     # -- observe ---------------------------------------------------------------------------------
@@ -384,9 +385,10 @@ def _distributed(res: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _token_names(value: Any) -> set[str]:
+    """The variables the input names: `hf_token_env` values and config bodies' `{from_env: NAME}`."""
     if isinstance(value, dict):
         found = {str(v) for k, v in value.items() if k == "hf_token_env" and v}
-        return found.union(*(_token_names(v) for v in value.values()))
+        return found.union(references(value), *(_token_names(v) for v in value.values()))
     if isinstance(value, list):
         return set().union(*(_token_names(v) for v in value))
     return set()

@@ -17,19 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler.secrets import holds_secret
+
 FORMAT = 2
 # A file changed less than this long ago may change again within the same timestamp tick (2 s on
 # FAT, 1 s on some network file systems): its stat signature is not remembered yet.
 SETTLE_NS = 3_000_000_000
-# Keys that name a secret's value (as the SC-004 rule reads them); `*_env` keys name a variable.
-SECRET_KEY = re.compile(r"(?:^|_)(?:token|secret|password|passwd|api_key|apikey|access_key|credentials?)(?:$|_)")
 
 
 def default_dir() -> Path:
@@ -95,7 +94,7 @@ class ParseCache:
         return docs
 
     def put(self, key: str, docs: list[Any]) -> None:
-        if _holds_secret(docs):  # a secret written into a manifest (SC-004) is never copied to disk
+        if holds_secret(docs):  # a secret written into a manifest (SC-004), a URL with credentials: never copied to disk
             return
         self._used[key] = docs
         self._dirty = True
@@ -113,11 +112,3 @@ class ParseCache:
         except (OSError, ValueError, RecursionError):
             pass  # a cache that cannot be written only costs speed
 
-
-def _holds_secret(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any((isinstance(k, str) and SECRET_KEY.search(k.lower()) and "env" not in k.lower() and v not in (None, ""))
-                   or _holds_secret(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_secret(v) for v in value)
-    return False

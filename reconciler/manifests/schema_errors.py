@@ -14,9 +14,7 @@ from pydantic import BaseModel
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic, Location
-
-# A key that names a secret: a whole word of the key, so `tokenizer` or `max_tokens` are not secrets.
-from reconciler.manifests.cache import SECRET_KEY
+from reconciler.secrets import holds_secret, is_secret_key
 
 
 def schema_diagnostics(
@@ -47,8 +45,8 @@ def _one(
         key = str(path[-1])
         known = _field_names(model, path[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if SECRET_KEY.search(key.lower()) and "env" not in key.lower():  # hf_token_envv is a typo, not a secret
-            return make_diag("SC-004", f"{field}: secrets must be named, never written", location=location, address=address)
+        if is_secret_key(key):
+            return make_diag("SC-004", f"{field} holds a secret written into the manifest; secrets must be named, never written", location=location, address=address)
         hint = f"Did you mean {close[0]!r}?" if close else f"Known fields here: {', '.join(sorted(known))}."
         return make_diag("SC-001", f"unknown field {field!r}", location=location, address=address, hint=hint)
     if kind == "missing" and not union_collapsed:
@@ -58,11 +56,14 @@ def _one(
     else:
         message = f"{field}: {err['msg']}"
     return make_diag(
-        "SC-002", f"{message} (got {_preview(err.get('input'))})", location=location, address=address
+        "SC-002", f"{message} (got {_preview(err.get('input'), path)})", location=location, address=address
     )
 
 
-def _preview(value: Any) -> str:
+def _preview(value: Any, path: tuple[str | int, ...]) -> str:
+    """A short repr of the value; none of a value at a secret-looking key or one that holds a secret."""
+    if any(is_secret_key(part) for part in path) or holds_secret(value):
+        return "a value not shown: it may be a secret"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

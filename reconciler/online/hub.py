@@ -31,6 +31,7 @@ from reconciler.online.client import (
     hub_repo_of,
     offline_reason,
 )
+from reconciler.secrets import is_variable_name
 
 # repo type -> the rule that checks such a repo exists
 _CODES = {"dataset": "DS-002", "model": "MD-002"}
@@ -66,7 +67,9 @@ def check_hub(
         if check.token_env:
             token = environ.get(check.token_env) or None
             if token is None:
-                summary = f"hf_token_env names {check.token_env}, which is not set; {_code(check)} check of {check.what} skipped"
+                named = (f"names {check.token_env}, which is not set" if is_variable_name(check.token_env)
+                         else "holds what looks like a token, not a variable name")  # never echoed
+                summary = f"hf_token_env {named}; {_code(check)} check of {check.what} skipped"
                 diags.append(_diag(manifest, "hf_token_env", _Outcome("ON-003", summary)))
                 continue
         tokens.setdefault(check, token)

@@ -18,6 +18,7 @@ from reconciler.rules.jobs import check_evaluation_jobs, check_fine_tuning_jobs
 from reconciler.rules.names import check_names
 from reconciler.rules.prompts import check_prompts
 from reconciler.rules.resources import check_adapters, check_datasets, check_models
+from reconciler.rules.secrets import check_secrets
 
 Rule = Callable[[RuleContext], Iterable[Diagnostic]]
 
@@ -41,6 +42,7 @@ RULES: tuple[Rule, ...] = (
     check_evaluation_jobs,
     check_exports,
     check_cycles,
+    check_secrets,
 )
 
 

@@ -19,6 +19,7 @@ from reconciler.manifests.loader import Manifest
 from reconciler.models import Config, IdRef
 from reconciler.models.config import CONFIG_TYPES, LIBRARY_BACKED, YAML_CONFIG_TYPES
 from reconciler.rules.context import RuleContext, unknown_type
+from reconciler.secrets import with_placeholders
 
 # Which config type each job/export field takes.
 SOURCE_FIELDS: dict[str, dict[str, str]] = {
@@ -90,7 +91,8 @@ def checked_body(
     schema = ctx.body_schemas.get(body_name)
     if schema is None:
         return body, []
-    return body, list(_library_keys(ctx, m, body, body_name, schema, path))
+    # A secret reference ({from_env: NAME}) stands for a string: checked as one (rules/secrets.py owns secrets).
+    return body, list(_library_keys(ctx, m, with_placeholders(body), body_name, schema, path))
 
 
 def _library_keys(

@@ -42,6 +42,7 @@ from typing import Any
 
 from reconciler.live import Snapshot
 from reconciler.runtime import JobObservation
+from reconciler.secrets import redact_text
 from reconciler.store.location import (
     StoreError,
     exists,
@@ -219,7 +220,9 @@ def _table_rows(cursor: Any, name: str, keys: Sequence[str]) -> list[dict[str, A
 
 
 def _value(table: str, column: str, value: Any) -> Any:
-    if value is None or isinstance(value, str | float) or (isinstance(value, int) and not isinstance(value, bool)):
+    if isinstance(value, str):
+        return redact_text(value)  # a secret a Studio row holds (a config's token) never reaches a snapshot
+    if value is None or isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, bool):
         return int(value)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 from reconciler.live import Snapshot
 from reconciler.plan import Action, Change, RowOp
 from reconciler.records import storable
+from reconciler.secrets import redact
 from reconciler.store.db import open_engine
 from reconciler.store.location import StoreError, store_url
 from reconciler.store.read import snapshot_of
@@ -204,6 +205,7 @@ class StoreWriter:
 
     @staticmethod
     def _history(op: RowOp, change: Change, before: dict[str, Any] | None, apply_id: str, serial: int, now: float) -> dict[str, Any]:
+        before = redact(before)  # a Studio-written secret is never copied into history (reconciler.secrets)
         after: dict[str, Any] | None
         if op.op == "insert":
             after = storable(op.table, op.values)
