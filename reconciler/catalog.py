@@ -47,6 +47,7 @@ _RULES: list[Rule] = [
     Rule("FT-101", E, "legacy jobs need a prompt", "The Studio accepts a legacy job without a prompt and the job then fails; set prompt:.", False),
     Rule("FT-102", W, "train_test_split 1.0 leaves no test split", "Training and evaluation need a test split unless the dataset has one; use 0.9.", False),
     Rule("FT-103", E, "dataset_fraction leaves the training split empty", "The local dataset has too few rows for this fraction and split; raise dataset_fraction.", False),
+    Rule("FT-106", E, "user_script must exist as a file", "user_script is relative to the manifest file; point it at the training script.", False),
     Rule("FT-105", W, "axolotl jobs ignore legacy configs", "lora_config, bnb_config and training_arguments are not used by axolotl; put them in the axolotl YAML.", False),
     # --- the Studio's evaluation job rules ---
     Rule("EV-001", E, "combinations must be non-empty", "List at least one {model: NAME, adapter: NAME} pair.", True),
@@ -105,6 +106,7 @@ _RULES: list[Rule] = [
     Rule("CF-102", E, "config value has the wrong type for the target library", "See the key's type in schemas/config-bodies/.", False),
     Rule("CF-103", E, "config body is required and must be a mapping", "Write the config's fields as a YAML mapping under config:.", False),
     Rule("CF-105", W, "config key is a legacy key the pinned library no longer accepts", "The job runner translates it (e.g. warmup_ratio becomes warmup_steps below 1); prefer the new key.", False),
+    Rule("CF-106", E, "bitsandbytes config loads in 4-bit and 8-bit at once", "BitsAndBytesConfig refuses both; set only one of load_in_4bit and load_in_8bit.", False),
     Rule("CF-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
     # --- the Studio's export rules ---
     Rule("EX-001", E, "export base_model is required and must exist", "Name the base Model.", True),
@@ -116,6 +118,9 @@ _RULES: list[Rule] = [
     Rule("EX-101", E, "export gate must name an evaluation that evaluates the exported adapter", "gate: {evaluation: NAME, metric: M, min: X}, where NAME evaluates this adapter.", False),
     Rule("EX-102", E, "export type must be model_registry or cml_model", "model_registry logs to the MLflow registry; cml_model deploys a CML endpoint.", False),
     Rule("EX-103", W, "export adapter was trained on another base model", "An adapter only applies to the model it was trained on: export it with that model, unless both hold the same weights (a local copy of a Hub model).", False),
+    Rule("EX-104", E, "endpoint resources must be valid", "cpu and memory > 0, gpu >= 0, e.g. resources: {cpu: 2, memory: 8, gpu: 1}.", False),
+    Rule("EX-105", E, "export gate can never pass", "Use finite thresholds, with min <= max when both are set.", False),
+    Rule("EX-106", E, "gate metric is not one an evaluation reports", "Evaluations report exact_match, rougeL, latency_s and rows (as <label>.<metric> when they evaluate several combinations).", False),
     # --- loading ---
     Rule("LD-001", E, "file is not valid UTF-8", "Save the file as UTF-8.", False),
     Rule("LD-002", E, "YAML syntax error", "Check indentation (spaces only, never tabs), quotes and colons near this position.", False),
@@ -135,6 +140,7 @@ _RULES: list[Rule] = [
     Rule("SC-002", E, "invalid value", "See the field's type in schemas/manifest.schema.json.", False),
     Rule("SC-003", E, "required field is missing", "Add the field.", False),
     Rule("SC-004", E, "secrets must be named, never written", "Put the secret in an environment variable and name it, e.g. hf_token_env: HUGGINGFACE_ACCESS_TOKEN.", False),
+    Rule("SC-005", E, "integer does not fit in 64 bits", "The Studio store keeps signed 64-bit integers (up to 9223372036854775807); use a realistic value.", False),
     # --- references ---
     Rule("RF-001", E, "reference does not resolve", "Declare an object of that kind and name, or reference a store id with {id: UUID}.", False),
     Rule("RF-002", E, "reference points at an object of another kind", "Names are unique per kind; this name exists only as another kind.", False),
@@ -145,6 +151,10 @@ _RULES: list[Rule] = [
     Rule("NM-002", E, "adapter name clashes with another adapter or job", "A FineTuningJob's adapter_name must differ from every Adapter name and every other job's adapter_name.", False),
     Rule("NM-004", E, "a Hub model or dataset is registered twice", "The Studio registers each huggingface_model_name / huggingface_name once; declare it in one manifest and reference that.", False),
     Rule("NM-003", E, "metadata.name is not a valid name", "Names are 1-256 characters with no control characters and no leading or trailing spaces (the Studio's own names, like bigscience/bloom-1b1, are fine).", False),
+    Rule("NM-005", E, "ftctl.io/store-id annotation is not a store id", "Store ids are UUIDs, as `ftctl import` writes them; remove the annotation to let ftctl create the row.", False),
+    Rule("NM-006", W, "unknown ftctl.io/ annotation", "ftctl reads ftctl.io/protected and ftctl.io/store-id; a misspelt key is ignored (an object meant to be protected is not).", False),
+    Rule("NM-007", W, "name has invisible or unnormalised characters", "Bidi controls, zero-width characters and non-NFC forms make different names look the same; retype the name.", False),
+    Rule("NM-008", W, "name looks like another name of the same kind", "The two differ only in look-alike letters (e.g. Cyrillic 'а' and Latin 'a'); rename one.", False),
     # --- online checks ---
     Rule("ON-001", I, "online check skipped", "Run without --offline (and with network access to the Hub) to check Hub names.", False),
     Rule("ON-002", W, "online check could not complete", "The Hub answered with a server error or could not be reached; run validate again.", False),

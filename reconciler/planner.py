@@ -25,6 +25,7 @@ from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import MODELS, Config, Dataset, FineTuningJob, Model
+from reconciler.models.base import PROTECTED_ANNOTATION, STORE_ID_ANNOTATION
 from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
 from reconciler.records import JSON_COLUMNS, Row, comparable, digest
 
@@ -50,9 +51,6 @@ UNIQUE_COLUMNS = {
     "Prompt": ("name",),
     "FineTuningJob": ("adapter_name",),
 }
-PROTECTED_ANNOTATION = "ftctl.io/protected"
-# Names the existing Studio row a manifest takes over (written by `ftctl import`).
-STORE_ID_ANNOTATION = "ftctl.io/store-id"
 # A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
 SHARED_COLUMNS = ("type", "config")
 NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")

@@ -101,7 +101,7 @@ def load_paths(paths: Sequence[str], *, cache: ParseCache | None = None) -> Load
 
 def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[tuple[str, bool]]:
     """(file, found by walking a folder): files as given; folders walked in sorted order for
-    *.yaml/*.yml, skipping hidden entries."""
+    *.yaml/*.yml in any letter case (*.YAML too), skipping hidden entries."""
     out: list[tuple[str, bool]] = []
     for path in paths:
         if os.path.isdir(path):
@@ -110,7 +110,7 @@ def expand_paths(paths: Sequence[str], diagnostics: list[Diagnostic]) -> list[tu
                 out.extend(
                     (os.path.normpath(os.path.join(folder, f)), True)
                     for f in sorted(files)
-                    if f.endswith(YAML_SUFFIXES) and not f.startswith(".")
+                    if f.lower().endswith(YAML_SUFFIXES) and not f.startswith(".")
                 )
         elif os.path.isfile(path):
             out.append((os.path.normpath(path), False))

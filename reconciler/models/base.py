@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 API_VERSION = "ftctl/v1"
 
+# The metadata annotations ftctl reads. Any other key under the ftctl.io/ prefix is a typo (NM-006).
+ANNOTATION_PREFIX = "ftctl.io/"
+PROTECTED_ANNOTATION = "ftctl.io/protected"  # the object is never deleted or replaced by an apply
+STORE_ID_ANNOTATION = "ftctl.io/store-id"  # the existing Studio row a manifest takes over (`ftctl import`)
+ANNOTATIONS = (PROTECTED_ANNOTATION, STORE_ID_ANNOTATION)
+
 
 class Strict(BaseModel):
     """Base for every manifest model: unknown keys are errors, values are immutable."""

@@ -9,6 +9,9 @@ from pydantic import Field
 from reconciler.models.base import ConfigSource, Ref, Resource, Strict
 
 EXPORT_TYPES = ("model_registry", "cml_model")
+# The metrics an evaluation reports (runners/evaluate.py `summarize`; a test keeps the two equal), as
+# they are for one combination, or as `<label>.<metric>` for several: the names a gate may compare.
+EVALUATION_METRICS = ("exact_match", "rougeL", "latency_s", "rows")
 
 
 class EndpointResources(Strict):

@@ -19,6 +19,7 @@ from reconciler.rules.names import check_names
 from reconciler.rules.prompts import check_prompts
 from reconciler.rules.resources import check_adapters, check_datasets, check_models
 from reconciler.rules.secrets import check_secrets
+from reconciler.rules.values import check_integers
 
 Rule = Callable[[RuleContext], Iterable[Diagnostic]]
 
@@ -43,6 +44,7 @@ RULES: tuple[Rule, ...] = (
     check_exports,
     check_cycles,
     check_secrets,
+    check_integers,
 )
 
 

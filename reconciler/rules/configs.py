@@ -1,4 +1,4 @@
-"""Config rules: Config manifests and configs given inline in jobs (CF-001…CF-004, CF-101…CF-104).
+"""Config rules: Config manifests and configs given inline in jobs (CF-001…CF-004, CF-101…CF-106).
 
 Bodies of library-backed types are checked key by key against JSON Schemas generated from the
 pinned libraries (`schemas/config-bodies/`), so a typo such as `lora_alpah` is caught before a
@@ -92,7 +92,13 @@ def checked_body(
     if schema is None:
         return body, []
     # A secret reference ({from_env: NAME}) stands for a string: checked as one (rules/secrets.py owns secrets).
-    return body, list(_library_keys(ctx, m, with_placeholders(body), body_name, schema, path))
+    return body, [*_library_keys(ctx, m, with_placeholders(body), body_name, schema, path), *_cross_field(m, body_name, body, path)]
+
+
+def _cross_field(m: Manifest, body_name: str, body: dict[str, Any], path: FieldPath) -> Iterator[Diagnostic]:
+    """Library rules between keys, which a per-key schema cannot state (CF-106)."""
+    if body_name == "bitsandbytes_config" and body.get("load_in_4bit") is True and body.get("load_in_8bit") is True:
+        yield make_diag("CF-106", "load_in_4bit and load_in_8bit are both true", location=m.at(*path, "load_in_8bit"), address=m.address)
 
 
 def _library_keys(

@@ -1,15 +1,17 @@
-"""Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates), EX-102 (route) and EX-103
-(the adapter's own base model)."""
+"""Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates), EX-102 (route), EX-103
+(the adapter's own base model), EX-104 (endpoint resources), EX-105 (a gate that can never pass)
+and EX-106 (a gate metric no evaluation reports)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Adapter, EvaluationJob, Model, ModelExport
-from reconciler.models.export import EXPORT_TYPES
+from reconciler.models.export import EVALUATION_METRICS, EXPORT_TYPES
 from reconciler.rules.context import RuleContext, Target
 from reconciler.rules.jobs import adapter_base_model, same_object
 
@@ -37,8 +39,10 @@ def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
             yield make_diag("EX-003", location=m.at("spec", "model_name"), address=addr)
         if spec.type == "cml_model":
             yield from _endpoint_constraints(m, model, adapter)
+            yield from _endpoint_resources(m)
         if spec.gate is not None:
             yield from _gate(ctx, m, adapter)
+            yield from _gate_values(m)
 
 
 def _adapter_of_another_model(ctx: RuleContext, m: Manifest, model: Target, adapter: Target) -> Iterator[Diagnostic]:
@@ -60,6 +64,15 @@ def _endpoint_constraints(m: Manifest, model: Target | None, adapter: Target | N
         yield make_diag("EX-005", f"model {model.name!r} is a {model_type} model", location=m.at("spec", "base_model"), address=m.address)  # type: ignore[union-attr]
 
 
+def _endpoint_resources(m: Manifest) -> Iterator[Diagnostic]:
+    """The CML model deployment's size: the API refuses it only once the build has run."""
+    res = m.resource.spec.resources
+    for name, minimum in (("cpu", 1), ("memory", 1), ("gpu", 0)):
+        value = getattr(res, name)
+        if value < minimum:
+            yield make_diag("EX-104", f"resources.{name} is {value}", location=m.at("spec", "resources", name), address=m.address)
+
+
 def _adapter_type(adapter: Target | None) -> str | None:
     if adapter is None:
         return None
@@ -78,6 +91,21 @@ def _model_type(model: Target | None) -> str | None:
         assert isinstance(model.manifest.resource, Model)
         return model.manifest.resource.spec.type
     return model.live.type if model.live is not None else None
+
+
+def _gate_values(m: Manifest) -> Iterator[Diagnostic]:
+    """Thresholds no metric value can meet (NaN, infinite, min above max), and metric names that no
+    evaluation reports: the gate would stay closed forever and the export never run."""
+    gate = m.resource.spec.gate
+    for name in ("min", "max"):
+        value = getattr(gate, name)
+        if value is not None and not math.isfinite(value):
+            yield make_diag("EX-105", f"gate {name} is {value}", location=m.at("spec", "gate", name), address=m.address)
+    if gate.min is not None and gate.max is not None and gate.min > gate.max:
+        yield make_diag("EX-105", f"gate min {gate.min:g} is above max {gate.max:g}", location=m.at("spec", "gate", "min"), address=m.address)
+    if not any(gate.metric == known or gate.metric.endswith("." + known) for known in EVALUATION_METRICS):
+        yield make_diag("EX-106", f"gate metric {gate.metric!r} is not one an evaluation reports", location=m.at("spec", "gate", "metric"),
+                        address=m.address, detail="metrics: " + ", ".join(EVALUATION_METRICS))
 
 
 def _gate(ctx: RuleContext, m: Manifest, adapter: Target | None) -> Iterator[Diagnostic]:

@@ -1,4 +1,4 @@
-"""Job rules: fine-tuning (FT-001…FT-016, FT-101…FT-105) and evaluation (EV-001…EV-008, EV-101…EV-103)."""
+"""Job rules: fine-tuning (FT-001…FT-016, FT-101…FT-106) and evaluation (EV-001…EV-008, EV-101…EV-103)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,8 @@ def _references(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[D
         yield from ctx.check_ref(m, spec.prompt, "Prompt", ("spec", "prompt"), "FT-015")[1]
     if spec.out_dir is not None and not ctx.facts.path(m.path(spec.out_dir)).is_dir:
         yield make_diag("FT-003", f"out_dir {spec.out_dir!r} is not a directory", location=m.at("spec", "out_dir"), address=addr)
+    if spec.user_script is not None and not ctx.facts.path(m.path(spec.user_script)).is_file:
+        yield make_diag("FT-106", f"user_script {spec.user_script!r} is not a file", location=m.at("spec", "user_script"), address=addr)
     yield from _empty_split(ctx, m, job, dataset)
 
 

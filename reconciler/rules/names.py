@@ -1,20 +1,28 @@
 """Name rules: every object has a valid name, unique per kind; trained adapter names never clash.
 
-Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001, NM-002, NM-003, NM-004.
+Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001…NM-004; and the
+metadata ftctl reads: a store-id annotation that is not a store id (NM-005), an unknown ftctl.io/
+annotation (NM-006), names with invisible or unnormalised characters (NM-007) and names that look
+like another name of the same kind (NM-008).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
+from reconciler.manifests.loader import Manifest
 from reconciler.models import Dataset, FineTuningJob, Model
+from reconciler.models.base import ANNOTATION_PREFIX, ANNOTATIONS, STORE_ID_ANNOTATION
 from reconciler.rules.context import RuleContext
+from reconciler.rules.lookalikes import hidden_characters, is_normalised, skeleton
 
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,254}[^\x00-\x1f\x7f\s])?$")
 REQUIRED_NAME_CODE = {"Adapter": "AD-001", "Prompt": "PR-001"}
+STORE_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
@@ -38,6 +46,39 @@ def check_names(ctx: RuleContext) -> Iterator[Diagnostic]:
                 )
     yield from _adapter_name_clashes(ctx)
     yield from _hub_ids_twice(ctx)
+    for m in ctx.manifests:
+        yield from _annotations(m)
+        yield from _hidden(m)
+    yield from _lookalikes(ctx)
+
+
+def _annotations(m: Manifest) -> Iterator[Diagnostic]:
+    for key, value in m.resource.metadata.annotations.items():
+        loc = m.at("metadata", "annotations", key)
+        if key == STORE_ID_ANNOTATION and not STORE_ID_RE.fullmatch(value):
+            yield make_diag("NM-005", f"{key} {value[:80]!r} is not a store id (a UUID)", location=loc, address=m.address)
+        elif key.startswith(ANNOTATION_PREFIX) and key not in ANNOTATIONS:
+            close = difflib.get_close_matches(key, ANNOTATIONS, n=1, cutoff=0.6)
+            hint = f"Did you mean {close[0]!r}? ftctl ignores other {ANNOTATION_PREFIX} keys." if close else None
+            yield make_diag("NM-006", f"{key!r} is not an annotation ftctl reads", location=loc, address=m.address, hint=hint)
+
+
+def _hidden(m: Manifest) -> Iterator[Diagnostic]:
+    hidden = hidden_characters(m.name)
+    if hidden or not is_normalised(m.name):
+        why = f"invisible characters {', '.join(hidden[:5])}" if hidden else "a form that is not NFC-normalised"
+        yield make_diag("NM-007", f"name {m.name!r} has {why}", location=m.at("metadata", "name"), address=m.address)
+
+
+def _lookalikes(ctx: RuleContext) -> Iterator[Diagnostic]:
+    """Different names of one kind that read the same (NM-008), reported at each later one."""
+    for kind, names in ctx.by_kind.items():
+        seen: dict[str, str] = {}
+        for name, group in names.items():
+            first = seen.setdefault(skeleton(name), name)
+            if first != name:
+                yield make_diag("NM-008", f"{kind} name {name!r} looks like {first!r}", location=group[0].at("metadata", "name"),
+                                address=group[0].address)
 
 
 def _hub_ids_twice(ctx: RuleContext) -> Iterator[Diagnostic]:

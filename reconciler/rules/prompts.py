@@ -1,9 +1,10 @@
 """Prompt rules: the Studio's required templates (PR-002…PR-005) and ftctl's placeholder checks
-(PR-101: every placeholder is a column of the prompt's dataset; PR-102: valid format strings)."""
+(PR-101: every placeholder is a column of the prompt's dataset; PR-102: valid format strings whose
+placeholders are plain `{column}` fields: no attribute, index, conversion or format-spec part, which
+str.format would evaluate against the row at run time)."""
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Iterator
 
@@ -15,7 +16,6 @@ from reconciler.rules.context import RuleContext, Target
 
 TEMPLATE_FIELDS = ("prompt_template", "input_template", "completion_template")
 REQUIRED_CODE = {"input_template": "PR-004", "completion_template": "PR-005"}
-_BASE_NAME = re.compile(r"^[^.\[]*")
 
 
 def check_prompts(ctx: RuleContext) -> Iterator[Diagnostic]:
@@ -61,14 +61,16 @@ def dataset_columns(ctx: RuleContext, target: Target | None) -> list[str] | None
 def placeholders(template: str) -> list[str]:
     """The column names a format string uses; raises ValueError for an invalid one."""
     names = []
-    for _, field_name, _, _ in string.Formatter().parse(template):
+    for _, field_name, format_spec, conversion in string.Formatter().parse(template):
         if field_name is None:
             continue
-        base = _BASE_NAME.match(field_name)
-        name = base.group(0) if base else ""
-        if not name or name.isdigit():
+        if not field_name or field_name.isdigit():
             raise ValueError(f"positional placeholder {{{field_name}}}: placeholders must name a column")
-        names.append(name)
+        if "." in field_name or "[" in field_name or conversion is not None or format_spec:
+            shown = field_name + (f"!{conversion}" if conversion is not None else "") + (f":{format_spec}" if format_spec else "")
+            raise ValueError(f"placeholder {{{shown[:60]}}} is not a plain column name: attribute (.), index ([]), "
+                             "conversion (!) and format-spec (:) parts are not allowed")
+        names.append(field_name)
     return names
 
 

@@ -929,6 +929,93 @@ CASES: list[Case] = [
         metadata: {name: " data"}  # <--
         spec: {type: project_csv, location: data.csv}
         """, line=3),
+    # ------------------------------------------------------------------ run-time failures caught early
+    Case("FT-106", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          user_script: scripts/train.py  # <-- no such file
+        """, line=8),
+    Case("CF-106", """
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: quantized}
+        spec:
+          type: bitsandbytes_config
+          config:
+            load_in_4bit: true
+            load_in_8bit: true  # <--
+        """, line=8),
+    Case("EX-104", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: endpoint}
+        spec:
+          type: cml_model
+          base_model: base-model
+          adapter: base-job
+          resources: {cpu: 2, memory: 0}  # <--
+        """, line=8),
+    Case("EX-105", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:
+          base_model: base-model
+          adapter: base-job
+          gate: {evaluation: base-eval, metric: rougeL, min: 0.9, max: 0.1}  # <--
+        """, line=7),
+    Case("EX-106", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:
+          base_model: base-model
+          adapter: base-job
+          gate: {evaluation: base-eval, metric: rouge_l, min: 0.1}  # <--
+        """, line=7),
+    Case("SC-005", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          num_epochs: 18446744073709551616  # <-- 2**64
+        """, line=8),
+    Case("NM-005", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata:
+          name: data
+          annotations: {ftctl.io/store-id: row-42}  # <--
+        spec: {type: project_csv, location: data.csv}
+        """, line=5),
+    Case("NM-006", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata:
+          name: data
+          annotations: {ftctl.io/protectd: "true"}  # <--
+        spec: {type: project_csv, location: data.csv}
+        """, line=5),
+    Case("NM-007", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata: {name: "data\\u200b"}  # <-- a zero-width space
+        spec: {type: project_csv, location: data.csv}
+        """, line=3),
+    Case("NM-008", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata: {name: "b\\u0430se-data"}  # <-- a Cyrillic a
+        spec: {type: project_csv, location: data.csv}
+        """, line=3),
     # ------------------------------------------------------------------ online checks
     Case("ON-001", """
         apiVersion: ftctl/v1
