@@ -96,7 +96,8 @@ def _manifest_args(f):  # type: ignore[no-untyped-def]
 @_manifest_args
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="text for people; json is the plan file; markdown for a pull-request comment.")
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Write the plan (JSON) to this file for `ftctl apply FILE`.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False),
+              help="Write the plan (JSON, with its digest; signed when $FTCTL_PLAN_KEY is set) to this file for `ftctl apply FILE`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes, 3 blocked by policy, 1 error.")
 def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
          no_cache: bool, fmt: str, out: str | None, detailed_exitcode: bool) -> None:
@@ -104,14 +105,17 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
 
     Reads the manifests (PATHS, default: the current folder) and the store once; writes nothing
     to the store. With -o the plan is saved as JSON; `ftctl apply FILE` then applies exactly it.
+    The file carries a digest of its whole content; with FTCTL_PLAN_KEY set (a secret, never
+    written anywhere) it is also signed (HMAC-SHA256), for plans that travel between machines.
     """
+    from reconciler.engine import plan_file_text
     from reconciler.plan import Policy
     from reconciler.views import render_plan
 
     report = _plan_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
                            policy=Policy(prune=prune, max_deletions=max_deletions))
     if out:
-        _emit(report.to_json(), out)
+        _emit(plan_file_text(report), out)
     _emit(render_plan(fmt, report), None)
     if report.is_blocked():
         sys.exit(EXIT_BLOCKED)
@@ -145,7 +149,9 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     """Make the store match the manifests: plan, show, confirm, apply; launch the jobs that are due.
 
     PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
-    applied exactly as saved and refused if the store changed since. Jobs are level-triggered:
+    applied exactly as saved and refused if the store changed since, if the file was edited
+    (digest), if FTCTL_PLAN_KEY is set and the file is not signed with it, or if it would write
+    outside the objects it names. Jobs are level-triggered:
     each apply launches what is ready, registers the adapter a finished training produced and
     launches the evaluations and exports waiting on it; --wait repeats until all jobs are done.
     Safe to run again: nothing is written or launched twice. Exit 0 done, 1 error or a failed

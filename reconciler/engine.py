@@ -29,10 +29,11 @@ from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
 from reconciler.manifests.cache import ParseCache
-from reconciler.plan import Change, Plan, PlanFormatError, Policy
+from reconciler.plan import Change, Plan, PlanFormatError, PlanIntegrityError, Policy
 from reconciler.planner import build_plan
+from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
-from reconciler.runtime import JobObservation, JobState
+from reconciler.runtime import BACKENDS, JobObservation, JobState
 from reconciler.store.snapshot_file import Pulled
 
 
@@ -163,7 +164,6 @@ def make_plan(
     return PlanReport(report, plan, observations)
 
 
-BACKENDS = ("local", "cml")
 PROJECT_FILE = "ftctl.toml"
 # ftctl.toml keys and the environment variables they give defaults for (the environment wins).
 PROJECT_KEYS = {
@@ -298,12 +298,27 @@ def _read_for_plan(store: str | None) -> Snapshot:
         raise EngineError(str(exc)) from exc
 
 
-def read_plan_file(path: str) -> Plan:
+PLAN_KEY_ENV = "FTCTL_PLAN_KEY"  # a secret: plan files are signed with it, and must be to be applied
+
+
+def plan_file_text(plan: Plan, environ: Mapping[str, str] | None = None) -> str:
+    """The plan file `plan -o` writes: with its digest, and signed when FTCTL_PLAN_KEY is set."""
+    environ = os.environ if environ is None else environ
+    return plan.to_json(key=environ.get(PLAN_KEY_ENV) or None)
+
+
+def read_plan_file(path: str, environ: Mapping[str, str] | None = None) -> Plan:
+    """A saved plan, checked against its digest (and its signature when FTCTL_PLAN_KEY is set)."""
+    environ = os.environ if environ is None else environ
     try:
         with open(path, encoding="utf-8") as handle:
-            return Plan.from_json(handle.read())
+            return Plan.from_json(handle.read(), key=environ.get(PLAN_KEY_ENV) or None, name=path)
     except OSError as exc:
         raise EngineError(f"cannot read plan file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise EngineError(f"{path}: not a plan file (not UTF-8 text)") from exc
+    except PlanIntegrityError as exc:
+        raise EngineError(str(exc)) from exc
     except PlanFormatError as exc:
         raise EngineError(f"{path}: {exc}") from exc
 
@@ -335,7 +350,7 @@ def execute_plan(
         backends = Backends(job_settings(environ), environ)
         return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
                           on_step=on_step, launcher=backends)
-    except (LockedError, StalePlanError, BackendError) as exc:
+    except (LockedError, StalePlanError, PlanRefusedError, BackendError) as exc:
         raise EngineError(str(exc)) from exc
     except StoreError as exc:
         raise EngineError(str(exc)) from exc

@@ -1,7 +1,8 @@
 """Carrying out a plan: lock, stale check, then the changes in waves, one journaled step at a time.
 
 `apply_plan` never re-plans: it does exactly what the plan says, or refuses it when the store moved
-since the plan was made (naming every object that changed). Each step writes its intent to the
+since the plan was made (naming every object that changed), or when it would write outside the
+objects its changes name (`planverify`). Each step writes its intent to the
 journal, then commits its effect and marks the intent done in one transaction, so a kill at any
 point leaves the store consistent; re-running `ftctl apply` plans from what is there and finishes
 the rest, never writing a row twice. The writer is passed in (`StoreWriter`); progress goes to an
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.plan import Change, Consequence, Plan
+from reconciler.planverify import check_plan
 from reconciler.runtime import JobObservation
 
 STEP_SIZE = 500  # store-only changes of one wave written in one step
@@ -71,9 +73,11 @@ def apply_plan(
     writer.acquire_lock(ttl_s=LOCK_TTL_S, wait_s=lock_wait_s)
     result = ApplyResult(waiting=[c for c in plan.changes if c.consequence is Consequence.WAIT])
     try:
-        changed = stale_objects(plan, writer.snapshot())
+        current = writer.snapshot()
+        changed = stale_objects(plan, current)
         if changed:
             raise StalePlanError(changed)
+        check_plan(plan, current)  # bounded by the objects it names, before anything is written
         result.apply_id, result.serial, result.abandoned_intents = writer.begin_apply(
             plan_digest=plan.digest(), actor=actor, commit_sha=commit_sha
         )

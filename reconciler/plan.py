@@ -5,17 +5,24 @@ the policy it was made under, the ordered `Change`s, and what blocks it. Each ch
 action, a reason for humans, the field diffs (sensitive values redacted), the consequence, and the
 exact row operations apply will carry out; apply never re-plans. `Plan.from_json(p.to_json()) == p`.
 
+The plan file carries a SHA-256 digest of the plan's whole canonical content, and, when a key is
+given (FTCTL_PLAN_KEY, read by the engine), an HMAC-SHA256 signature of that digest: `from_json`
+refuses a file whose content no longer matches its digest, or whose signature the key does not
+verify. What the content may do to a store is checked by `planverify` when it is applied.
+
 Pure values; built by `planner`, carried out by `executor`, rendered by `views.plan`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reconciler.records import Row, digest
+from reconciler.records import Row
 from reconciler.secrets import MASK, holds_secret, redact
 
 FORMAT_VERSION = 1
@@ -23,6 +30,10 @@ FORMAT_VERSION = 1
 
 class PlanFormatError(ValueError):
     """A plan file that is not a plan this version of ftctl can apply."""
+
+
+class PlanIntegrityError(PlanFormatError):
+    """A plan file changed since `ftctl plan` wrote it, or not signed with the key apply holds."""
 
 
 class Action(StrEnum):
@@ -125,6 +136,7 @@ class Change:
     waits_for: tuple[str, ...] = ()  # addresses that must finish first (jobs' produced adapters)
     launches: tuple[Launch, ...] = ()
     job: str = ""  # a job's state as observed when planning ("running: step 3/8", "succeeded", ...)
+    adopts: tuple[str, ...] = ()  # ids of the unmanaged Studio rows this change takes over (ftctl.io/store-id)
 
     @property
     def address(self) -> str:
@@ -174,39 +186,33 @@ class Plan:
         return out
 
     def digest(self) -> str:
-        """A short identity of what the plan does and what it read: the store it was made for, the
-        fingerprints it read, and each change's action, rows and resulting record fingerprints."""
-        changes = [
-            (c.address, c.action.value, [(o.table, o.op, o.row_id) for o in c.ops],
-             (c.record.spec_fingerprint, c.record.row_fingerprint, c.record.store_id) if c.record else None,
-             [(launch.job_name, launch.attempt) for launch in c.launches])
-            for c in self.changes if c.action.is_change()
-        ]
-        return digest([self.format_version, self.store, self.serial, digest(self.read), changes, asdict(self.policy)])
+        """SHA-256 of the plan's whole canonical content: every field of every value in it."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    def to_json(self, *, key: str | None = None) -> str:
+        """The plan file: the plan, its digest, and with a key the digest's signature."""
+        data = {**self.to_dict(), "digest": self.digest()}
+        if key:
+            data["signature"] = sign(data["digest"], key)
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> Plan:
+    def from_json(cls, text: str, *, key: str | None = None, name: str = "the plan file") -> Plan:
+        """Read a plan file and check its digest (and, given a key, its signature); `name` says
+        which file in the messages."""
+        data = _plan_data(text)
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:
-            raise PlanFormatError(f"not a plan file (invalid JSON: {str(exc)[:200]})") from exc
-        if not isinstance(data, dict) or "format_version" not in data:
-            raise PlanFormatError("not a plan file (no format_version)")
-        version = data["format_version"]
-        if type(version) is not int or version != FORMAT_VERSION:
-            raise PlanFormatError(f"plan format_version {version!r} (this ftctl reads {FORMAT_VERSION})")
-        try:
-            return cls.from_dict(data)
+            plan = cls.from_dict(data)
         except KeyError as exc:
             raise PlanFormatError(f"malformed plan file: missing key {str(exc)[:200]}") from exc
         except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             raise PlanFormatError(f"malformed plan file: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        _check_integrity(plan, data, key=key, name=name)
+        return plan
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -220,6 +226,43 @@ class Plan:
             labels=dict(data.get("labels", {})),
             format_version=int(data["format_version"]),
         )
+
+
+def sign(plan_digest: str, key: str) -> str:
+    """HMAC-SHA256 of a plan's digest under a key (FTCTL_PLAN_KEY)."""
+    return hmac.new(key.encode("utf-8"), plan_digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _plan_data(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise PlanFormatError(f"not a plan file (invalid JSON: {str(exc)[:200]})") from exc
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise PlanFormatError("not a plan file (no format_version)")
+    version = data["format_version"]
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise PlanFormatError(f"plan format_version {version!r} (this ftctl reads {FORMAT_VERSION})")
+    return data
+
+
+def _check_integrity(plan: Plan, data: dict[str, Any], *, key: str | None, name: str) -> None:
+    """The file's digest is the digest of what was read; with a key, the signature is the key's."""
+    written = data.get("digest")
+    if not isinstance(written, str) or not written:
+        raise PlanIntegrityError(f"{name} has no digest: it was not written by `ftctl plan -o` (or by an older ftctl); "
+                                 "run `ftctl plan -o` again")
+    actual = plan.digest()
+    if not hmac.compare_digest(written.encode("utf-8", "replace"), actual.encode("ascii")):
+        raise PlanIntegrityError(f"{name} was modified after `ftctl plan` wrote it (digest mismatch)")
+    if not key:
+        return
+    signature = data.get("signature")
+    if not isinstance(signature, str) or not signature:
+        raise PlanIntegrityError(f"{name} is not signed, and FTCTL_PLAN_KEY is set: only a plan signed with that key "
+                                 "(`ftctl plan -o` with the same FTCTL_PLAN_KEY) is applied")
+    if not hmac.compare_digest(signature.encode("utf-8", "replace"), sign(actual, key).encode("ascii")):
+        raise PlanIntegrityError(f"{name} has a wrong signature: it was signed with another FTCTL_PLAN_KEY")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -242,4 +285,5 @@ def _change(data: dict[str, Any]) -> Change:
         waits_for=tuple(data["waits_for"]),
         launches=tuple(Launch(**launch) for launch in data.get("launches", [])),
         job=str(data.get("job", "")),
+        adopts=tuple(str(i) for i in data.get("adopts", ())),
     )

@@ -245,9 +245,10 @@ class _Planner:
                                         _rows_fp(desired, {}, only=only), 1, record.origin, protected)
         reason = f"adopt the existing Studio row {record.store_id} ({STORE_ID_ANNOTATION})"
         if change.action is Action.NOOP:
-            return Change(desired.kind, desired.name, Action.UPDATE, reason, Consequence.IN_PLACE, wave, record=after)
+            return Change(desired.kind, desired.name, Action.UPDATE, reason, Consequence.IN_PLACE, wave, record=after,
+                          adopts=record.row_ids)
         return Change(change.kind, change.name, change.action, f"{reason}; {change.reason}", change.consequence, wave,
-                      False, change.fields, change.ops, after, change.waits_for)
+                      False, change.fields, change.ops, after, change.waits_for, adopts=record.row_ids)
 
     def _content(self, key: tuple[str, str]) -> str:
         """Digest of what a job's result depends on in an object (computed when a job asks)."""

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.runtime import JobObservation
+from reconciler.runtime import JobObservation, RunnerKind
+
+# A job name every backend can take as a folder and as a CML job name: no separators, no `..`.
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 
 
 class BackendError(Exception):
@@ -32,6 +36,18 @@ class Backend(Protocol):
     def cancel(self, job_name: str) -> bool: ...
     def log_path(self, job_name: str) -> Path: ...
     def links(self, job_name: str, external_id: str) -> dict[str, str]: ...
+
+
+def check_job_name(job_name: str) -> None:
+    """Refuse a job name that is not a plain name (a separator, `..`, NUL, an absolute path)."""
+    if not isinstance(job_name, str) or not JOB_NAME.fullmatch(job_name):
+        raise BackendError(f"job name {str(job_name)[:80]!r} refused: letters, digits, - and _ only")
+
+
+def check_runner(kind: str) -> None:
+    """Refuse a runner outside the closed set (`runners/<kind>.py` is run)."""
+    if kind not in {k.value for k in RunnerKind}:
+        raise BackendError(f"job kind {str(kind)[:80]!r} refused: one of {', '.join(k.value for k in RunnerKind)}")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import read_json, write_json
+from reconciler.backends import check_job_name, check_runner, read_json, write_json
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
 from reconciler.secrets import references
@@ -85,6 +85,7 @@ class CMLBackend:
     # -- paths -----------------------------------------------------------------------------------
 
     def job_dir(self, job_name: str) -> Path:
+        check_job_name(job_name)  # a name CML takes, and a folder under the jobs root
         return Path(self.settings.project_dir) / self.jobs_root / job_name
 
     def paths(self, job_name: str) -> dict[str, str]:
@@ -98,6 +99,8 @@ class CMLBackend:
 
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
         """Find or create the job, then add the run for `attempt` unless it has one already."""
+        check_job_name(job_name)
+        check_runner(kind)
         if _is_endpoint(kind, job_input):
             return self._launch_endpoint(job_name, job_input, attempt)
         job = self._find_job(job_name)

@@ -8,6 +8,8 @@ is held -> running; else `result.json` -> finished; else launched but gone -> fa
 Launching is idempotent by job name: a job that is running or has a result is never started
 again unless a retry asks for the next attempt. Jobs run in their own process group (cancel
 stops the whole group). At most `max_running` jobs run at once; the rest wait for a slot.
+Whatever the caller passes, a job folder is a plain name resolved strictly inside the jobs root,
+and the runner is one of the closed set (`RunnerKind`); anything else is refused (`BackendError`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import read_json, write_json
+from reconciler.backends import BackendError, check_job_name, check_runner, read_json, write_json
 from reconciler.runtime import JobObservation, JobState
 
 RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
@@ -42,7 +44,13 @@ class LocalBackend:
         self._running: int | None = None  # counted once per ftctl process, then kept up to date
 
     def job_dir(self, job_name: str) -> Path:
-        return self.root / job_name
+        """`<root>/<job name>`, refused unless the name is plain and the folder inside the root."""
+        check_job_name(job_name)
+        folder = self.root / job_name
+        root = self.root.resolve()
+        if folder.resolve() == root or not folder.resolve().is_relative_to(root):
+            raise BackendError(f"job name {job_name!r} refused: its folder is outside the jobs folder {self.root}")
+        return folder
 
     def paths(self, job_name: str) -> dict[str, str]:
         folder = self.job_dir(job_name)
@@ -52,6 +60,7 @@ class LocalBackend:
 
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
         """Start the job unless it is running or already has this attempt; return what it is now."""
+        check_runner(kind)
         folder = self.job_dir(job_name)
         if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
             current = self.observe(job_name)
@@ -65,6 +74,7 @@ class LocalBackend:
         return self._start(job_name, kind, job_input, attempt)
 
     def _start(self, job_name: str, kind: str, job_input: dict[str, Any], attempt: int) -> JobObservation:
+        check_runner(kind)
         folder = self.job_dir(job_name)
         if attempt > 1:
             self._archive(folder, attempt - 1)

@@ -97,6 +97,7 @@ changes = st.builds(
     waits_for=st.lists(names, max_size=2).map(tuple),
     launches=st.lists(launches, max_size=2).map(tuple),
     job=short,
+    adopts=st.lists(ids, max_size=2).map(tuple),
 )
 blockers = st.builds(Blocker, address=short, code=st.from_regex(r"PL-00[1-4]", fullmatch=True), message=short)
 policies = st.builds(Policy, prune=st.booleans(), max_deletions=st.integers(min_value=0, max_value=10**6))
@@ -117,7 +118,7 @@ def test_the_strategies_cover_every_field() -> None:
     assert {f.name for f in dataclasses.fields(Plan)} == set(PLAN_FIELDS) | {"format_version"}
     covered = {
         Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
-                 "launches", "job"},
+                 "launches", "job", "adopts"},
         Launch: {"job_name", "kind", "attempt", "input", "row", "backend"},
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
         RowOp: {"table", "op", "row_id", "values"},
@@ -316,17 +317,23 @@ def _get(data: Any, path: tuple[Any, ...]) -> Any:
 NASTY = [None, True, 0, -1, 1.5, "", "x", [], [1], {}, {"a": 1}]
 
 
-def test_any_edit_of_any_part_gives_a_plan_or_a_plan_format_error() -> None:
-    """Every part of a plan file (objects and lists too) replaced by each of a few odd JSON values."""
+def test_any_edit_of_any_part_is_refused_with_a_plan_format_error() -> None:
+    """Every part of a plan file (objects and lists too) replaced by each of a few odd JSON values:
+    refused with a PlanFormatError, never another exception, unless what is read is the same plan
+    (`1` for `1.0`); an edit that changes the content never gets through."""
+    original = Plan.from_json(json.dumps(_valid_dict()))
     escaped = []
     for path in _paths(_valid_dict()):
         for value in NASTY:
             try:
-                Plan.from_json(json.dumps(_set(_valid_dict(), path, value)))
+                read = Plan.from_json(json.dumps(_set(_valid_dict(), path, value)))
             except PlanFormatError:
-                pass
+                continue
             except Exception as exc:
                 escaped.append(f"{'.'.join(map(str, path))} = {value!r}: {type(exc).__name__}: {exc}")
+                continue
+            if read != original:
+                escaped.append(f"{'.'.join(map(str, path))} = {value!r}: accepted a changed plan")
     assert escaped == []
 
 

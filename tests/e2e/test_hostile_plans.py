@@ -1,0 +1,163 @@
+"""Edited plan files, through the real CLI: `ftctl apply plan.json` refuses them and changes nothing.
+
+A real plan of the demo project on a real store holding a row ftctl does not manage is edited the
+ways an attacker with the CI artifact would: without touching the digest (refused before the
+store is opened: its bytes stay the same), and with the digest recomputed (refused by the checks
+against the store under the lock, before the first step: no row, record, journal or history
+written). No job folder appears and the planted runner script never runs, though the local
+backend (which runs `runners/<kind>.py`) is the one configured. Signed plans: applied with the key
+that signed them, refused unsigned or under another key, and the key appears nowhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.jobinput import job_name
+from reconciler.plan import Plan
+from tests.e2e.helpers import REPO, SEED, dump_all, ftctl, jobs_env, make_demo, show
+from tests.fakes.studio_store import create_studio_store
+
+STORE = ".app/state.db"
+UNMANAGED = "0b7e4a52-6c1d-4f3e-8a29-5d4c3b2a1f00"
+KEY = "k3y-Th4t-must-n0t-leak"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo on a Studio store with one model of its own, and `plan.json` made with a key."""
+    root = make_demo(tmp_path_factory.mktemp("hostile"))
+    (root / ".app").mkdir(exist_ok=True)
+    create_studio_store(root / STORE)
+    with sqlite3.connect(root / STORE) as conn:
+        conn.execute("INSERT INTO models (id, type, name, huggingface_model_name) VALUES (?, 'huggingface', 'theirs', 'org/theirs')",
+                     (UNMANAGED,))
+    conn.close()
+    made = ftctl(root, "plan", "specs/demo", "--offline", "--store", STORE, "-o", "plan.json",
+                 env={**jobs_env(root / "jobs"), "FTCTL_PLAN_SEED": SEED, "FTCTL_PLAN_KEY": KEY})
+    assert made.returncode == 0, show(made)
+    assert KEY not in made.stdout + made.stderr
+    return root
+
+
+def _fresh(project: Path, tmp_path: Path) -> Path:
+    """A copy of the project (store, plan file) for one apply."""
+    work = tmp_path / "work"
+    shutil.copytree(project, work)
+    return work
+
+
+def _edited(work: Path, edit: Callable[[dict[str, Any]], None], *, recompute: bool) -> str:
+    data = json.loads((work / "plan.json").read_text(encoding="utf-8"))
+    edit(data)
+    if recompute:  # what an attacker who knows the format does
+        data["digest"] = Plan.from_dict(data).digest()
+    (work / "edited.json").write_text(json.dumps(data), encoding="utf-8")
+    return "edited.json"
+
+
+def _change(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in data["changes"] if c["kind"] == kind and (c["ops"] or c["launches"]))
+
+
+def _evil_kind(work: Path) -> str:
+    (work / "evil.py").write_text(f"open({str(work / 'EVIL-RAN')!r}, 'w').write('ran')\n", encoding="utf-8")
+    return os.path.relpath(work / "evil", REPO / "runners")
+
+
+def _delete_theirs(data: dict[str, Any]) -> None:
+    _change(data, "Model")["ops"].append({"table": "models", "op": "delete", "row_id": UNMANAGED, "values": {}})
+
+
+def _silent_model_name(data: dict[str, Any]) -> None:
+    change = _change(data, "Model")
+    row_id = change["ops"][0]["row_id"]
+    change["ops"].append({"table": "models", "op": "update", "row_id": row_id, "values": {"huggingface_model_name": "evil/model"}})
+
+
+def _job_folder_outside(data: dict[str, Any]) -> None:
+    _change(data, "FineTuningJob")["launches"][0]["job_name"] = "../../.."
+
+
+EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "deletes a row ftctl does not manage": _delete_theirs,
+    "changes huggingface_model_name silently": _silent_model_name,
+    "writes a job folder outside the jobs folder": _job_folder_outside,
+}
+DIGEST_MISMATCH = "edited.json was modified after `ftctl plan` wrote it (digest mismatch)"
+
+
+def _apply(work: Path, plan_file: str, **env: str) -> Any:
+    return ftctl(work, "apply", plan_file, "--store", STORE, env={"FTCTL_BACKEND": "local", "FTCTL_JOBS_DIR": str(work / "jobs"), **env})
+
+
+def _assert_refused(proc: Any, work: Path, expected: str) -> None:
+    assert proc.returncode == 1, show(proc)
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and expected in errors[0], show(proc)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (work / "jobs").exists() or not any((work / "jobs").iterdir())
+    assert not (work / "EVIL-RAN").exists()
+
+
+@pytest.mark.parametrize("case", [*EDITS, "runs another script"])
+def test_an_edited_plan_file_is_refused_and_the_store_keeps_its_bytes(project: Path, tmp_path: Path, case: str) -> None:
+    work = _fresh(project, tmp_path)
+    before = hashlib.sha256((work / STORE).read_bytes()).hexdigest()
+    evil = _evil_kind(work)
+    edit = EDITS.get(case) or (lambda data: _change(data, "FineTuningJob")["launches"][0].update(kind=evil))
+    proc = _apply(work, _edited(work, edit, recompute=False))
+    _assert_refused(proc, work, DIGEST_MISMATCH)
+    assert hashlib.sha256((work / STORE).read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("deletes a row ftctl does not manage", f"(delete models/{UNMANAGED}): targets a row that is not Model/"),
+    ("changes huggingface_model_name silently", "sets huggingface_model_name, which no field diff of the change shows"),
+    ("writes a job folder outside the jobs folder", "'../../..'): not the job name ftctl derives"),
+    ("runs another script", "a FineTuningJob runs train, not "),
+])
+def test_an_edited_plan_with_a_recomputed_digest_is_refused_before_any_write(project: Path, tmp_path: Path, case: str,
+                                                                              expected: str) -> None:
+    work = _fresh(project, tmp_path)
+    evil = _evil_kind(work)
+    edit = EDITS.get(case) or (lambda data: _change(data, "FineTuningJob")["launches"][0].update(kind=evil))
+    plan_file = _edited(work, edit, recompute=True)
+    (work / "plan.json").unlink()  # only the edited file is left to apply
+    before = dump_all(work / STORE, skip_tables=("ftctl_lock", "ftctl_meta"))
+    proc = _apply(work, plan_file)
+    _assert_refused(proc, work, "the plan is refused, nothing was applied: ")
+    assert expected in proc.stderr, show(proc)
+    after = dump_all(work / STORE, skip_tables=("ftctl_lock", "ftctl_meta"))
+    assert {t: rows for t, rows in after.items() if rows} == {t: rows for t, rows in before.items() if rows}
+    assert (UNMANAGED,) in [r[:1] for r in after["models"]]
+
+
+def test_a_signed_plan_applies_with_its_key_only(project: Path, tmp_path: Path) -> None:
+    work = _fresh(project, tmp_path)
+    text = (work / "plan.json").read_text(encoding="utf-8")
+    assert KEY not in text and json.loads(text)["signature"]
+    env = jobs_env(work / "jobs")
+    wrong = ftctl(work, "apply", "plan.json", "--store", STORE, env={**env, "FTCTL_PLAN_KEY": "another-key"})
+    assert wrong.returncode == 1 and "plan.json has a wrong signature" in wrong.stderr, show(wrong)
+    unsigned = json.loads(text)
+    del unsigned["signature"]
+    (work / "unsigned.json").write_text(json.dumps(unsigned), encoding="utf-8")
+    refused = ftctl(work, "apply", "unsigned.json", "--store", STORE, env={**env, "FTCTL_PLAN_KEY": KEY})
+    assert refused.returncode == 1 and "unsigned.json is not signed, and FTCTL_PLAN_KEY is set" in refused.stderr, show(refused)
+    applied = ftctl(work, "apply", "plan.json", "--store", STORE, env={**env, "FTCTL_PLAN_KEY": KEY})
+    assert applied.returncode == 0, show(applied)
+    for proc in (wrong, refused, applied):
+        assert KEY not in proc.stdout + proc.stderr
+    assert KEY.encode() not in (work / STORE).read_bytes()
+    train = job_name("FineTuningJob", _change(json.loads(text), "FineTuningJob")["name"], 1)
+    assert (work / "jobs" / train / "launch.json").is_file()  # the fake backend recorded the launch
