@@ -21,6 +21,11 @@ PROTECTED_ANNOTATION = "ftctl.io/protected"  # the object is never deleted or re
 STORE_ID_ANNOTATION = "ftctl.io/store-id"  # the existing Studio row a manifest takes over (`ftctl import`)
 ANNOTATIONS = (PROTECTED_ANNOTATION, STORE_ID_ANNOTATION)
 
+# Upper bounds of counts no job can ask for: far above any real machine or CML workload (so never in a
+# real project's way), low enough that a slip of the keyboard (memory: 160000) is an error at validate.
+MAX_CPU, MAX_MEMORY_GB, MAX_GPU, MAX_WORKERS = 1024, 65536, 64, 1024
+MAX_EPOCHS, MAX_RETRIES = 100_000, 100
+
 
 class Strict(BaseModel):
     """Base for every manifest model: unknown keys are errors, values are immutable."""

@@ -6,7 +6,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from reconciler.models.base import ConfigSource, Ref, Resource, Strict
+from reconciler.models.base import (
+    MAX_CPU,
+    MAX_GPU,
+    MAX_MEMORY_GB,
+    MAX_RETRIES,
+    ConfigSource,
+    Ref,
+    Resource,
+    Strict,
+)
 
 EXPORT_TYPES = ("model_registry", "cml_model")
 # The metrics an evaluation reports (runners/evaluate.py `summarize`; a test keeps the two equal), as
@@ -15,9 +24,9 @@ EVALUATION_METRICS = ("exact_match", "rougeL", "latency_s", "rows")
 
 
 class EndpointResources(Strict):
-    cpu: int = 2
-    memory: int = 8
-    gpu: int = 1
+    cpu: int = Field(default=2, le=MAX_CPU)
+    memory: int = Field(default=8, le=MAX_MEMORY_GB)
+    gpu: int = Field(default=1, le=MAX_GPU)
 
 
 class Gate(Strict):
@@ -39,7 +48,7 @@ class ModelExportSpec(Strict):
     gate: Gate | None = None
     description: str | None = None
     hf_token_env: str | None = None
-    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(
         default=None, description="Where the job runs: local or cml (default: --backend, FTCTL_BACKEND, or ftctl.toml; else local)."
     )

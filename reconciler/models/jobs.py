@@ -6,7 +6,18 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from reconciler.models.base import ConfigSource, Ref, Resource, Strict
+from reconciler.models.base import (
+    MAX_CPU,
+    MAX_EPOCHS,
+    MAX_GPU,
+    MAX_MEMORY_GB,
+    MAX_RETRIES,
+    MAX_WORKERS,
+    ConfigSource,
+    Ref,
+    Resource,
+    Strict,
+)
 
 FRAMEWORK_TYPES = ("legacy", "axolotl")
 DEFAULT_TRAIN_TEST_SPLIT = 0.9
@@ -14,14 +25,14 @@ DEFAULT_DATASET_FRACTION = 1.0
 
 
 class TrainingResources(Strict):
-    cpu: int = Field(default=2, description="CPU cores of the (first) training worker.")
-    memory: int = Field(default=8, description="Memory in GB of the (first) training worker.")
-    gpu: int = Field(default=0, description="GPUs of the (first) training worker.")
-    num_workers: int = Field(default=1, description="Training workers (accelerate distributed).")
+    cpu: int = Field(default=2, le=MAX_CPU, description="CPU cores of the (first) training worker.")
+    memory: int = Field(default=8, le=MAX_MEMORY_GB, description="Memory in GB of the (first) training worker.")
+    gpu: int = Field(default=0, le=MAX_GPU, description="GPUs of the (first) training worker.")
+    num_workers: int = Field(default=1, le=MAX_WORKERS, description="Training workers (accelerate distributed).")
     gpu_label_id: int | None = Field(default=None, description="CML accelerator label id.")
-    dist_cpu: int | None = Field(default=None, description="CPU per additional worker.")
-    dist_gpu: int | None = Field(default=None, description="GPU per additional worker.")
-    dist_memory: int | None = Field(default=None, description="Memory (GB) per additional worker.")
+    dist_cpu: int | None = Field(default=None, le=MAX_CPU, description="CPU per additional worker.")
+    dist_gpu: int | None = Field(default=None, le=MAX_GPU, description="GPU per additional worker.")
+    dist_memory: int | None = Field(default=None, le=MAX_MEMORY_GB, description="Memory (GB) per additional worker.")
 
 
 class FineTuningJobSpec(Strict):
@@ -33,7 +44,7 @@ class FineTuningJobSpec(Strict):
         default=None, description="Name of the adapter this job trains (default: metadata.name)."
     )
     out_dir: str | None = Field(default=None, description="Existing directory for the adapter output.")
-    num_epochs: int | None = Field(default=None, description="Overrides training_arguments.num_train_epochs.")
+    num_epochs: int | None = Field(default=None, le=MAX_EPOCHS, description="Overrides training_arguments.num_train_epochs.")
     learning_rate: float | None = Field(default=None, description="Overrides training_arguments.learning_rate.")
     dataset_fraction: float = DEFAULT_DATASET_FRACTION
     train_test_split: float = DEFAULT_TRAIN_TEST_SPLIT
@@ -46,7 +57,7 @@ class FineTuningJobSpec(Strict):
     user_config: ConfigSource | None = Field(default=None, description="A custom config passed to user_script.")
     resources: TrainingResources = Field(default_factory=TrainingResources)
     hf_token_env: str | None = None
-    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(
         default=None, description="Where the job runs: local or cml (default: --backend, FTCTL_BACKEND, or ftctl.toml; else local)."
     )
@@ -74,9 +85,9 @@ class Combination(Strict):
 
 
 class EvaluationResources(Strict):
-    cpu: int | None = None
-    memory: int | None = None
-    gpu: int | None = None
+    cpu: int | None = Field(default=None, le=MAX_CPU)
+    memory: int | None = Field(default=None, le=MAX_MEMORY_GB)
+    gpu: int | None = Field(default=None, le=MAX_GPU)
 
 
 class EvaluationJobSpec(Strict):
@@ -91,7 +102,7 @@ class EvaluationJobSpec(Strict):
     selected_features: list[str] | None = None
     resources: EvaluationResources | None = None
     hf_token_env: str | None = None
-    retries: int = Field(default=0, ge=0, description="Relaunch a transient failure (killed, network) up to this many times.")
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(
         default=None, description="Where the job runs: local or cml (default: --backend, FTCTL_BACKEND, or ftctl.toml; else local)."
     )

@@ -986,7 +986,7 @@ CASES: list[Case] = [
           base_model: base-model
           dataset: base-data
           prompt: base-prompt
-          num_epochs: 18446744073709551616  # <-- 2**64
+          user_config: {batch: 18446744073709551616}  # <-- 2**64
         """, line=8),
     Case("NM-005", """
         apiVersion: ftctl/v1

@@ -89,13 +89,19 @@ CASES: list[tuple[str, str, str]] = [
     ("template_conversion", prompt("{question!r}"), "PR-102"),
     ("template_format_spec", prompt("{question:>100000000}"), "PR-102"),
     ("template_nested_spec", prompt("{question:{answer}}"), "PR-102"),
-    # integers beyond SQLite's 64 bits, wherever they are
-    ("int_spec_field", job(f"num_epochs: {BIG}\n"), "SC-005"),
-    ("int_resources", job(f"resources: {{cpu: {BIG}}}\n"), "SC-005"),
+    # integers beyond SQLite's 64 bits, wherever they are (SC-005), and past the sane bound of a
+    # known count (SC-002, from the model's bound)
     ("int_negative", job(f"resources: {{gpu_label_id: -{BIG}}}\n"), "SC-005"),
     ("int_config_body", config("lora_config", f"{{r: {BIG}}}"), "SC-005"),
-    ("int_retries", export(f"retries: {BIG}\n"), "SC-005"),
-    ("int_endpoint", export(f"resources: {{gpu: {BIG}}}\n", "cml_model"), "SC-005"),
+    ("int_user_config", job(f"user_config: {{nested: [1, {BIG}]}}\n"), "SC-005"),
+    ("int_spec_field", job(f"num_epochs: {BIG}\n"), "SC-002"),
+    ("int_resources", job(f"resources: {{cpu: {BIG}}}\n"), "SC-002"),
+    ("int_retries", export(f"retries: {BIG}\n"), "SC-002"),
+    ("int_endpoint", export(f"resources: {{gpu: {BIG}}}\n", "cml_model"), "SC-002"),
+    ("memory_typo", job("resources: {memory: 160000}\n"), "SC-002"),
+    ("epochs_typo", job("num_epochs: 1000000\n"), "SC-002"),
+    ("eval_gpu_typo", HEADER + "kind: EvaluationJob\nmetadata: {name: case}\nspec:\n  dataset: base-data\n  prompt: base-prompt\n"
+     "  combinations: [{model: base-model}]\n  resources: {cpu: 2, gpu: 500, memory: 8}\n", "SC-002"),
     # endpoint resources and gates
     ("endpoint_cpu", export("resources: {cpu: -1}\n", "cml_model"), "EX-104"),
     ("endpoint_memory", export("resources: {memory: 0}\n", "cml_model"), "EX-104"),
@@ -212,8 +218,11 @@ _SPOTS = [
 @_SETTINGS
 @given(value=_out_of_range, spot=st.sampled_from(range(len(_SPOTS))))
 def test_any_integer_outside_64_bits_is_an_error(value: int, spot: int, tmp_path_factory) -> None:
+    """SC-005 in general; SC-002 where the field's own bound (resources, epochs) says it first."""
     diags = run_validate(tmp_path_factory.mktemp("int"), _SPOTS[spot](value))
-    assert "SC-005" in {d.code for d in diags}, [(d.code, d.summary) for d in diags]
+    hits = [d for d in diags if d.code in ("SC-002", "SC-005")]
+    assert hits, [(d.code, d.summary) for d in diags]
+    assert all(d.location is not None and d.location.file.endswith("case.yaml") for d in hits)
 
 
 def _limit_memory() -> None:
@@ -232,13 +241,13 @@ def test_plan_and_apply_refuse_a_huge_integer_and_write_nothing(tmp_path: Path) 
     root = tmp_path / "project"
     shutil.copytree(BASE, root)
     (root / "ftctl.toml").touch()
-    (root / "case.yaml").write_text(job(f"resources: {{cpu: 2, memory: {2**64}}}\n"), encoding="utf-8")
+    (root / "case.yaml").write_text(job(f"user_config: {{batch: {2**64}}}\n"), encoding="utf-8")
     store = tmp_path / "state.db"
     create_studio_store(store)
     before = studio_row_ids(store)
     for run in (_ftctl(root, "plan", ".", "--offline", "--store", str(store)),
                 _ftctl(root, "apply", ".", "--auto-approve", "--offline", "--store", str(store))):
         assert run.returncode == 1, show(run)
-        assert "SC-005" in run.stdout + run.stderr and "spec.resources.memory" in run.stdout + run.stderr, show(run)
+        assert "SC-005" in run.stdout + run.stderr and "spec.user_config.batch" in run.stdout + run.stderr, show(run)
         assert "Traceback" not in run.stderr and "OverflowError" not in run.stdout + run.stderr, show(run)
     assert studio_row_ids(store) == before
