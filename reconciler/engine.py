@@ -20,7 +20,7 @@ from reconciler.backends.local import LocalBackend
 from reconciler.desired import PlanFacts
 from reconciler.diagnostics import Diagnostic
 from reconciler.drift import DriftReport, find_drift
-from reconciler.executor import ApplyResult, StalePlanError, apply_plan
+from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
 from reconciler.graph import Graph
 from reconciler.health import ObjectStatus, assess
@@ -349,13 +349,28 @@ def execute_plan(
     try:
         backends = Backends(job_settings(environ), environ)
         return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
-                          on_step=on_step, launcher=backends)
+                          lock_ttl_s=lock_ttl(environ), on_step=on_step, launcher=backends)
     except (LockedError, StalePlanError, PlanRefusedError, BackendError) as exc:
         raise EngineError(str(exc)) from exc
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     finally:
         writer.close()
+
+
+def lock_ttl(environ: Mapping[str, str]) -> float:
+    """The apply lease's time to live: FTCTL_LOCK_TTL_S seconds (default 60). A live apply keeps
+    renewing it; a paused or stopped one loses it after this long, to another apply."""
+    value = environ.get("FTCTL_LOCK_TTL_S")
+    if not value:
+        return LOCK_TTL_S
+    try:
+        ttl = float(value)
+    except ValueError:
+        ttl = 0.0
+    if not 0.5 <= ttl < float("inf"):
+        raise EngineError(f"FTCTL_LOCK_TTL_S={value!r}: give the lease's time to live in seconds (at least 0.5)")
+    return ttl
 
 
 def actor(environ: Mapping[str, str]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,8 +24,9 @@ from reconciler.planverify import check_plan
 from reconciler.runtime import JobObservation
 
 STEP_SIZE = 500  # store-only changes of one wave written in one step
-LOCK_TTL_S = 60.0
-FAULT_ENV = "FTCTL_FAULT_KILL_AT"  # tests: SIGKILL this process after the Nth journal write
+LOCK_TTL_S = 60.0  # the lease's time to live; the writer renews it while the apply runs
+FAULT_ENV = "FTCTL_FAULT_KILL_AT"  # tests: SIGKILL this process at the Nth fault point
+PAUSE_ENV = "FTCTL_FAULT_PAUSE_AT"  # tests: `N:FILE` waits at the Nth fault point until FILE exists
 
 
 class StalePlanError(Exception):
@@ -67,10 +69,11 @@ def apply_plan(
     actor: str,
     commit_sha: str = "",
     lock_wait_s: float = 30.0,
+    lock_ttl_s: float = LOCK_TTL_S,
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
     launcher: Launcher | None = None,
 ) -> ApplyResult:
-    writer.acquire_lock(ttl_s=LOCK_TTL_S, wait_s=lock_wait_s)
+    writer.acquire_lock(ttl_s=lock_ttl_s, wait_s=lock_wait_s)
     result = ApplyResult(waiting=[c for c in plan.changes if c.consequence is Consequence.WAIT])
     try:
         current = writer.snapshot()
@@ -88,9 +91,9 @@ def apply_plan(
                 _fault_point()
                 writer.commit_step(apply_id=result.apply_id, serial=result.serial, journal_seq=seq, changes=batch)
                 _fault_point()
-                result.launched += _launch(batch, writer, launcher, apply_id=result.apply_id, serial=result.serial)
+                result.launched += _launch(batch, writer, launcher, apply_id=result.apply_id, serial=result.serial, ttl_s=lock_ttl_s)
                 result.applied.extend(batch)
-                writer.renew_lock(LOCK_TTL_S)
+                writer.renew_lock(lock_ttl_s)
                 if on_step:
                     on_step(number, len(steps), batch)
         except BaseException:
@@ -102,17 +105,21 @@ def apply_plan(
     return result
 
 
-def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int) -> list[JobObservation]:
+def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int,
+            ttl_s: float) -> list[JobObservation]:
     """Start the step's jobs (after their rows are committed), then note the launches in their rows.
 
     Launching is idempotent by job name: if this process dies between the two, the next plan finds
-    the job running and writes the note then; nothing is launched twice."""
+    the job running and writes the note then; nothing is launched twice. The lease is renewed before
+    each launch, so an apply that lost it launches nothing more (a launch it made just before is
+    found by name and adopted by the apply that took over)."""
     launched: list[JobObservation] = []
     noted: list[tuple[Change, str, str]] = []
     for change in batch:
         for launch in change.launches:
             if launcher is None:
                 raise RuntimeError(f"{change.address} launches a job but no backend was given")
+            writer.renew_lock(ttl_s)
             launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt, backend=launch.backend))
             _fault_point()
             if launch.row:
@@ -165,11 +172,15 @@ _fault_count = 0
 
 
 def _fault_point() -> None:
-    """Tests of crash safety set FTCTL_FAULT_KILL_AT=N to SIGKILL this process at the Nth point."""
+    """Tests of crash safety set FTCTL_FAULT_KILL_AT=N to SIGKILL this process at the Nth point;
+    tests of fencing set FTCTL_FAULT_PAUSE_AT=N:FILE to hold it there until FILE exists."""
     global _fault_count
-    target = os.environ.get(FAULT_ENV)
-    if not target:
+    kill, pause = os.environ.get(FAULT_ENV), os.environ.get(PAUSE_ENV)
+    if not (kill or pause):
         return
     _fault_count += 1
-    if _fault_count == int(target):
+    if kill and _fault_count == int(kill):
         os.kill(os.getpid(), signal.SIGKILL)
+    if pause and _fault_count == int(pause.partition(":")[0]):
+        while not os.path.exists(pause.partition(":")[2]):
+            time.sleep(0.05)

@@ -31,12 +31,14 @@ def open_engine(location: str | None, *, create: bool) -> Engine:
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if url.startswith("sqlite") else {})
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
     if create:
         ensure_schema(engine)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.isolation_level = None  # transactions begin where SQLAlchemy begins them (_begin_immediate)
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -50,6 +52,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
                 raise
             time.sleep(0.05)
     cursor.close()
+
+
+def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+    """Every transaction takes SQLite's write lock at its start: pysqlite's default (deferred, begun
+    at the first write) would let a transaction read, then find the file changed under it in WAL
+    mode, and a fenced write's check and its writes must see one state no other writer can change."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -62,6 +62,7 @@ LOCK = Table(
     Column("pid", Integer, nullable=False),
     Column("acquired_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    Column("token", Integer),  # the holder's fencing token (store.write); NULL in stores of older versions
 )
 APPLIES = Table(
     "ftctl_applies",

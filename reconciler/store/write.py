@@ -4,6 +4,14 @@
 `commit_step`, in one short transaction together with ftctl's records, the history (row before and
 after) and the journal row marking the step done: after a crash a step is either wholly in the
 store or not at all. No transaction is held open across anything but these statements.
+
+Fencing: each acquisition of the lease takes a new token, kept in the lock row beside the owner: one
+more than the token of the lease it takes over, and never less than the clock in milliseconds (a
+released lease's row is gone, and with it its token), so tokens only grow. Every write transaction of a writer that holds the lease starts with
+`BEGIN IMMEDIATE` (`store.db`), then checks that the lock row still holds its owner and token; if
+another apply took the lease meanwhile (this one was paused past its expiry), the transaction is
+rolled back and `FencedError` raised, so a stale writer writes nothing more. While the lease is
+held a daemon thread renews it every third of its time to live, so a slow step keeps it.
 """
 
 from __future__ import annotations
@@ -11,13 +19,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from reconciler.live import Snapshot
 from reconciler.plan import Action, Change, RowOp
@@ -51,6 +61,16 @@ class LockedError(StoreError):
         self.holder = holder
 
 
+class FencedError(StoreError):
+    """This apply's lease expired and another apply took the lock: it must write nothing more."""
+
+    def __init__(self, expired_ago: float, holder: str) -> None:
+        super().__init__(
+            f"another apply{holder} took the store lock while this one was paused (lease expired {expired_ago:.0f} s ago); "
+            "this apply wrote nothing more — re-run `ftctl apply` to converge"
+        )
+
+
 class StoreWriter:
     def __init__(self, location: str | None, *, clock: Callable[[], float] = time.time) -> None:
         from reconciler.store.snapshot_file import is_snapshot_location
@@ -63,20 +83,41 @@ class StoreWriter:
         self.owner = f"ftctl-{uuid.uuid4().hex[:8]}"
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.token: int | None = None  # the fencing token of the lease this writer holds
+        self.lease_until = 0.0
+        self._renewing: threading.Event | None = None
 
     def close(self) -> None:
+        self._stop_renewing()
         self.engine.dispose()
 
     def snapshot(self) -> Snapshot:
         return snapshot_of(self.engine.raw_connection(), source=self.url)
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (`BEGIN IMMEDIATE`); while this writer holds the lease, first checked
+        to be still its own, so no other writer can slip in between the check and the writes."""
+        with self.engine.begin() as conn:
+            if self.token is not None:
+                self._check_lease(conn)
+            yield conn
+
+    def _check_lease(self, conn: Connection) -> None:
+        row = conn.execute(select(LOCK.c.owner, LOCK.c.host, LOCK.c.pid, LOCK.c.token).where(LOCK.c.name == LOCK_NAME)).first()
+        if row is None or row.owner != self.owner or row.token != self.token:
+            holder = f" ({row.owner}, pid {row.pid} on {row.host})" if row is not None else ""
+            raise FencedError(max(0.0, self.clock() - self.lease_until), holder)
+
     # -- lease lock ------------------------------------------------------------------------------
 
     def acquire_lock(self, *, ttl_s: float, wait_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Take the lease (waiting up to wait_s for a live holder), then keep it renewed until released."""
         started = self.clock()
         while True:
             holder = self._try_lock(ttl_s)
             if holder is None:
+                self._start_renewing(ttl_s)
                 return
             now = self.clock()
             if now - started >= wait_s:
@@ -84,36 +125,61 @@ class StoreWriter:
             sleep(min(0.2, max(0.01, wait_s - (now - started))))
 
     def _try_lock(self, ttl_s: float) -> LockHolder | None:
+        """Take the lease if it is free, expired, or held by a dead process on this host; else its holder."""
         now = self.clock()
-        mine = {"owner": self.owner, "host": self.host, "pid": self.pid, "acquired_at": now, "expires_at": now + ttl_s}
-        with self.engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO ftctl_lock (name, owner, host, pid, acquired_at, expires_at) "
-                "VALUES (:name, :owner, :host, :pid, :acquired_at, :expires_at) ON CONFLICT (name) DO NOTHING"
-            ), {"name": LOCK_NAME, **mine})
-            row = conn.execute(select(LOCK).where(LOCK.c.name == LOCK_NAME)).one()
-            holder = LockHolder(row.owner, row.host, int(row.pid), float(row.expires_at))
-            if holder.owner == self.owner:
-                return None
-            if holder.expires_at < now or (holder.host == self.host and not _alive(holder.pid)):
-                taken = conn.execute(
-                    update(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == holder.owner).values(**mine)
-                ).rowcount
-                return None if taken == 1 else holder
-            return holder
+        with self._write() as conn:
+            row = conn.execute(select(LOCK).where(LOCK.c.name == LOCK_NAME)).first()
+            token = int(now * 1000)
+            if row is not None:
+                holder = LockHolder(row.owner, row.host, int(row.pid), float(row.expires_at))
+                if not (holder.expires_at < now or (holder.host == self.host and not _alive(holder.pid))):
+                    return holder
+                conn.execute(delete(LOCK).where(LOCK.c.name == LOCK_NAME))
+                token = max(token, int(row.token or 0) + 1)
+            conn.execute(insert(LOCK), {"name": LOCK_NAME, "owner": self.owner, "host": self.host, "pid": self.pid,
+                                        "acquired_at": now, "expires_at": now + ttl_s, "token": token})
+        self.token, self.lease_until = token, now + ttl_s
+        return None
 
     def renew_lock(self, ttl_s: float) -> None:
-        now = self.clock()
-        with self.engine.begin() as conn:
-            renewed = conn.execute(
-                update(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner).values(expires_at=now + ttl_s)
-            ).rowcount
-        if renewed != 1:
-            raise StoreError("lost the store lock (its lease expired and another apply took it); stopping")
+        """Extend the lease; `FencedError` when another apply took it."""
+        with self._write() as conn:
+            self._extend(conn, ttl_s)
+
+    def _extend(self, conn: Connection, ttl_s: float) -> bool:
+        until = self.clock() + ttl_s
+        renewed = conn.execute(
+            update(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner, LOCK.c.token == self.token).values(expires_at=until)
+        ).rowcount
+        if renewed == 1:
+            self.lease_until = until
+        return renewed == 1
+
+    def _start_renewing(self, ttl_s: float) -> None:
+        self._renewing = stop = threading.Event()
+        threading.Thread(target=self._keep_renewing, args=(stop, ttl_s), name="ftctl-lease", daemon=True).start()
+
+    def _keep_renewing(self, stop: threading.Event, ttl_s: float) -> None:
+        """The renewal thread: every ttl/3 while the lease is ours; it stops when the lease is lost
+        (the next write of the apply is then refused) and retries after a store error."""
+        while not stop.wait(ttl_s / 3):
+            try:
+                with self.engine.begin() as conn:
+                    if not self._extend(conn, ttl_s):
+                        return
+            except StoreError:
+                continue
+
+    def _stop_renewing(self) -> None:
+        if self._renewing is not None:
+            self._renewing.set()
+            self._renewing = None
 
     def release_lock(self) -> None:
+        self._stop_renewing()
         with self.engine.begin() as conn:
             conn.execute(delete(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner))
+        self.token = None
 
     # -- apply record and journal -----------------------------------------------------------------
 
@@ -121,7 +187,7 @@ class StoreWriter:
         """Bump the serial, mark interrupted applies and their open intents; (apply id, serial, abandoned)."""
         apply_id = uuid.uuid4().hex
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             current = conn.execute(select(META.c.value).where(META.c.key == "serial")).scalar()
             serial = int(current or 0) + 1
             if current is None:
@@ -142,7 +208,7 @@ class StoreWriter:
         intent = {"changes": [f"{c.action.value} {c.address}" for c in changes],
                   "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops],
                   "launches": [f"{launch.job_name} (attempt {launch.attempt})" for c in changes for launch in c.launches]}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             result = conn.execute(insert(JOURNAL), {
                 "apply_id": apply_id, "step": step, "intent": json.dumps(intent), "state": "intent", "created_at": self.clock(),
             })
@@ -156,7 +222,7 @@ class StoreWriter:
         """
         now = self.clock()
         ops = [(op, change) for change in changes for op in change.ops]
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             before = self._rows_before(conn, [op for op, _ in ops])
             history = [self._history(op, change, before.get((op.table, op.row_id)), apply_id, serial, now) for op, change in ops]
             self._write_rows(conn, [op for op, _ in ops], before)
@@ -249,7 +315,7 @@ class StoreWriter:
         if not ops:
             return
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             before = self._rows_before(conn, [op for _, op in ops])
             present = [(change, op) for change, op in ops if (op.table, op.row_id) in before]  # a row replaced since: skip
             self._write_rows(conn, [op for _, op in present], before)
@@ -259,7 +325,7 @@ class StoreWriter:
                 conn.execute(insert(HISTORY), history)
 
     def finish_apply(self, apply_id: str, state: str) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(APPLIES).where(APPLIES.c.apply_id == apply_id).values(state=state, finished_at=self.clock()))
 
     # -- ftctl_meta: small key/value state (the serial is begin_apply's; the agent keeps its own) ---
@@ -274,13 +340,13 @@ class StoreWriter:
         """Set ftctl_meta keys in one transaction; `serial` is not among them (only applies bump it)."""
         if "serial" in values:
             raise ValueError("ftctl_meta 'serial' is written by begin_apply only")
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for key, value in values.items():
                 if conn.execute(update(META).where(META.c.key == key).values(value=value)).rowcount == 0:
                     conn.execute(insert(META), {"key": key, "value": value})
 
     def set_protected(self, kind: str, name: str, protected: bool) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return bool(conn.execute(
                 update(OBJECTS).where(OBJECTS.c.kind == kind, OBJECTS.c.name == name).values(protected=int(protected))
             ).rowcount)

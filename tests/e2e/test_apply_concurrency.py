@@ -215,9 +215,11 @@ def test_a_plan_made_before_another_apply_is_refused_as_stale(demo_root: Path) -
 
 def test_schema_creation_tolerates_a_concurrent_creator(demo_root: Path) -> None:
     """The interleaving of the new-store race, made certain: while this apply looks at which
-    tables exist, another ftctl process creates the store (a shim runs the real `open_engine` at
-    that instant, as the other apply would). The apply must still succeed."""
+    tables exist, another ftctl process starts creating the store (a shim starts one running the
+    real `open_engine` at that instant, as the other apply would; schema transactions are
+    `BEGIN IMMEDIATE`, so it waits for this one). Both must succeed."""
     shim = (
+        "import subprocess, sys\n"
         "import reconciler.store.db as db\n"
         "real, fired = db.inspect, []\n"
         "def inspect(conn):\n"
@@ -226,14 +228,17 @@ def test_schema_creation_tolerates_a_concurrent_creator(demo_root: Path) -> None
         "    def late():\n"
         "        result = names()\n"
         "        if not fired:\n"
-        "            fired.append(1)\n"
-        "            db.open_engine(db.resolve_location(None), create=True).dispose()  # the other apply\n"
+        "            other = 'import reconciler.store.db as db; db.open_engine(None, create=True).dispose()'\n"
+        "            fired.append(subprocess.Popen([sys.executable, '-c', other]))  # the other apply\n"
         "        return result\n"
         "    found.get_table_names = late\n"
         "    return found\n"
         "db.inspect = inspect\n"
         "from reconciler.cli import main\n"
-        "main()\n"
+        "try:\n"
+        "    main([*sys.argv[1:]])\n"
+        "finally:\n"
+        "    assert fired and fired[0].wait(60) == 0, 'the other creator failed'\n"
     )
     proc = subprocess.run([sys.executable, "-c", shim, "apply", DEMO, "--auto-approve", "--offline"], cwd=demo_root,
                           env=cli_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True, timeout=120, check=False)
