@@ -135,6 +135,9 @@ _RULES: list[Rule] = [
     Rule("LD-011", E, "document nests too deeply", "Manifests never need more than a few levels; flatten the value.", False),
     Rule("LD-012", W, "no manifests found", "Pass files or folders holding .yaml/.yml manifests.", False),
     Rule("LD-013", I, "other YAML skipped", "A file found in a folder whose documents have neither apiVersion nor kind is not read as manifests; name it on the command line to check it as one.", False),
+    Rule("LD-014", E, "path is outside the project root", "ftctl reads only files inside the project (the nearest folder holding ftctl.toml, else .git, else the manifests' folder); a symlink may point inside it. For data on a shared mount, add its folder to FTCTL_READ_ROOTS or read_roots in ftctl.toml.", False),
+    Rule("LD-015", E, "path is not a regular file", "Point at a regular file (a model or adapter location at a folder): never a FIFO, device or socket, nor a symlink to one.", False),
+    Rule("LD-016", E, "file named by a manifest is too large to read", "ftctl reads at most 4 MiB of a model's or adapter's config and 64 MiB of a JSON dataset; check the path names the right file.", False),
     # --- schema ---
     Rule("SC-001", E, "unknown field", "Check the spelling; `ftctl schema` writes JSON Schemas your editor can complete from.", False),
     Rule("SC-002", E, "invalid value", "See the field's type in schemas/manifest.schema.json.", False),

@@ -34,6 +34,7 @@ from reconciler.planner import build_plan
 from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
+from reconciler.safeio import ReadRoots
 from reconciler.store.snapshot_file import Pulled
 
 
@@ -101,14 +102,24 @@ def _validate(
 ) -> tuple[ValidationReport, LocalFacts, Graph]:
     """The report, the local facts gathered for the rules and the reference graph they built:
     planning reuses both."""
-    loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None)
-    facts = gather_facts(loaded.manifests)
+    roots = read_roots(paths, environ)
+    loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None, roots=roots)
+    facts = gather_facts(loaded.manifests, roots=roots)
     ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas())
     diagnostics = loaded.diagnostics + check_all(ctx)
     diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
     report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
     return report, facts, ctx.graph
+
+
+def read_roots(paths: Sequence[str], environ: Mapping[str, str] | None) -> ReadRoots:
+    """Where manifests and the files they name may be read from: the project root of `paths` and
+    the folders in FTCTL_READ_ROOTS (or read_roots in ftctl.toml)."""
+    try:
+        return ReadRoots.for_paths(paths, effective_environ(environ))
+    except ValueError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 def _online(manifests: list[Manifest], *, offline: bool, environ: Mapping[str, str]) -> list[Diagnostic]:
@@ -171,6 +182,7 @@ PROJECT_KEYS = {
     "cml.api_url": "CDSW_API_URL", "cml.project_id": "CDSW_PROJECT_ID", "cml.runtime_identifier": "FTCTL_CML_RUNTIME",
     "cml.runners_dir": "FTCTL_CML_RUNNERS_DIR", "cml.project_dir": "FTCTL_CML_PROJECT_DIR",
     "cml.run_timeout_s": "FTCTL_CML_RUN_TIMEOUT_S", "cml.request_timeout_s": "FTCTL_CML_REQUEST_TIMEOUT_S",
+    "read_roots": "FTCTL_READ_ROOTS",
 }
 
 
@@ -192,7 +204,8 @@ def effective_environ(environ: Mapping[str, str] | None = None, project_file: st
     unknown = sorted(set(flat) - set(PROJECT_KEYS))
     if unknown:
         raise EngineError(f"{project_file}: unknown setting {', '.join(unknown)} (known: {', '.join(PROJECT_KEYS)})")
-    return {**{PROJECT_KEYS[k]: str(v) for k, v in flat.items()}, **environ}
+    return {**{PROJECT_KEYS[k]: os.pathsep.join(map(str, v)) if isinstance(v, list) else str(v) for k, v in flat.items()},
+            **environ}
 
 
 def job_settings(environ: Mapping[str, str]) -> JobSettings:

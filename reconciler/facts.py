@@ -13,11 +13,21 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why ftctl did not read a path a manifest names (`reconciler.safeio`): a catalog code and a
+    message naming the path; nothing of it was read."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class PathFact:
     exists: bool
     is_dir: bool = False
     is_file: bool = False
     has_adapter_config: bool = False  # a PEFT adapter directory holds adapter_config.json
+    refusal: Refusal | None = None  # set: the path (or a file in the folder) was not read, and why
 
 
 @dataclass(frozen=True)

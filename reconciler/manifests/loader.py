@@ -13,7 +13,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from reconciler.manifests.cache import ParseCache, digest
 from reconciler.manifests.events import compose_positions, index_at
 from reconciler.manifests.schema_errors import schema_diagnostics
 from reconciler.models import API_VERSION, MODELS, Resource
+from reconciler.safeio import TOO_LARGE, ReadRoots, UnsafePathError, project_root, read_checked
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -61,19 +61,21 @@ class Manifest:
 
 class SourceTexts(dict[str, str]):
     """Manifest texts by display path: those the loader read, and on first use those it did not
-    need to (`deferred`: unchanged files the parse cache answered by their stat signature). Any
-    other path, or a deferred file that cannot be read now, is missing (KeyError)."""
+    need to (`deferred`: unchanged files the parse cache answered by their stat signature, read
+    through the same `roots`). Any other path, or a deferred file that cannot be read now, is
+    missing (KeyError)."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: ReadRoots | None = None) -> None:
         super().__init__()
         self.deferred: set[str] = set()
+        self.roots = roots
 
     def __missing__(self, path: str) -> str:
-        if path not in self.deferred:
+        if path not in self.deferred or self.roots is None:
             raise KeyError(path)
         try:
-            text = _decoded(Path(path).read_bytes())
-        except (OSError, UnicodeDecodeError):
+            text = _decoded(self.roots.read(path, limit=MAX_FILE_BYTES))
+        except (OSError, UnicodeDecodeError, UnsafePathError):
             raise KeyError(path) from None
         self[path] = text
         return text
@@ -88,10 +90,13 @@ class LoadResult:
     documents: int = 0  # non-empty YAML documents read, valid or not
 
 
-def load_paths(paths: Sequence[str], *, cache: ParseCache | None = None) -> LoadResult:
-    result = LoadResult()
+def load_paths(paths: Sequence[str], *, cache: ParseCache | None = None, roots: ReadRoots | None = None) -> LoadResult:
+    """Every manifest in `paths`; each file is read through `roots` (default: the project root of
+    `paths` alone), so a manifest that is a symlink out of it, a FIFO or a device is refused."""
+    roots = roots if roots is not None else ReadRoots.of(project_root(paths))
+    result = LoadResult(sources=SourceTexts(roots))
     for path, walked in expand_paths(paths, result.diagnostics):
-        _load_file(path, result, cache, walked=walked)
+        _load_file(path, result, cache, walked=walked, roots=roots)
     if cache is not None:
         cache.save()
     if not result.files and all(d.code == NOT_A_MANIFEST for d in result.diagnostics):
@@ -129,11 +134,15 @@ def _other_yaml(docs: list[Any]) -> bool:
     return bool(found) and all(isinstance(d, dict) and "apiVersion" not in d and "kind" not in d for d in found)
 
 
-def _load_file(path: str, result: LoadResult, cache: ParseCache | None, *, walked: bool) -> None:
+def _load_file(path: str, result: LoadResult, cache: ParseCache | None, *, walked: bool, roots: ReadRoots) -> None:
     """Load one file's manifests into `result`. A file found by walking a folder that holds other
     YAML (`_other_yaml`) is skipped with an info (LD-013); one named on the command line is not."""
-    stat = _stat(path) if cache is not None else None
-    unchanged = cache.unchanged(path, stat) if cache is not None and stat is not None else None
+    checked = _inspect(path, roots, result.diagnostics)
+    if checked is None:
+        result.files.append(path)
+        return
+    real, stat = checked  # the parse cache's stat signature too: one stat per file
+    unchanged = cache.unchanged(path, stat) if cache is not None else None
     if unchanged is not None:  # not even read: its text is read on demand (`SourceTexts`)
         if walked and _other_yaml(unchanged):
             result.diagnostics.append(_skipped(path))
@@ -142,7 +151,7 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None, *, walke
         result.sources.deferred.add(path)
         _add_documents(unchanged, path, result, check_depth=False)
         return
-    text = _read_text(path, result.diagnostics)
+    text = _read_text(path, real, stat, result.diagnostics)
     if text is None:
         result.files.append(path)
         return
@@ -160,7 +169,7 @@ def _load_file(path: str, result: LoadResult, cache: ParseCache | None, *, walke
     # The depth check needs the text (aliases can build more nesting than the parser allowed): a
     # file with anchors is always read.
     check_depth = "&" in text
-    if cache is not None and stat is not None and not check_depth:
+    if cache is not None and not check_depth:
         cache.remember(path, stat, key)
     if walked and not problems and error is None and _other_yaml(docs):
         result.diagnostics.append(_skipped(path))
@@ -188,27 +197,26 @@ def _add_documents(docs: list[Any], path: str, result: LoadResult, *, check_dept
             _load_document(doc, Location(path, doc=index), base_dir, result, check_depth=check_depth)
 
 
-def _stat(path: str) -> os.stat_result | None:
+def _inspect(path: str, roots: ReadRoots, diagnostics: list[Diagnostic]) -> tuple[str, os.stat_result] | None:
+    """(real path, stat) of a manifest file ftctl may read, else None and a diagnostic saying why."""
     try:
-        return os.stat(path)
-    except OSError:
-        return None  # reading it reports why
+        return roots.inspect_file(path)
+    except UnsafePathError as exc:
+        diagnostics.append(make_diag(exc.code, str(exc), location=Location(path)))
+    except OSError as exc:
+        diagnostics.append(make_diag("LD-008", f"cannot read {path}: {exc.strerror}", location=Location(path)))
+    return None
 
 
-def _read_text(path: str, diagnostics: list[Diagnostic]) -> str | None:
+def _read_text(path: str, real: str, stat: os.stat_result, diagnostics: list[Diagnostic]) -> str | None:
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            diagnostics.append(
-                make_diag(
-                    "LD-006",
-                    f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}",
-                    location=Location(path, line=1, col=1),
-                )
-            )
-            return None
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_checked(path, real, stat, limit=MAX_FILE_BYTES)
+    except UnsafePathError as exc:
+        too_large = exc.code == TOO_LARGE
+        size = f"{stat.st_size:,} bytes" if stat.st_size > MAX_FILE_BYTES else "larger than its size says"
+        summary = f"file is {size}; the limit is {MAX_FILE_BYTES:,}" if too_large else str(exc)
+        diagnostics.append(make_diag("LD-006" if too_large else exc.code, summary, location=Location(path, line=1, col=1)))
+        return None
     except OSError as exc:
         diagnostics.append(make_diag("LD-008", f"cannot read {path}: {exc.strerror}", location=Location(path)))
         return None

@@ -37,6 +37,9 @@ def _local_dataset(ctx: RuleContext, m, dataset_type: str, location: str) -> Ite
     path = m.path(location)
     fact = ctx.facts.path(path)
     loc = m.at("spec", "location")
+    if fact.refusal is not None:  # nothing of it was read
+        yield make_diag(fact.refusal.code, fact.refusal.message, location=loc, address=m.address)
+        return
     if dataset_type == "project":
         if not fact.is_dir:
             yield make_diag("DS-003", f"dataset directory {location!r} does not exist", location=loc, address=m.address)
@@ -65,6 +68,8 @@ def check_models(ctx: RuleContext) -> Iterator[Diagnostic]:
         elif spec.type == "project":
             if not (spec.location or "").strip():
                 yield make_diag("MD-101", "project model needs location", location=m.at("spec"), address=addr)
+            elif (refusal := ctx.facts.path(m.path(spec.location or "")).refusal) is not None:
+                yield make_diag(refusal.code, refusal.message, location=m.at("spec", "location"), address=addr)
             elif not ctx.facts.path(m.path(spec.location or "")).is_dir:
                 yield make_diag("MD-102", f"model directory {spec.location!r} does not exist", location=m.at("spec", "location"), address=addr)
 
@@ -96,7 +101,9 @@ def _adapter_source(ctx: RuleContext, m) -> Iterator[Diagnostic]:  # type: ignor
         return
     fact = ctx.facts.path(m.path(value))
     loc = m.at("spec", "location")
-    if not fact.is_dir:
+    if fact.refusal is not None:
+        yield make_diag(fact.refusal.code, fact.refusal.message, location=loc, address=addr)
+    elif not fact.is_dir:
         yield make_diag("AD-003", f"adapter directory {value!r} does not exist", location=loc, address=addr)
     elif not fact.has_adapter_config:
         where = os.path.join(value, "adapter_config.json")

@@ -44,6 +44,7 @@ def make_demo(root: Path) -> Path:
     """Copy specs/ under root and build the stand-in for the demo's tiny model; returns root."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "specs", root / "specs")
+    (root / "ftctl.toml").touch()  # the project root (the repository's is marked by .git), so .app/models is inside it
     model = root / ".app" / "models" / "tiny-llama"
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps(TINY_MODEL_CONFIG), encoding="utf-8")

@@ -27,6 +27,7 @@ def studio_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (tmp_path / "data/adapters" / adapter).mkdir(parents=True)
         (tmp_path / "data/adapters" / adapter / "adapter_config.json").write_text("{}")
     (tmp_path / ".app").mkdir()
+    (tmp_path / "ftctl.toml").touch()  # the project root: data/ beside the imported manifests is inside it
     create_studio_store(str(tmp_path / ".app/state.db"))
     populate_shipped_defaults(str(tmp_path / ".app/state.db"))
     monkeypatch.chdir(tmp_path)

@@ -39,6 +39,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The manifests applied to state.db: rows written, the training job launched (fake: running)."""
     shutil.copytree(GOLDEN / "data", tmp_path / "data")
     shutil.copytree(GOLDEN / "manifests", tmp_path / "manifests")
+    (tmp_path / "ftctl.toml").touch()  # the project root: data/ beside manifests/ is inside it
     (tmp_path / "manifests" / "spare.yaml").write_text(SPARE, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FINE_TUNING_STUDIO_SQLITE_DB", raising=False)

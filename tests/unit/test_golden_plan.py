@@ -124,6 +124,7 @@ def prepare(case: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """Copy the case's inputs (not its expected files) to `root/case`."""
     work = root / case
     shutil.copytree(GOLDEN / case, work, ignore=shutil.ignore_patterns(*EXPECTED_FILES, STORE + "*"))
+    (work / "ftctl.toml").touch()  # the project root: data/ beside manifests/ is inside it
     args = case_args(case)
     assert args.get("offline") is True, "golden plans never touch the network"
     return work, args

@@ -8,6 +8,7 @@ from pathlib import Path
 from reconciler.facts import model_family
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import load_paths
+from reconciler.safeio import ReadRoots
 
 
 def project_model(name: str, location: str, model_type: str = "project") -> str:
@@ -31,6 +32,7 @@ def test_local_model_family_is_the_first_architecture_of_its_config_json(tmp_pat
     (models / "no-config").mkdir()
     (models / "hub-typed").mkdir()
     (models / "hub-typed" / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    (tmp_path / "ftctl.toml").write_text("")  # the project root: the models beside specs/ are inside it
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "models.yaml").write_text(
@@ -50,7 +52,7 @@ def test_local_model_family_is_the_first_architecture_of_its_config_json(tmp_pat
     )
     loaded = load_paths([str(specs)])
     assert loaded.diagnostics == []
-    facts = gather_facts(loaded.manifests)
+    facts = gather_facts(loaded.manifests, roots=ReadRoots.for_paths([str(specs)], {}))
     assert facts.model_families == {str(models / "llama"): "LlamaForCausalLM"}
     assert facts.path(str(models / "llama")).is_dir
 

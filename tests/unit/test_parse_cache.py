@@ -75,9 +75,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = loader._read_text
 
-    def spy(path: str, diagnostics: list[Any]) -> str | None:
+    def spy(path: str, *args: Any) -> str | None:
         seen.append(os.path.basename(path))
-        return real(path, diagnostics)
+        return real(path, *args)
 
     monkeypatch.setattr(loader, "_read_text", spy)
     return seen

@@ -179,6 +179,7 @@ def _real_plans(tmp: Path) -> list[Plan]:
     for case, policy in (("create", Policy()), ("replace", Policy(prune=True, max_deletions=0))):
         work = tmp / case
         shutil.copytree(GOLDEN_PLAN / case, work, ignore=shutil.ignore_patterns("plan.*"))
+        (work / "ftctl.toml").touch()  # the project root: data/ beside manifests/ is inside it
         old = os.getcwd()
         os.chdir(work)
         try:

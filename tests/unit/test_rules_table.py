@@ -827,6 +827,30 @@ CASES: list[Case] = [
         on: [push]
         jobs: {check: {runs-on: ubuntu-latest, steps: [{run: ftctl validate}]}}
         """, line=1),
+    Case("LD-014", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata: {name: users}
+        spec:
+          type: project_csv
+          location: users.csv  # <-- a symlink out of the project
+        """, line=6, symlinks={"users.csv": "/etc/passwd"}),
+    Case("LD-015", """
+        apiVersion: ftctl/v1
+        kind: Dataset
+        metadata: {name: zeros}
+        spec:
+          type: project_csv
+          location: zeros.csv  # <-- a device, inside an allowed read root
+        """, line=6, symlinks={"zeros.csv": "/dev/zero"}, environ={"FTCTL_READ_ROOTS": "/dev"}),
+    Case("LD-016", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: local}
+        spec:
+          type: project
+          location: model  # <-- its config.json is over 4 MiB
+        """, line=6, files={"model/config.json": b" " * (4 * 1024 * 1024 + 1)}),
     # ------------------------------------------------------------------ schema
     Case("SC-001", """
         apiVersion: ftctl/v1

@@ -77,6 +77,7 @@ def test_id_references_are_accepted_without_a_store(tmp_path: Path) -> None:
 
 def test_demo_project_is_valid_once_its_model_is_built(tmp_path: Path) -> None:
     shutil.copytree(SPECS / "demo", tmp_path / "specs" / "demo")
+    (tmp_path / "ftctl.toml").write_text("")  # the project root, as .git marks the repository's
     (tmp_path / ".app" / "models" / "tiny-llama").mkdir(parents=True)
     resources = load(tmp_path / "specs" / "demo")
     assert len(resources) == 9
