@@ -92,6 +92,10 @@ class Snapshot:
     # What the backends said of the managed jobs when a snapshot file was pulled; None for a live
     # store (its jobs are observed where they run).
     jobs: Mapping[str, JobObservation] | None = None
+    # `table/id` -> the fingerprint of the row as the store holds it, for each row a snapshot file
+    # holds with a secret masked (a Studio-written token): a plan made from the file still applies
+    # to the store while those rows are unchanged there. Empty for a live store.
+    unredacted: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def objects(self) -> tuple[LiveObject, ...]:
@@ -140,10 +144,13 @@ class Snapshot:
     @cached_property
     def fingerprints(self) -> dict[str, str]:
         """`table/id` -> fingerprint of every Studio row read, and `@Kind/name` -> managed record digest."""
-        out = {f"{t}/{row['id']}": digest(self.comparable_row(t, str(row["id"]))) for t, row in self.all_rows()}
+        out = {f"{t}/{row['id']}": self._fingerprint(t, str(row["id"])) for t, row in self.all_rows()}
         for record in self.managed.values():
             out[f"@{record.address}"] = managed_digest(record)
         return out
+
+    def _fingerprint(self, table: str, row_id: str) -> str:
+        return self.unredacted.get(f"{table}/{row_id}") or digest(self.comparable_row(table, row_id))
 
 
 def managed_digest(record: ManagedRecord) -> str:

@@ -16,6 +16,12 @@ The Studio's importer creates it like any `ftctl_*` table, which the Studio igno
 pull leaves such a table out and writes its own. There is no pull time in the file: it would make two
 pulls of an unchanged store differ.
 
+A secret in a row's text (a Studio-written config's token, a URL's password) is masked in the file
+(`reconciler.secrets.redact_text`). So that a plan made from the file still applies while such a
+row is unchanged in the store, `ftctl_snapshot_redacted` (rows `row`/`fingerprint`, only when some
+row was masked) keeps the fingerprint each masked Studio row has in the store: a digest, never the
+value, as the plan file's own record of the rows it read.
+
 A `--store` that ends in `.json` (not a URL) is a snapshot file, read here, never written:
 `read_snapshot_file` builds the same `Snapshot` (rows, managed records, serial, fingerprints, and
 `source` = the live store's URL) as reading the live store at the moment of the pull, so a plan made
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.live import Snapshot
+from reconciler.records import STUDIO_COLUMNS, comparable, digest
 from reconciler.runtime import JobObservation
 from reconciler.secrets import redact_text
 from reconciler.store.location import (
@@ -58,7 +65,9 @@ META_SCHEMA = "CREATE TABLE IF NOT EXISTS ftctl_snapshot (key VARCHAR NOT NULL, 
 # as they were then, instead of observing (or, where it cannot see them, relaunching) anything.
 JOBS_TABLE = "ftctl_snapshot_jobs"
 JOBS_SCHEMA = "CREATE TABLE IF NOT EXISTS ftctl_snapshot_jobs (job_name VARCHAR NOT NULL, observation TEXT NOT NULL, PRIMARY KEY (job_name))"
-LEFT_OUT = frozenset({"ftctl_lock", "ftctl_journal", META_TABLE, JOBS_TABLE})
+REDACTED_TABLE = "ftctl_snapshot_redacted"
+REDACTED_SCHEMA = "CREATE TABLE IF NOT EXISTS ftctl_snapshot_redacted (row VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, PRIMARY KEY (row))"
+LEFT_OUT = frozenset({"ftctl_lock", "ftctl_journal", META_TABLE, JOBS_TABLE, REDACTED_TABLE})
 SUFFIX = ".json"
 _CREATE = re.compile(r"\bCREATE\s+TABLE\b(?!\s+IF\s+NOT\s+EXISTS\b)\s*", re.IGNORECASE)  # as the Studio's exporter
 
@@ -94,6 +103,7 @@ def pull(location: str | None) -> dict[str, dict[str, Any]]:
         tables, url = _pull_sqlite(path), store_url(location)
     else:
         tables, url = _pull_other(location)
+    tables = _masked(tables)
     serial = next((int(r["value"]) for r in tables.get("ftctl_meta", {}).get("data", ()) if r.get("key") == "serial"), 0)
     meta = {"format_version": str(FORMAT_VERSION), "serial": str(serial), "store": url}
     tables[META_TABLE] = {"schema": META_SCHEMA, "data": [{"key": k, "value": v} for k, v in sorted(meta.items())]}
@@ -118,7 +128,7 @@ def pull_to_file(location: str | None, path: str,
         document = {name: document[name] for name in sorted(document)}
     write_atomically(path, dumps(document))
     meta = _meta(document)
-    tables = [name for name in document if name not in (META_TABLE, JOBS_TABLE)]
+    tables = [name for name in document if name not in (META_TABLE, JOBS_TABLE, REDACTED_TABLE)]
     return Pulled(path, meta.get("store", path), int(meta.get("serial") or 0), len(tables),
                   sum(len(document[name]["data"]) for name in tables))
 
@@ -220,13 +230,27 @@ def _table_rows(cursor: Any, name: str, keys: Sequence[str]) -> list[dict[str, A
 
 
 def _value(table: str, column: str, value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)  # a secret a Studio row holds (a config's token) never reaches a snapshot
-    if value is None or isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None or isinstance(value, str | float) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, bool):
         return int(value)
     raise StoreError(f"{table}.{column} holds a {type(value).__name__} value, which a snapshot (JSON) cannot hold")
+
+
+def _masked(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The tables with every secret in their text masked (a secret a Studio row holds never reaches a
+    snapshot), plus REDACTED_TABLE: the store's fingerprint of each Studio row that was masked."""
+    out, fingerprints = {}, {}
+    for name, entry in tables.items():
+        rows = [{c: redact_text(v) if isinstance(v, str) else v for c, v in row.items()} for row in entry["data"]]
+        if name in STUDIO_COLUMNS:
+            fingerprints.update({f"{name}/{raw['id']}": digest(comparable(name, raw))
+                                 for raw, row in zip(entry["data"], rows) if row != raw})
+        out[name] = {**entry, "data": rows}
+    if fingerprints:
+        out[REDACTED_TABLE] = {"schema": REDACTED_SCHEMA,
+                               "data": [{"row": k, "fingerprint": v} for k, v in sorted(fingerprints.items())]}
+    return out
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -249,9 +273,12 @@ def document_snapshot(document: dict[str, Any], path: str) -> Snapshot:
     from reconciler.store.read import build_snapshot
 
     meta = _meta(document)
-    tables = {name: entry["data"] for name, entry in document.items() if name not in (META_TABLE, JOBS_TABLE)}
+    tables = {name: entry["data"] for name, entry in document.items() if name not in (META_TABLE, JOBS_TABLE, REDACTED_TABLE)}
     try:
         snapshot = build_snapshot(tables, source=meta.get("store") or path)
+        if REDACTED_TABLE in document:
+            rows = document[REDACTED_TABLE]["data"]
+            snapshot = dataclasses.replace(snapshot, unredacted={str(r["row"]): str(r["fingerprint"]) for r in rows})
         if JOBS_TABLE in document:
             jobs = (JobObservation.from_dict(json.loads(r["observation"])) for r in document[JOBS_TABLE]["data"])
             snapshot = dataclasses.replace(snapshot, jobs={obs.job_name: obs for obs in jobs})
