@@ -1213,6 +1213,64 @@ def test_rule_regression(case: Case, tmp_path: Path, request: pytest.FixtureRequ
     test_rule(case, tmp_path, request)
 
 
+# SC-004 is reached by several paths (rules/secrets.py), one case each: a literal in a config body, at
+# any depth, in a body written as text, in a URL's userinfo, and as the value of hf_token_env.
+SECRET_CASES: dict[str, tuple[Case, str]] = {  # name -> (case, the secret it writes)
+    "config-body": (Case("SC-004", """
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: training}
+        spec:
+          type: training_arguments
+          config: {num_train_epochs: 1, hub_token: hf_abcdefghijklmnopqrstu}  # <--
+        """, line=6), "hf_abcdefghijklmnopqrstu"),
+    "nested": (Case("SC-004", """
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: training}
+        spec:
+          type: training_arguments
+          config:
+            deepspeed: {zero_optimization: {stage: 2, api_key: not-a-reference}}  # <--
+        """, line=7), "not-a-reference"),
+    "axolotl-text": (Case("SC-004", """
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: axolotl}
+        spec:
+          type: axolotl
+          config: |  # <-- positions stop at the text; the message names wandb_api_key
+            base_model: org/base-model
+            wandb_api_key: 0123456789abcdef
+        """, line=6), "0123456789abcdef"),
+    "url-credentials": (Case("SC-004", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: model}
+        spec:
+          type: project
+          location: https://user:password@models.example.com/base  # <--
+        """, line=6, also=("MD-102",)), "password"),
+    "token-in-hf_token_env": (Case("SC-004", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: model}
+        spec:
+          type: huggingface
+          huggingface_model_name: org/gated-model
+          hf_token_env: hf_abcdefghijklmnopqrstu  # <-- a token, not a variable's name
+        """, line=7), "hf_abcdefghijklmnopqrstu"),
+}
+
+
+@pytest.mark.parametrize("name", list(SECRET_CASES))
+def test_secret_is_named_never_written(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    case, secret = SECRET_CASES[name]
+    test_rule(case, tmp_path, request)
+    shown = describe(validate([str(tmp_path / "project")], offline=True, environ={}).diagnostics)
+    assert secret not in shown, f"a diagnostic shows the secret:\n{shown}"
+
+
 def test_base_project_is_valid(tmp_path: Path) -> None:
     shutil.copytree(BASE, tmp_path, dirs_exist_ok=True)
     report = validate([str(tmp_path)], offline=True, environ={})
