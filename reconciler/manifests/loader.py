@@ -241,7 +241,7 @@ def _decoded(data: bytes) -> str:
 
 def _syntax_diagnostic(path: str, error: Exception, text: str) -> Diagnostic:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    line, col = yamlsafe.position(text, mark.index) if mark is not None else (1, 1)
+    line, col = yamlsafe.Lines(text).position(mark.index) if mark is not None else (1, 1)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     summary = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
@@ -287,6 +287,7 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: Mapping[str, str])
     Each file with such a diagnostic is composed once, with marks; others are never re-read.
     """
     trees: dict[str, list[Any]] = {}
+    lines: dict[str, yamlsafe.Lines] = {}  # each file's line starts, found once
     last_doc: dict[str, int] = {}  # compose each file only as far as its last diagnostic
     for diag in diagnostics:
         if diag.location is not None and not diag.location.line:
@@ -300,12 +301,13 @@ def resolve_positions(diagnostics: list[Diagnostic], sources: Mapping[str, str])
             continue
         if loc.file not in trees:
             trees[loc.file] = compose_positions(text, upto=last_doc[loc.file])
+            lines[loc.file] = yamlsafe.Lines(text)
         docs = trees[loc.file]
         index = index_at(docs[loc.doc] if loc.doc < len(docs) else None, loc.path)
         if index is None:
             out.append(replace(diag, location=replace(loc, line=1, col=1)))
             continue
-        line, col = yamlsafe.position(text, index)
+        line, col = lines[loc.file].position(index)
         out.append(replace(diag, location=replace(loc, line=line, col=col)))
     return out
 

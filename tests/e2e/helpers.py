@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,18 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def ftctl(cwd: Path, *args: str, env: dict[str, str] | None = None, step_size: int | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in cwd; env adds to (a scrubbed copy of) this process's environment."""
+          timeout: float = 120, memory_cap: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in cwd; env adds to (a scrubbed copy of) this process's environment.
+    `memory_cap`: the process's address space in bytes (RLIMIT_AS): a blowup fails it, not the machine."""
     return subprocess.run(_command(args, step_size), cwd=cwd, env=cli_env(env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, preexec_fn=None if memory_cap is None else _cap(memory_cap))
+
+
+def _cap(memory: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return limit
 
 
 def ftctl_popen(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
