@@ -206,6 +206,8 @@ def test_no_secret_reaches_output_or_files_locally(tmp_path: Path, outputs: list
 
 STUDIO_TOKEN = "hf_PlantedStudioRow9999iiii0000"
 ROTATED_TOKEN = "hf_PlantedRotatedRow1212jjjj3434"
+DRIFTED_TOKEN = "hf_PlantedDriftedRow5656kkkk7878"  # written by the Studio into the row ftctl adopted
+STUDIO_TOKENS = (STUDIO_TOKEN, ROTATED_TOKEN, DRIFTED_TOKEN)
 CONFIG_ID = "6f1c2e9a-2b7d-4c4e-9a61-0d3b8f1e2a47"
 
 
@@ -231,7 +233,7 @@ def _studio_writes(db: Path, token: str, *, insert: bool = False) -> None:
             conn.execute("INSERT INTO configs (id, type, description, config, is_default) VALUES (?, 'training_arguments', '', ?, 0)",
                          (CONFIG_ID, body))
         else:
-            conn.execute("UPDATE configs SET config = ? WHERE id = ?", (body, CONFIG_ID))
+            conn.execute("UPDATE configs SET config = ? WHERE type = 'training_arguments'", (body,))  # the one config
     conn.close()
 
 
@@ -270,13 +272,20 @@ def test_a_studio_rows_secret_stays_in_the_studios_row(tmp_path: Path, outputs: 
     (root / "imported" / "configs.yaml").write_text(written.replace("num_train_epochs: 1", "num_train_epochs: 2"), encoding="utf-8")
     _run(root, outputs, "apply", "--offline", "--auto-approve", "m", "imported", env=env, ok=(0,))
     _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "m", "imported", env=env, ok=(0,))
+    # The Studio writes a token into the adopted row again: drift, shown masked, and put back by apply.
+    _studio_writes(db, DRIFTED_TOKEN)
+    for fmt in ("text", "json", "markdown"):
+        _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "--format", fmt, "m", "imported", env=env, ok=(2,))
+    _run(root, outputs, "drift", "--offline", "m", "imported", env=env, ok=(2,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "m", "imported", env=env, ok=(0,))
+    _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "m", "imported", env=env, ok=(0,))
 
     printed = "\n".join(outputs)
-    assert STUDIO_TOKEN not in printed and ROTATED_TOKEN not in printed, "a Studio row's secret was printed"
-    assert STUDIO_TOKEN not in _ftctl_tables(db) and ROTATED_TOKEN not in _ftctl_tables(db), "ftctl copied the row's secret"
+    assert not [s for s in STUDIO_TOKENS if s in printed], "a Studio row's secret was printed"
+    assert not [s for s in STUDIO_TOKENS if s in _ftctl_tables(db)], "ftctl copied a row's secret into its own tables"
     history = query(db, "SELECT before, after FROM ftctl_history WHERE kind = 'Config'")
     assert any(before and "(sensitive)" in before for before, _ in history)  # the Studio's row, as it was: masked
     assert any(after and variable in after for _, after in history)  # the row ftctl wrote names the variable
     files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith("state.db")]  # the Studio's own store aside
-    assert [p.name for p in files if ROTATED_TOKEN.encode() in p.read_bytes() or STUDIO_TOKEN.encode() in p.read_bytes()] == []
+    assert [p.name for p in files if any(s.encode() in p.read_bytes() for s in STUDIO_TOKENS)] == []
     assert {"before.json", "snapshot.json", "plan.json", "configs.yaml"} <= {p.name for p in files}
