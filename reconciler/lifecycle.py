@@ -188,8 +188,9 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     job = m.resource
     assert isinstance(job, EvaluationJob)
     gen = _generation(change, record)
+    written = {op.row_id: op.values for op in change.ops if op.op == "insert"}
     if _fresh(change):
-        ids = [op.row_id for op in change.ops if op.op == "insert"]
+        ids = list(written)
     else:
         by_key = {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": str(r["id"])
                   for rid in (record.row_ids if record else ()) if (r := ctx.snapshot.row("evaluation_jobs", rid))}
@@ -201,7 +202,7 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     backend = _backend(m, change, record, ctx)
     for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
         name = job_name("EvaluationJob", m.name, gen, index)
-        row = {"id": row_id, **drow.values}
+        row = dict(written.get(row_id) or {"id": row_id, **drow.values})  # a re-run's rows carry the new parent_job_id
         if _fresh(change):
             one = _eval_launch(name, row, job, 1, ctx, backend)
             launches += [one] if one else []

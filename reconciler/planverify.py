@@ -12,15 +12,20 @@ the problems out (empty when the plan is within bounds).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.jobinput import job_name
+from reconciler.jobverify import launch_input_problems
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.models import MODELS
-from reconciler.plan import Change, Launch, Plan, RowOp
-from reconciler.records import JSON_COLUMNS
-from reconciler.runtime import BACKENDS, MAX_ATTEMPT, RunnerKind
+from reconciler.models.base import MAX_RETRIES
+from reconciler.plan import Action, Change, Launch, Plan, RowOp
+from reconciler.records import COLUMN_KINDS, JSON_COLUMNS, YAML_CONFIG_TYPES, Row, comparable
+from reconciler.runtime import BACKENDS, RunnerKind
 
 # Tables a kind writes besides its own: a training registers the adapter it produced (and renames
 # the previous version's).
@@ -38,6 +43,8 @@ RUNNER: dict[str, RunnerKind] = {
     "ModelExport": RunnerKind.EXPORT,
 }
 OPS = ("insert", "update", "delete")
+MAX_ATTEMPT = MAX_RETRIES + 1  # the first run and every retry a manifest may ask for
+INT64 = (-(2**63), 2**63 - 1)  # what a Studio integer column holds
 
 
 class PlanRefusedError(Exception):
@@ -59,16 +66,49 @@ def check_plan(plan: Plan, snapshot: Snapshot) -> None:
 def plan_problems(plan: Plan, snapshot: Snapshot) -> list[str]:
     if plan.store != snapshot.source:
         return [f"it was made for the store {plan.store!r}, not {snapshot.source!r}"]
-    out: list[str] = []
+    out = [f"{b.address}: blocked ({b.code}): {b.message}" for b in plan.blockers] + _policy_problems(plan)
     seen: set[str] = set()
     deleted = {(op.table, op.row_id) for c in plan.changes for op in c.ops if op.op == "delete"}
     inserted = {(op.table, op.row_id) for c in plan.changes for op in c.ops if op.op == "insert"}
+    after = _RowsAfter(snapshot, plan)
     for change in plan.changes:
         if change.address in seen:
             out.append(f"{change.address}: appears twice")
         seen.add(change.address)
-        out += [f"{change.address}: {p}" for p in _ChangeCheck(change, snapshot, deleted, inserted).problems()]
+        out += [f"{change.address}: {p}" for p in _ChangeCheck(change, snapshot, deleted, inserted, after).problems()]
     return out
+
+
+def _policy_problems(plan: Plan) -> list[str]:
+    """The mass-deletion limit, counted again from the changes (whatever the plan's blockers say)."""
+    deletions = sum(1 for c in plan.changes if c.action is Action.DELETE)
+    limit = plan.policy.max_deletions
+    if type(limit) is not int or deletions > limit:
+        return [f"it deletes {deletions} objects, more than its max_deletions {limit!r}"]
+    return []
+
+
+class _RowsAfter:
+    """The Studio rows as they will be after the plan: the store's, with the plan's ops laid over."""
+
+    def __init__(self, snapshot: Snapshot, plan: Plan) -> None:
+        self.snapshot = snapshot
+        self.written: dict[tuple[str, str], Row | None] = {}
+        for change in plan.changes:
+            for op in change.ops:
+                key = (op.table, op.row_id)
+                if op.op == "insert":
+                    self.written[key] = dict(op.values)
+                elif op.op == "delete":
+                    self.written[key] = None
+                elif (row := self(op.table, op.row_id)) is not None:
+                    self.written[key] = {**row, **op.values}
+
+    def __call__(self, table: str, row_id: Any) -> Row | None:
+        if not row_id:
+            return None
+        key = (table, str(row_id))
+        return self.written[key] if key in self.written else self.snapshot.row(table, str(row_id))
 
 
 @dataclass
@@ -77,6 +117,7 @@ class _ChangeCheck:
     snapshot: Snapshot
     deleted: set[tuple[str, str]]  # rows the plan deletes (a replacement may insert the same id again)
     inserted: set[tuple[str, str]]  # rows the plan inserts (a config another change creates may be shared)
+    after: _RowsAfter  # the rows as the plan leaves them, which launches read
 
     def __post_init__(self) -> None:
         kind = self.change.kind
@@ -91,6 +132,8 @@ class _ChangeCheck:
             yield f"unknown kind {self.change.kind!r}"
             return
         yield from self._adoption()
+        if self.change.action is Action.DELETE and self.managed is not None and self.managed.protected:
+            yield "deletes an object the store marks protected (`ftctl unprotect` it first)"
         for number, op in enumerate(self.change.ops, start=1):
             yield from (f"op {number} ({op.op} {op.table}/{op.row_id}): {p}" for p in self._op(op))
         yield from self._record()
@@ -117,14 +160,61 @@ class _ChangeCheck:
             yield f"targets a row that is not {self.change.address}'s (never an unmanaged or another object's row)"
         elif op.op == "update":
             yield from self._columns(op)
+        elif self.managed is not None and self.managed.protected and self.change.action is not Action.REPLACE:
+            yield "deletes a row of an object the store marks protected"
 
     def _insert(self, op: RowOp) -> Iterator[str]:
         if op.values.get("id") != op.row_id:
             yield "its values carry another id"
         elif self.snapshot.row(op.table, op.row_id) is not None and (op.table, op.row_id) not in self.deleted:
             yield "the row already exists"
-        elif op.table != self.table and op.values.get("fine_tuning_job_id") not in self.own:
+        elif op.table != self.table:
+            yield from self._adapter(op)
+        else:
+            yield from _typed(op)
+            yield from self._shown(op)
+
+    def _adapter(self, op: RowOp) -> Iterator[str]:
+        """A training registers the adapter it produced: named, based and prompted as its job row says."""
+        job = self.after(self.table, op.values.get("fine_tuning_job_id"))
+        if op.values.get("fine_tuning_job_id") not in self.own or job is None:
             yield f"registers an adapter that {self.change.address} did not train"
+            return
+        yield from _typed(op)
+        for column, job_column in (("name", "adapter_name"), ("model_id", "base_model_id"), ("prompt_id", "prompt_id")):
+            if (op.values.get(column) or "") != (job.get(job_column) or ""):
+                yield f"sets {column}, which is not the training's {job_column}"
+
+    def _shown(self, op: RowOp) -> Iterator[str]:
+        """An inserted row writes what the change's field diffs show: every value of a create (its
+        diffs list each written column), and of a replace each column it shows (a JSON column key
+        by key), the others as the row it replaces has them. A masked (secret) value is not compared."""
+        create = self.change.action is Action.CREATE
+        if not create and op.table == "evaluation_jobs":
+            return  # a replace's evaluation rows pair with the old ones by combination: bounded by type only
+        shown, keyed, masked = _diffs_by_column(self.change, op.table)
+        old = self._replaced_row(op.table)
+        for column, value in op.values.items():
+            if column == "id" or column in masked or (create and value in (None, "")):
+                continue
+            if column in shown:
+                if _as_shown(op.table, column, value) not in shown[column]:
+                    yield f"sets {column} to another value than its field diff shows"
+            elif column in keyed:
+                if old is not None and _keys_differ(_as_shown(op.table, column, old.get(column)),
+                                                    _as_shown(op.table, column, value), keyed[column]):
+                    yield f"sets {column} to another value than its field diffs show"
+            elif create:
+                yield f"sets {column}, which no field diff of the change shows"
+            elif old is not None and comparable(op.table, {column: value})[column] != comparable(op.table, old)[column]:
+                yield f"sets {column}, which no field diff of the change shows, to another value than the row it replaces"
+
+    def _replaced_row(self, table: str) -> Row | None:
+        """The one row a replace deletes."""
+        if self.change.action is not Action.REPLACE:
+            return None
+        gone = [self.snapshot.row(o.table, o.row_id) for o in self.change.ops if o.op == "delete" and o.table == table]
+        return gone[0] if len(gone) == 1 else None
 
     def _extra_update(self, op: RowOp) -> Iterator[str]:
         """A training renames the previous version of its adapter: a trained row of the same name."""
@@ -175,6 +265,9 @@ class _ChangeCheck:
         table, _, row_id = launch.row.partition("/")
         if launch.row and (table != self.table or row_id not in self.own):
             yield f"records the job in {launch.row}, a row that is not {self.change.address}'s"
+        elif launch.kind == runner.value:
+            spec = next((r.spec for r in (self.change.record, self.managed) if r is not None), None)
+            yield from launch_input_problems(launch, rows=self.after, spec=spec)
 
     def _job_names(self) -> set[str]:
         kind, name = self.change.kind, self.change.name
@@ -184,3 +277,72 @@ class _ChangeCheck:
             return {job_name(kind, name, g) for g in generations}
         count = max((len(r.row_ids) for r in records), default=0)
         return {job_name(kind, name, g, i) for g in generations for i in range(count)}
+
+
+def _typed(op: RowOp) -> Iterator[str]:
+    """Each value of an inserted row is of its Studio column's type: text, an integer SQLite holds,
+    a finite number, or JSON text that parses (YAML for an axolotl config)."""
+    kinds = COLUMN_KINDS.get(op.table, {})
+    for column, value in op.values.items():
+        kind = kinds.get(column)
+        if kind is None:
+            yield f"sets {column}, which is not a column of {op.table}"
+        elif value is not None and not _of_kind(op.table, column, kind, value, op.values):
+            yield f"sets {column} to a value that is not {'JSON text' if column in JSON_COLUMNS.get(op.table, ()) else kind}"
+
+
+def _of_kind(table: str, column: str, kind: str, value: Any, row: Row) -> bool:
+    if kind == "int":
+        return type(value) is int and INT64[0] <= value <= INT64[1]
+    if kind == "float":
+        return type(value) in (int, float) and math.isfinite(value)
+    if not isinstance(value, str):
+        return False
+    if column not in JSON_COLUMNS.get(table, ()) or not value or row.get("type") in YAML_CONFIG_TYPES:
+        return True
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _diffs_by_column(change: Change, table: str) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], set[str]]:
+    """A change's diffs of `table`: whole columns (column -> the values shown), JSON columns shown
+    key by key (column -> key -> value), and columns with a masked value."""
+    shown: dict[str, list[Any]] = {}
+    keyed: dict[str, dict[str, Any]] = {}
+    masked: set[str] = set()
+    for diff in change.fields:
+        where, _, rest = diff.path.partition(".")
+        column, _, key = rest.partition(".")
+        if where != table:
+            continue
+        if diff.sensitive:
+            masked.add(column)
+        elif key:
+            keyed.setdefault(column, {})[key] = diff.after
+        else:
+            shown.setdefault(column, []).append(diff.after)
+    return shown, keyed, masked
+
+
+def _keys_differ(before: Any, after: Any, shown: dict[str, Any]) -> bool:
+    """Whether a JSON value changed a key its key-by-key diffs do not show (or not to what they show)."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return True
+    absent = object()
+    return any(key not in shown or shown[key] != after.get(key) for key in {*before, *after}
+               if before.get(key, absent) != after.get(key, absent))
+
+
+def _as_shown(table: str, column: str, value: Any) -> Any:
+    """A value as a field diff shows it: JSON text parsed (text that does not parse stays text)."""
+    if column not in JSON_COLUMNS.get(table, ()):
+        return value
+    if not isinstance(value, str) or not value:
+        return value if value != "" else None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -13,7 +13,6 @@ from typing import Any, Literal
 CONTRACT_VERSION: Literal[1] = 1  # of the job-input / job-result documents (see contract.py)
 RETRYABLE = ("transient", "killed")  # error classes `retries: N` relaunches
 BACKENDS = ("local", "cml")  # where jobs run
-MAX_ATTEMPT = 1000  # the highest attempt a launch may carry (a plan file saying more is refused)
 
 
 class RunnerKind(StrEnum):

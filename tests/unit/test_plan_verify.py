@@ -20,7 +20,7 @@ import pytest
 
 from reconciler.backends import BackendError
 from reconciler.backends.local import LocalBackend
-from reconciler.jobinput import job_name
+from reconciler.jobinput import JobSettings, job_name, train_input
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.plan import (
     Action,
@@ -47,7 +47,8 @@ SNAPSHOT = Snapshot(
     rows={
         "models": {"m1": {"id": "m1", "name": "base", "description": "a"}, "u1": {"id": "u1", "name": "theirs"}},
         "datasets": {"d1": {"id": "d1", "name": "ds"}},
-        "fine_tuning_jobs": {"j1": {"id": "j1", "adapter_name": "ad"}},
+        "fine_tuning_jobs": {"j1": {"id": "j1", "adapter_name": "ad", "base_model_id": "m1", "dataset_id": "d1",
+                                    "lora_config": '{"r": 8}', "learning_rate": 0.0002}},
     },
     managed={
         ("Model", "base"): _managed("Model", "base", "models", "m1"),
@@ -60,8 +61,10 @@ UPDATE = Change("Model", "base", Action.UPDATE, "the manifest changed", fields=(
                 ops=(RowOp("models", "update", "m1", {"description": "b"}),), record=Record("models", "m1", ("m1",), "s", "r", 1, "created"))
 CREATE = Change("Dataset", "new", Action.CREATE, "new in the manifests", fields=(FieldDiff("datasets.name", None, "new"),),
                 ops=(RowOp("datasets", "insert", "n1", {"id": "n1", "name": "new"}),), record=Record("datasets", "n1", ("n1",), "s", "r", 1, "created"))
+TRAIN_INPUT = train_input(TRAIN, SNAPSHOT.rows["fine_tuning_jobs"]["j1"], rows=SNAPSHOT.row, settings=JobSettings(),
+                          hf_token_env="HF_TOKEN")
 LAUNCH = Change("FineTuningJob", "ft", Action.UPDATE, "launch the job",
-                launches=(Launch(TRAIN, "train", 1, {"job_name": TRAIN}, row="fine_tuning_jobs/j1"),))
+                launches=(Launch(TRAIN, "train", 1, TRAIN_INPUT or {}, row="fine_tuning_jobs/j1"),))
 GOOD = Plan(store=SOURCE, serial=1, read={}, changes=(UPDATE, CREATE, LAUNCH))
 
 
@@ -122,7 +125,7 @@ def test_a_training_may_register_and_retire_its_own_adapter_only() -> None:
                                            "x0": {"id": "x0", "name": "other", "fine_tuning_job_id": "j9"}}}
     snapshot = dataclasses.replace(SNAPSHOT, rows=rows)
     register = (RowOp("adapters", "update", "a0", {"name": "ad-g1"}),
-                RowOp("adapters", "insert", "a1", {"id": "a1", "name": "ad", "fine_tuning_job_id": "j1"}))
+                RowOp("adapters", "insert", "a1", {"id": "a1", "name": "ad", "fine_tuning_job_id": "j1", "model_id": "m1"}))
     assert plan_problems(_edit(2, ops=register)(GOOD), snapshot) == []
     foreign = (RowOp("adapters", "update", "x0", {"name": "renamed"}),)
     assert "op 1 (update adapters/x0): targets a row" in plan_problems(_edit(2, ops=foreign)(GOOD), snapshot)[0]
