@@ -238,9 +238,10 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
         metrics, artifacts = work(resolve_references(job), progress)
         result = {"status": "succeeded", "metrics": metrics, "artifacts": artifacts, "error": None}
     except BaseException as exc:  # every failure becomes a result; the traceback goes to the log
-        traceback.print_exc()
+        hidden = secret_values(job)  # a library may echo what it was given: a secret stays out of log and result
+        print(masked(traceback.format_exc(), hidden), file=sys.stderr, end="", flush=True)
         error_class = "cancelled" if isinstance(exc, _Terminated) else classify(exc)
-        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+        message = masked(str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__, hidden)
         result = {"status": "failed", "metrics": {}, "artifacts": {},
                   "error": {"error_class": error_class, "type": type(exc).__name__, "message": message}}
     result = {"contract_version": CONTRACT_VERSION, "job_name": job["job_name"], **result,
@@ -319,6 +320,31 @@ def resolve_references(value: Any) -> Any:
     if isinstance(value, list):
         return [resolve_references(v) for v in value]
     return value
+
+
+def secret_values(job: dict[str, Any]) -> list[str]:
+    """The values, as set in this environment, of every secret the input names (references and
+    `hf_token_env`), longest first; values under 4 characters are left out (masking them would
+    garble ordinary text, and they protect nothing)."""
+    values = {os.environ.get(name) or "" for name in _secret_names(job)}
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def _secret_names(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(REFERENCE_KEY), str):
+            return {value[REFERENCE_KEY]}
+        found = {str(v) for k, v in value.items() if k == "hf_token_env" and v}
+        return found.union(*(_secret_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_secret_names(v) for v in value))
+    return set()
+
+
+def masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "(sensitive)")
+    return text
 
 
 def hf_token(source: dict[str, Any]) -> str | None:

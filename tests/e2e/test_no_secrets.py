@@ -289,3 +289,24 @@ def test_a_studio_rows_secret_stays_in_the_studios_row(tmp_path: Path, outputs: 
     files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith("state.db")]  # the Studio's own store aside
     assert [p.name for p in files if any(s.encode() in p.read_bytes() for s in STUDIO_TOKENS)] == []
     assert {"before.json", "snapshot.json", "plan.json", "configs.yaml"} <= {p.name for p in files}
+
+
+def test_a_job_echoing_its_arguments_leaks_no_secret(tmp_path: Path, outputs: list[str]) -> None:
+    """A library that puts what it was given into its error (the train stub with FTCTL_STUB_ECHO_FAIL):
+    the secret the runner resolved stays out of the job's log and result, and of what ftctl shows."""
+    root = make_demo(tmp_path / "project")
+    _name_the_token(root)
+    _reference_the_token(root)
+    with FakeCML(CML_KEY) as cml:
+        cml.add_studio_templates()
+        engine = RunnerEngine(root)
+        cml.on_run(lambda job, run, environment: engine(job, run, {**environment, "FTCTL_STUB_ECHO_FAIL": "1"}))
+        env = {**cml.env(), "FTCTL_BACKEND": "cml", "FTCTL_CACHE_DIR": str(root / ".cache"), "FTCTL_CML_RUNNERS_DIR": str(STUB_RUNNERS),
+               "HUGGINGFACE_ACCESS_TOKEN": HF_TOKEN, "PLANTED_REF_TOKEN": REFERENCED}
+        _run(root, outputs, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.2", DEMO, env=env, ok=(1,))
+        _run(root, outputs, "status", "--offline", "--format", "json", DEMO, env=env)
+        _run(root, outputs, "logs", "FineTuningJob/demo-ticketing-lora", env=env, ok=(0,))
+    printed = "\n".join(outputs)
+    assert "rejected training arguments" in printed and "(sensitive)" in printed  # the failure is shown, masked
+    assert not [r for r in engine.runs if REFERENCED in r["output"]], "the job's output held the secret"
+    assert REFERENCED not in printed and _files_holding_secrets(root) == []

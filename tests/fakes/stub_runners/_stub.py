@@ -4,7 +4,8 @@ the `fail` hook, SIGTERM), with the work replaced by a few file writes. Contract
 FTCTL_STUB_SECONDS holds each job that long before it finishes (tests of running and cancelled
 jobs); FTCTL_STUB_METRIC sets the evaluation's rougeL (default 0.3). The train stub reports, as the
 artifact `secret_digests`, a digest of each value its training arguments hold at a `*_token` key, as
-the runner received them (references resolved): tests see that a secret arrived, never the value."""
+the runner received them (references resolved): tests see that a secret arrived, never the value.
+FTCTL_STUB_ECHO_FAIL makes the train stub fail as a library that echoes the arguments it rejects."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def train(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[st
     adapter.mkdir(parents=True, exist_ok=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": job["model"]["name_or_path"]}))
     arguments = job["train"].get("training_arguments") or {}
+    if os.environ.get("FTCTL_STUB_ECHO_FAIL"):
+        raise ValueError(f"rejected training arguments {arguments}")
     seen = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in arguments.items() if k.endswith("_token")}
     return {"train_loss": 1.0}, {"adapter_dir": str(adapter), "secret_digests": seen}
 
