@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import localfiles
+from reconciler.facts import TableFact
 from reconciler.safeio import ReadRoots, UnsafePathError, project_root
 from tests.e2e.helpers import ftctl, show
 
@@ -151,6 +153,19 @@ def test_a_read_stops_at_its_limit_whatever_the_size_says(tmp_path: Path) -> Non
     with pytest.raises(UnsafePathError, match="larger than 100 bytes") as info:
         roots.read(str(tmp_path / "big.json"), limit=100)
     assert info.value.code == "LD-016"
+
+
+@pytest.mark.parametrize(("name", "dataset_type"), [("d.csv", "project_csv"), ("d.json", "project_json"), ("d.jsonl", "project_jsonl")])
+def test_a_dataset_too_large_to_count_gives_its_columns_from_its_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, dataset_type: str
+) -> None:
+    (tmp_path / "d.csv").write_text("a,b\n" + "1,2\n" * 100)
+    (tmp_path / "d.json").write_text(json.dumps([{"a": 1, "b": 2}] * 100))
+    (tmp_path / "d.jsonl").write_text('{"a": 1, "b": 2}\n' * 100)
+    roots = ReadRoots.of(str(tmp_path))
+    assert localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots) == TableFact(("a", "b"), 100)
+    monkeypatch.setattr(localfiles, "MAX_COUNTED_BYTES", 100)
+    assert localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots) == TableFact(("a", "b"), None)
 
 
 def _datasets(store: Path) -> list[tuple[str, str]]:
