@@ -356,7 +356,7 @@ def execute_plan(
     if plan.store and plan.store != target:
         raise EngineError(f"the plan was made for {plan.store}, not {target}; plan against this store")
     try:
-        writer = StoreWriter(store)
+        writer = StoreWriter(store, busy_s=max(lock_wait_s, MIN_BUSY_S))
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     try:
@@ -369,6 +369,9 @@ def execute_plan(
         raise EngineError(str(exc)) from exc
     finally:
         writer.close()
+
+
+MIN_BUSY_S = 2.0  # an apply waits at least this long for another process's SQLite transaction
 
 
 def lock_ttl(environ: Mapping[str, str]) -> float:
@@ -441,10 +444,16 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
 
 def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False) -> ImportReport:
     """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)."""
+    from reconciler.store.location import StoreError
     from reconciler.store.snapshot_file import is_snapshot_location
+    from reconciler.store.write import refuse_unwritable
 
     if is_snapshot_location(store):
         raise EngineError(f"{store} is a snapshot, read-only: import from the store it came from")
+    try:
+        refuse_unwritable(store)  # before any manifest is written
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
     written = export_manifests(store, out_dir, unmanaged_only=True, overwrite=overwrite)
     if not written.objects:
         return written

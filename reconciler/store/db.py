@@ -1,7 +1,8 @@
 """Opening the store: a SQLite path or any SQLAlchemy URL, with the settings a shared file needs.
 
 SQLite runs in WAL mode with a busy timeout, so the Studio's own server keeps reading and writing
-the same file while ftctl works. A new store gets the Studio's seven tables and its alembic head
+the same file while ftctl works; every transaction is `BEGIN IMMEDIATE` (the fenced writes of
+`store.write` check the lease and write under one lock). A new store gets the Studio's seven tables and its alembic head
 stamped; an existing one is used as it is (missing ftctl_* tables are added, Studio tables are
 never altered).
 """
@@ -15,32 +16,52 @@ import time
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from reconciler.store.location import BUSY_TIMEOUT_MS, StoreError, resolve_location, store_url
+from reconciler.store.location import BUSY_TIMEOUT_MS, StoreError, exists, resolve_location, shown, store_url
 from reconciler.store.schema import ALEMBIC_HEAD, ALEMBIC_VERSION, STUDIO_TABLES, ftctl
 
 
-def open_engine(location: str | None, *, create: bool) -> Engine:
-    """An engine on the store; with `create`, the file's folder is made and the schema ensured."""
+def open_engine(location: str | None, *, create: bool, busy_s: float = BUSY_TIMEOUT_MS / 1000) -> Engine:
+    """An engine on the store; with `create`, the file's folder is made and the schema ensured
+    (refused first when a Studio table has a column ftctl's inserts could not fill). SQLite waits
+    up to busy_s for another process's transaction."""
     resolved = resolve_location(location)
     if "://" not in resolved:
-        if not create and not os.path.isfile(resolved):
+        if not exists(resolved) and not create:
             raise StoreError(f"no store at {resolved}")
         if create:
             os.makedirs(os.path.dirname(os.path.abspath(resolved)), exist_ok=True)
     url = store_url(resolved)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if url.startswith("sqlite") else {})
+    engine = create_engine(url, connect_args={"timeout": busy_s} if url.startswith("sqlite") else {})
     if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", lambda dbapi_connection, _record: _sqlite_pragmas(dbapi_connection, busy_s))
         event.listen(engine, "begin", _begin_immediate)
     if create:
+        check_studio_columns(engine, location)
         ensure_schema(engine)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def check_studio_columns(engine: Engine, location: str | None) -> None:
+    """Refuse a store whose Studio tables come from a newer Studio: a column ftctl does not know,
+    NOT NULL and without a default, would make every insert into that table fail (after earlier
+    steps committed). Read before anything is written."""
+    with engine.connect() as conn:
+        found = inspect(conn)
+        present = set(found.get_table_names())
+        for name, table in STUDIO_TABLES.items():
+            if name not in present:
+                continue
+            for column in found.get_columns(name):
+                if column["name"] not in table.c and not column["nullable"] and column.get("default") is None:
+                    raise StoreError(
+                        f"store {shown(location)} has a newer Studio schema: {name}.{column['name']} is NOT NULL without a "
+                        "default, and this ftctl does not know it (its inserts would fail); upgrade ftctl before applying")
+
+
+def _sqlite_pragmas(dbapi_connection, busy_s: float) -> None:  # type: ignore[no-untyped-def]
     dbapi_connection.isolation_level = None  # transactions begin where SQLAlchemy begins them (_begin_immediate)
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     for attempt in range(50):  # switching to WAL needs a moment alone with the file; WAL then persists
         try:

@@ -12,6 +12,7 @@ records by `Kind/name`, so a snapshot does not depend on the order a database re
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,10 +22,13 @@ from reconciler.records import STUDIO_COLUMNS, Row
 from reconciler.store.location import (
     BUSY_TIMEOUT_MS,
     StoreError,
+    describe,
     exists,
+    folder_read_only,
     resolve_location,
     sqlite_path,
     store_url,
+    translated,
 )
 
 
@@ -41,20 +45,31 @@ def read_snapshot(location: str | None, *, missing_ok: bool = False) -> Snapshot
     if path is None:
         from reconciler.store.db import open_engine
 
-        engine = open_engine(location, create=False)
-        try:
-            return snapshot_of(engine.raw_connection(), source=engine.url.render_as_string(hide_password=True))
-        finally:
-            engine.dispose()
+        with translated(location):
+            engine = open_engine(location, create=False)
+            try:
+                return snapshot_of(engine.raw_connection(), source=engine.url.render_as_string(hide_password=True))
+            finally:
+                engine.dispose()
     return snapshot_of(open_read_only(path), source=store_url(location))
 
 
 def open_read_only(path: str) -> sqlite3.Connection:
-    """A SQLite store opened read-only with the standard library (no SQLAlchemy on the read path)."""
-    try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open store {path}: {exc}") from exc
+    """A SQLite store opened read-only with the standard library (no SQLAlchemy on the read path).
+
+    `mode=ro`; but in a read-only folder without the store's -shm file (which a WAL reader needs
+    and cannot create there) as `immutable=1`: no process can write a store whose folder is
+    read-only (a writer must create its -wal or journal there), so nothing changes under the read.
+    A non-empty -wal there holds commits not yet in the file, which an immutable read would miss:
+    that store is refused."""
+    mode = "mode=ro"
+    if folder_read_only(path) and not os.path.exists(f"{path}-shm"):
+        if os.path.exists(f"{path}-wal") and os.path.getsize(f"{path}-wal"):
+            raise StoreError(f"store {path} has commits in {path}-wal that are not in the file yet, and its folder is "
+                             "read-only, so SQLite cannot read them: make the folder writable, or read a copy of both files")
+        mode = "immutable=1"
+    with translated(path):
+        return sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
 
 
 def snapshot_of(conn: Any, *, source: str) -> Snapshot:
@@ -66,8 +81,8 @@ def snapshot_of(conn: Any, *, source: str) -> Snapshot:
         if "ftctl_meta" in present:
             tables["ftctl_meta"] = _rows(cursor, "SELECT key, value FROM ftctl_meta WHERE key = 'serial'")
         snapshot = build_snapshot(tables, source=source)
-    except Exception as exc:  # drivers' errors are many; the user needs one message
-        raise StoreError(f"cannot read store {source}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # drivers' errors are many, and a damaged row is one too: one message
+        raise StoreError(describe(exc, source, busy_s=BUSY_TIMEOUT_MS / 1000)) from exc
     finally:
         conn.close()
     return snapshot

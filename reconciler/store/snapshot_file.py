@@ -51,7 +51,9 @@ from reconciler.records import STUDIO_COLUMNS, comparable, digest
 from reconciler.runtime import JobObservation
 from reconciler.secrets import redact_text
 from reconciler.store.location import (
+    BUSY_TIMEOUT_MS,
     StoreError,
+    describe,
     exists,
     resolve_location,
     sqlite_path,
@@ -168,7 +170,7 @@ def _pull_sqlite(path: str) -> dict[str, dict[str, Any]]:
                          "data": _table_rows(conn.cursor(), name, keys)}
         return out
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot read store {path}: {exc}") from exc
+        raise StoreError(describe(exc, path, busy_s=BUSY_TIMEOUT_MS / 1000)) from exc
     finally:
         conn.close()
 
@@ -187,7 +189,7 @@ def _pull_other(location: str | None) -> tuple[dict[str, dict[str, Any]], str]:
     except StoreError:
         raise
     except Exception as exc:  # drivers' errors are many; the user needs one message
-        raise StoreError(f"cannot read store {url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(describe(exc, location, busy_s=BUSY_TIMEOUT_MS / 1000)) from exc
     finally:
         conn.close()
         engine.dispose()

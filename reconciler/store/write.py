@@ -5,13 +5,14 @@
 after) and the journal row marking the step done: after a crash a step is either wholly in the
 store or not at all. No transaction is held open across anything but these statements.
 
-Fencing: each acquisition of the lease takes a new token, kept in the lock row beside the owner: one
-more than the token of the lease it takes over, and never less than the clock in milliseconds (a
-released lease's row is gone, and with it its token), so tokens only grow. Every write transaction of a writer that holds the lease starts with
-`BEGIN IMMEDIATE` (`store.db`), then checks that the lock row still holds its owner and token; if
-another apply took the lease meanwhile (this one was paused past its expiry), the transaction is
-rolled back and `FencedError` raised, so a stale writer writes nothing more. While the lease is
-held a daemon thread renews it every third of its time to live, so a slow step keeps it.
+Fencing: each acquisition of the lease takes a new token, kept in the lock row beside the owner:
+one more than the token of the lease it takes over, and never less than the clock in milliseconds
+(a released lease's row is gone, and with it its token), so tokens only grow. Every write
+transaction of a writer that holds the lease starts with `BEGIN IMMEDIATE` (`store.db`), then
+checks that the lock row still holds its owner and token; if another apply took the lease
+meanwhile (this one was paused past its expiry), the transaction is rolled back and `FencedError`
+raised, so a stale writer writes nothing more. While the lease is held a daemon thread renews it
+every third of its time to live, so a slow step keeps it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from reconciler.plan import Action, Change, RowOp
 from reconciler.records import storable
 from reconciler.secrets import redact
 from reconciler.store.db import open_engine
-from reconciler.store.location import StoreError, store_url
+from reconciler.store.location import (
+    BUSY_TIMEOUT_MS,
+    StoreError,
+    exists,
+    read_only_error,
+    read_only_reason,
+    sqlite_path,
+    store_url,
+    translated,
+)
 from reconciler.store.read import snapshot_of
 from reconciler.store.schema import APPLIES, HISTORY, JOURNAL, LOCK, META, OBJECTS, STUDIO_TABLES
 
@@ -71,14 +81,32 @@ class FencedError(StoreError):
         )
 
 
+def refuse_unwritable(location: str | None) -> None:
+    """Refuse, before anything is written, a store ftctl could not write (a snapshot file, read-only,
+    damaged, a newer Studio schema...): what opening a writer checks. A store not there yet is fine."""
+    if exists(location):
+        StoreWriter(location).close()
+
+
 class StoreWriter:
-    def __init__(self, location: str | None, *, clock: Callable[[], float] = time.time) -> None:
+    """Opens the store (making it, or checking and completing its schema); every error of the
+    driver leaves its methods as one `StoreError` line (`location.translated`). SQLite waits up to
+    busy_s for another process's transaction."""
+
+    def __init__(self, location: str | None, *, clock: Callable[[], float] = time.time,
+                 busy_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
         from reconciler.store.snapshot_file import is_snapshot_location
 
         if is_snapshot_location(location):
             raise StoreError(f"{location} is a snapshot, read-only: write to the store it came from (`ftctl state pull` made it)")
+        path = sqlite_path(location)
+        reason = read_only_reason(path) if path is not None and exists(location) else None
+        if reason:
+            raise read_only_error(location, reason)
+        self.location, self.busy_s = location, busy_s
         self.url = store_url(location)
-        self.engine: Engine = open_engine(location, create=True)
+        with translated(location, busy_s=busy_s):
+            self.engine: Engine = open_engine(location, create=True, busy_s=busy_s)
         self.clock = clock
         self.owner = f"ftctl-{uuid.uuid4().hex[:8]}"
         self.host = socket.gethostname()
@@ -92,14 +120,17 @@ class StoreWriter:
         self.engine.dispose()
 
     def snapshot(self) -> Snapshot:
-        return snapshot_of(self.engine.raw_connection(), source=self.url)
+        with translated(self.location, busy_s=self.busy_s):
+            conn = self.engine.raw_connection()
+        return snapshot_of(conn, source=self.url)
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction (`BEGIN IMMEDIATE`); while this writer holds the lease, first checked
-        to be still its own, so no other writer can slip in between the check and the writes."""
-        with self.engine.begin() as conn:
-            if self.token is not None:
+    def _transaction(self, *, fenced: bool = True) -> Iterator[Connection]:
+        """A transaction (`BEGIN IMMEDIATE`: SQLite's write lock from its start); `fenced` and while this
+        writer holds the lease, it first checks the lease is still its own, so no other writer can
+        slip in between the check and the writes."""
+        with translated(self.location, busy_s=self.busy_s), self.engine.begin() as conn:
+            if fenced and self.token is not None:
                 self._check_lease(conn)
             yield conn
 
@@ -127,7 +158,7 @@ class StoreWriter:
     def _try_lock(self, ttl_s: float) -> LockHolder | None:
         """Take the lease if it is free, expired, or held by a dead process on this host; else its holder."""
         now = self.clock()
-        with self._write() as conn:
+        with self._transaction() as conn:
             row = conn.execute(select(LOCK).where(LOCK.c.name == LOCK_NAME)).first()
             token = int(now * 1000)
             if row is not None:
@@ -143,7 +174,7 @@ class StoreWriter:
 
     def renew_lock(self, ttl_s: float) -> None:
         """Extend the lease; `FencedError` when another apply took it."""
-        with self._write() as conn:
+        with self._transaction() as conn:
             self._extend(conn, ttl_s)
 
     def _extend(self, conn: Connection, ttl_s: float) -> bool:
@@ -164,7 +195,7 @@ class StoreWriter:
         (the next write of the apply is then refused) and retries after a store error."""
         while not stop.wait(ttl_s / 3):
             try:
-                with self.engine.begin() as conn:
+                with self._transaction(fenced=False) as conn:
                     if not self._extend(conn, ttl_s):
                         return
             except StoreError:
@@ -177,7 +208,7 @@ class StoreWriter:
 
     def release_lock(self) -> None:
         self._stop_renewing()
-        with self.engine.begin() as conn:
+        with self._transaction(fenced=False) as conn:
             conn.execute(delete(LOCK).where(LOCK.c.name == LOCK_NAME, LOCK.c.owner == self.owner))
         self.token = None
 
@@ -187,7 +218,7 @@ class StoreWriter:
         """Bump the serial, mark interrupted applies and their open intents; (apply id, serial, abandoned)."""
         apply_id = uuid.uuid4().hex
         now = self.clock()
-        with self._write() as conn:
+        with self._transaction() as conn:
             current = conn.execute(select(META.c.value).where(META.c.key == "serial")).scalar()
             serial = int(current or 0) + 1
             if current is None:
@@ -208,7 +239,7 @@ class StoreWriter:
         intent = {"changes": [f"{c.action.value} {c.address}" for c in changes],
                   "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops],
                   "launches": [f"{launch.job_name} (attempt {launch.attempt})" for c in changes for launch in c.launches]}
-        with self._write() as conn:
+        with self._transaction() as conn:
             result = conn.execute(insert(JOURNAL), {
                 "apply_id": apply_id, "step": step, "intent": json.dumps(intent), "state": "intent", "created_at": self.clock(),
             })
@@ -222,7 +253,7 @@ class StoreWriter:
         """
         now = self.clock()
         ops = [(op, change) for change in changes for op in change.ops]
-        with self._write() as conn:
+        with self._transaction() as conn:
             before = self._rows_before(conn, [op for op, _ in ops])
             history = [self._history(op, change, before.get((op.table, op.row_id)), apply_id, serial, now) for op, change in ops]
             self._write_rows(conn, [op for op, _ in ops], before)
@@ -315,7 +346,7 @@ class StoreWriter:
         if not ops:
             return
         now = self.clock()
-        with self._write() as conn:
+        with self._transaction() as conn:
             before = self._rows_before(conn, [op for _, op in ops])
             present = [(change, op) for change, op in ops if (op.table, op.row_id) in before]  # a row replaced since: skip
             self._write_rows(conn, [op for _, op in present], before)
@@ -325,14 +356,14 @@ class StoreWriter:
                 conn.execute(insert(HISTORY), history)
 
     def finish_apply(self, apply_id: str, state: str) -> None:
-        with self._write() as conn:
+        with self._transaction() as conn:
             conn.execute(update(APPLIES).where(APPLIES.c.apply_id == apply_id).values(state=state, finished_at=self.clock()))
 
     # -- ftctl_meta: small key/value state (the serial is begin_apply's; the agent keeps its own) ---
 
     def read_meta(self, prefix: str) -> dict[str, str]:
         """The ftctl_meta keys that start with prefix (e.g. `agent.`), and their values."""
-        with self.engine.connect() as conn:
+        with self._transaction(fenced=False) as conn:
             rows = conn.execute(select(META.c.key, META.c.value).where(META.c.key.startswith(prefix, autoescape=True))).all()
         return {str(key): str(value) for key, value in rows}
 
@@ -340,13 +371,13 @@ class StoreWriter:
         """Set ftctl_meta keys in one transaction; `serial` is not among them (only applies bump it)."""
         if "serial" in values:
             raise ValueError("ftctl_meta 'serial' is written by begin_apply only")
-        with self._write() as conn:
+        with self._transaction() as conn:
             for key, value in values.items():
                 if conn.execute(update(META).where(META.c.key == key).values(value=value)).rowcount == 0:
                     conn.execute(insert(META), {"key": key, "value": value})
 
     def set_protected(self, kind: str, name: str, protected: bool) -> bool:
-        with self._write() as conn:
+        with self._transaction() as conn:
             return bool(conn.execute(
                 update(OBJECTS).where(OBJECTS.c.kind == kind, OBJECTS.c.name == name).values(protected=int(protected))
             ).rowcount)
