@@ -200,7 +200,10 @@ class ValueBuilder(Builder):
         try:
             return self._convert(tag, event.value)
         except ValueError as exc:
-            self.problem("LD-004", f"value cannot be read as {tag.rsplit(':', 1)[-1]}: {exc}", event)
+            if tag.endswith(":int"):  # digits past what Python converts: far beyond SQLite's 64 bits
+                self.problem("SC-005", f"integer of {len(event.value)} characters does not fit in 64 bits", event)
+            else:
+                self.problem("LD-004", f"value cannot be read as {tag.rsplit(':', 1)[-1]}: {exc}", event)
             return None
 
     def collection(self, event: Any) -> Any:

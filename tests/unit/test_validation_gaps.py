@@ -94,6 +94,8 @@ CASES: list[tuple[str, str, str]] = [
     ("int_negative", job(f"resources: {{gpu_label_id: -{BIG}}}\n"), "SC-005"),
     ("int_config_body", config("lora_config", f"{{r: {BIG}}}"), "SC-005"),
     ("int_user_config", job(f"user_config: {{nested: [1, {BIG}]}}\n"), "SC-005"),
+    # more digits than Python converts (4,300): still an integer too big, not a YAML tag problem
+    ("int_5000_digits", job(f"user_config: {{nested: {'9' * 5000}}}\n"), "SC-005"),
     ("int_spec_field", job(f"num_epochs: {BIG}\n"), "SC-002"),
     ("int_resources", job(f"resources: {{cpu: {BIG}}}\n"), "SC-002"),
     ("int_retries", export(f"retries: {BIG}\n"), "SC-002"),
