@@ -163,7 +163,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
 
     start_queued_jobs()  # jobs an earlier apply queued take the slots that freed up, before anything new
     targets = paths + files
-    saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.isfile(targets[0])
+    saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.exists(targets[0]) and not os.path.isdir(targets[0])
     policy = Policy(prune=prune, max_deletions=max_deletions)
     if saved:
         the_plan = read_plan_file(targets[0])

@@ -50,6 +50,15 @@ def check_runner(kind: str) -> None:
         raise BackendError(f"job kind {str(kind)[:80]!r} refused: one of {', '.join(k.value for k in RunnerKind)}")
 
 
+def check_outputs(job_input: dict[str, Any], folder: Path) -> None:
+    """Refuse a job input whose outputs are not in `folder`, the job's own (the runner writes there)."""
+    outputs = job_input.get("outputs")
+    want = {"dir": folder, "result": folder / "result.json", "progress": folder / "progress.json", "adapter_dir": folder / "adapter"}
+    if not isinstance(outputs, dict) or set(outputs) != set(want) or any(
+            not (isinstance(v, str) and Path(v) == want[k]) and not (k == "adapter_dir" and v is None) for k, v in outputs.items()):
+        raise BackendError(f"job input refused: its outputs are not in the job's folder {folder}")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A job file's JSON object, or {} when it is missing, partial or not an object."""
     try:

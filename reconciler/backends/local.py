@@ -24,7 +24,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import BackendError, check_job_name, check_runner, read_json, write_json
+from reconciler.backends import (
+    BackendError,
+    check_job_name,
+    check_outputs,
+    check_runner,
+    read_json,
+    write_json,
+)
 from reconciler.runtime import JobObservation, JobState
 
 RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
@@ -62,6 +69,7 @@ class LocalBackend:
         """Start the job unless it is running or already has this attempt; return what it is now."""
         check_runner(kind)
         folder = self.job_dir(job_name)
+        check_outputs(job_input, folder)
         if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
             current = self.observe(job_name)
             if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):

@@ -43,7 +43,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      (UNMANAGED,))
     conn.close()
     made = ftctl(root, "plan", "specs/demo", "--offline", "--store", STORE, "-o", "plan.json",
-                 env={**jobs_env(root / "jobs"), "FTCTL_PLAN_SEED": SEED, "FTCTL_PLAN_KEY": KEY})
+                 env={**jobs_env(Path("jobs")), "FTCTL_PLAN_SEED": SEED, "FTCTL_PLAN_KEY": KEY})  # travels with a copy
     assert made.returncode == 0, show(made)
     assert KEY not in made.stdout + made.stderr
     return root
@@ -88,7 +88,20 @@ def _job_folder_outside(data: dict[str, Any]) -> None:
     _change(data, "FineTuningJob")["launches"][0]["job_name"] = "../../.."
 
 
+def _insert_model_name(data: dict[str, Any]) -> None:
+    insert = next(op for op in _change(data, "Model")["ops"] if op["op"] == "insert")
+    insert["values"]["huggingface_model_name"] = "evil/model"
+
+
+def _train_input(data: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = _change(data, "FineTuningJob")["launches"][0]["input"]
+    return document
+
+
 EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "inserts another huggingface_model_name than its diff shows": _insert_model_name,
+    "trains another model than the rows name": lambda data: _train_input(data)["model"].update(name_or_path="evil/model"),
+    "writes a job's outputs elsewhere": lambda data: _train_input(data)["outputs"].update(dir="/tmp/evil"),
     "deletes a row ftctl does not manage": _delete_theirs,
     "changes huggingface_model_name silently": _silent_model_name,
     "writes a job folder outside the jobs folder": _job_folder_outside,
@@ -125,6 +138,9 @@ def test_an_edited_plan_file_is_refused_and_the_store_keeps_its_bytes(project: P
     ("changes huggingface_model_name silently", "sets huggingface_model_name, which no field diff of the change shows"),
     ("writes a job folder outside the jobs folder", "'../../..'): not the job name ftctl derives"),
     ("runs another script", "a FineTuningJob runs train, not "),
+    ("inserts another huggingface_model_name than its diff shows", "sets huggingface_model_name, which no field diff of the change shows"),
+    ("trains another model than the rows name", "its job input differs at model.name_or_path from what the plan's rows give"),
+    ("writes a job's outputs elsewhere", "its job input's outputs are not in a folder named"),
 ])
 def test_an_edited_plan_with_a_recomputed_digest_is_refused_before_any_write(project: Path, tmp_path: Path, case: str,
                                                                               expected: str) -> None:
@@ -146,7 +162,7 @@ def test_a_signed_plan_applies_with_its_key_only(project: Path, tmp_path: Path) 
     work = _fresh(project, tmp_path)
     text = (work / "plan.json").read_text(encoding="utf-8")
     assert KEY not in text and json.loads(text)["signature"]
-    env = jobs_env(work / "jobs")
+    env = jobs_env(Path("jobs"))  # the jobs folder the plan was made for, relative to the copy
     wrong = ftctl(work, "apply", "plan.json", "--store", STORE, env={**env, "FTCTL_PLAN_KEY": "another-key"})
     assert wrong.returncode == 1 and "plan.json has a wrong signature" in wrong.stderr, show(wrong)
     unsigned = json.loads(text)
@@ -161,3 +177,17 @@ def test_a_signed_plan_applies_with_its_key_only(project: Path, tmp_path: Path) 
     assert KEY.encode() not in (work / STORE).read_bytes()
     train = job_name("FineTuningJob", _change(json.loads(text), "FineTuningJob")["name"], 1)
     assert (work / "jobs" / train / "launch.json").is_file()  # the fake backend recorded the launch
+
+
+@pytest.mark.parametrize(("name", "make", "expected"), [
+    ("fifo.json", os.mkfifo, "fifo.json is a FIFO (named pipe), not a regular file"),
+    ("zero.json", lambda path: os.symlink("/dev/zero", path), "zero.json is a character device, not a regular file"),
+])
+def test_a_plan_file_that_is_not_a_regular_file_is_refused_in_one_line(project: Path, tmp_path: Path, name: str,
+                                                                       make: Callable[[Path], None], expected: str) -> None:
+    work = _fresh(project, tmp_path)
+    make(work / name)
+    before = hashlib.sha256((work / STORE).read_bytes()).hexdigest()
+    proc = ftctl(work, "apply", name, "--store", STORE, env=jobs_env(work / "jobs"), timeout=60, memory_cap=2 << 30)
+    _assert_refused(proc, work, expected)
+    assert hashlib.sha256((work / STORE).read_bytes()).hexdigest() == before

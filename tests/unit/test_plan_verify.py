@@ -18,18 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backends import BackendError
+from reconciler.backends import BackendError, check_outputs
 from reconciler.backends.local import LocalBackend
 from reconciler.jobinput import JobSettings, job_name, train_input
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.plan import (
     Action,
+    Blocker,
     Change,
     FieldDiff,
     Launch,
     Plan,
     PlanFormatError,
     PlanIntegrityError,
+    Policy,
     Record,
     RowOp,
 )
@@ -77,6 +79,19 @@ def _launch(**values: object) -> Callable[[Plan], Plan]:
     return _edit(2, launches=(dataclasses.replace(LAUNCH.launches[0], **values),))
 
 
+def _insert(**values: object) -> Callable[[Plan], Plan]:
+    return _edit(1, ops=(RowOp("datasets", "insert", "n1", {"id": "n1", "name": "new", **values}),))
+
+
+def _job_input(**values: object) -> Callable[[Plan], Plan]:
+    return _launch(input={**TRAIN_INPUT, **values})
+
+
+DELETE_DS = Change("Dataset", "ds", Action.DELETE, "no manifest any more (--prune)", ops=(RowOp("datasets", "delete", "d1"),))
+PROTECTED = dataclasses.replace(SNAPSHOT, managed={**SNAPSHOT.managed, ("Dataset", "ds"): dataclasses.replace(
+    SNAPSHOT.managed[("Dataset", "ds")], protected=True)})
+
+
 HOSTILE: dict[str, tuple[Callable[[Plan], Plan], str]] = {
     "deletes an unmanaged row": (_edit(0, ops=(RowOp("models", "delete", "u1"),)), "Model/base: op 1 (delete models/u1): targets a row that is not"),
     "updates an unmanaged row": (_edit(0, ops=(RowOp("models", "update", "u1", {"description": "b"}),)), "op 1 (update models/u1)"),
@@ -103,6 +118,27 @@ HOSTILE: dict[str, tuple[Callable[[Plan], Plan], str]] = {
     "a launch for a kind without jobs": (_edit(1, launches=LAUNCH.launches), "a Dataset runs no job"),
     "the same object twice": (lambda p: dataclasses.replace(p, changes=(*p.changes, UPDATE)), "Model/base: appears twice"),
     "a plan for another store": (lambda p: dataclasses.replace(p, store="sqlite+pysqlite:///other.db"), "made for the store"),
+    # what apply recomputes whatever the plan says of itself
+    "blockers dropped from the view, kept in the plan": (
+        lambda p: dataclasses.replace(p, blockers=(Blocker("Model/base", "PL-002", "Model/base is protected"),)),
+        "Model/base: blocked (PL-002): Model/base is protected"),
+    "deletes more than its own limit": (
+        lambda p: dataclasses.replace(p, changes=(*p.changes, DELETE_DS), policy=Policy(prune=True, max_deletions=0)),
+        "it deletes 1 objects, more than its max_deletions 0"),
+    # an inserted row: columns of its table, values of their types, the values its diffs show
+    "inserts a column the table lacks": (_insert(evil="x"), "sets evil, which is not a column of datasets"),
+    "inserts a huge integer": (_insert(name="new", features=None, description=2**64), "sets description to a value that is not text"),
+    "inserts JSON text that does not parse": (_insert(features="{oops"), "sets features to a value that is not JSON text"),
+    "inserts a value its diff does not show": (_insert(name="evil"), "sets name to another value than its field diff shows"),
+    "inserts a column no diff shows": (_insert(huggingface_name="evil/ds"), "sets huggingface_name, which no field diff"),
+    # a launch's job input, rebuilt from the rows
+    "a job input for another model": (_job_input(model={"type": "huggingface", "name_or_path": "evil/model"}), "differs at model."),
+    "a job input writing outside": (_job_input(outputs={**TRAIN_INPUT["outputs"], "dir": "/etc"}), "outputs are not in a folder named"),
+    "a job input with another lora config": (_job_input(train={**TRAIN_INPUT["train"], "lora_config": {"r": 999}}),
+                                             "differs at train.lora_config.r"),
+    "a job input naming another job": (_job_input(job_name="other"), "not a document for this job"),
+    "a token that is not a variable": (_job_input(model={**TRAIN_INPUT["model"], "hf_token_env": "hf_abc def"}),
+                                       "model token is not an environment variable's name"),
 }
 
 
@@ -120,6 +156,25 @@ def test_a_hostile_edit_is_refused_naming_the_change_and_the_op(case: str) -> No
     assert "\n" not in message and message.startswith("the plan is refused, nothing was applied: ")
 
 
+def test_an_object_the_store_protects_is_not_deleted_whatever_the_plan_says() -> None:
+    plan = dataclasses.replace(GOOD, changes=(UPDATE, DELETE_DS))
+    assert plan_problems(plan, SNAPSHOT) == []
+    assert plan_problems(plan, PROTECTED) == [
+        "Dataset/ds: deletes an object the store marks protected (`ftctl unprotect` it first)",
+        "Dataset/ds: op 1 (delete datasets/d1): deletes a row of an object the store marks protected",
+    ]
+
+
+def test_a_replace_writes_the_replaced_row_s_values_where_no_diff_shows_a_change() -> None:
+    replace = Change("Model", "base", Action.REPLACE, "the manifest changed", fields=(FieldDiff("models.description", "a", "b"),),
+                     ops=(RowOp("models", "delete", "m1"), RowOp("models", "insert", "m2", {"id": "m2", "name": "base", "description": "b"})),
+                     record=Record("models", "m2", ("m2",), "s", "r", 2, "created"))
+    assert plan_problems(dataclasses.replace(GOOD, changes=(replace,)), SNAPSHOT) == []
+    renamed = dataclasses.replace(replace, ops=(replace.ops[0], RowOp("models", "insert", "m2", {"id": "m2", "name": "evil", "description": "b"})))
+    assert plan_problems(dataclasses.replace(GOOD, changes=(renamed,)), SNAPSHOT) == [
+        "Model/base: op 2 (insert models/m2): sets name, which no field diff of the change shows, to another value than the row it replaces"]
+
+
 def test_a_training_may_register_and_retire_its_own_adapter_only() -> None:
     rows = {**SNAPSHOT.rows, "adapters": {"a0": {"id": "a0", "name": "ad", "fine_tuning_job_id": "j0"},
                                            "x0": {"id": "x0", "name": "other", "fine_tuning_job_id": "j9"}}}
@@ -131,6 +186,8 @@ def test_a_training_may_register_and_retire_its_own_adapter_only() -> None:
     assert "op 1 (update adapters/x0): targets a row" in plan_problems(_edit(2, ops=foreign)(GOOD), snapshot)[0]
     stolen = (RowOp("adapters", "insert", "a2", {"id": "a2", "name": "ad", "fine_tuning_job_id": "j0"}),)
     assert "did not train" in plan_problems(_edit(2, ops=stolen)(GOOD), snapshot)[0]
+    misnamed = (RowOp("adapters", "insert", "a1", {"id": "a1", "name": "evil", "fine_tuning_job_id": "j1", "model_id": "m1"}),)
+    assert "sets name, which is not the training's adapter_name" in plan_problems(_edit(2, ops=misnamed)(GOOD), snapshot)[0]
 
 
 def test_every_problem_is_counted_in_the_one_line() -> None:
@@ -180,6 +237,18 @@ def test_the_local_backend_refuses_a_job_folder_outside_its_root(tmp_path: Path,
     with pytest.raises(BackendError, match="refused"):
         backend.launch(name, "train", {})
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+
+
+@pytest.mark.parametrize("outputs", [{"dir": "/tmp/elsewhere"}, {"result": "/etc/result.json"}, {"adapter_dir": "../../adapter"}])
+def test_the_local_backend_runs_a_job_only_with_its_outputs_in_its_folder(tmp_path: Path, outputs: dict[str, str]) -> None:
+    backend = LocalBackend(tmp_path / "jobs", environ={})
+    good = train_input(TRAIN, SNAPSHOT.rows["fine_tuning_jobs"]["j1"], rows=SNAPSHOT.row,
+                       settings=JobSettings(jobs_root=str(tmp_path / "jobs"))) or {}
+    check_outputs(good, backend.job_dir(TRAIN))
+    job_input = {**good, "outputs": {**good["outputs"], **outputs}}
+    with pytest.raises(BackendError, match="its outputs are not in the job's folder"):
+        backend.launch(TRAIN, "train", job_input)
+    assert not (tmp_path / "jobs").exists()
 
 
 @pytest.mark.parametrize("kind", ["../../tmp/evil", "evil", "train.py", "", "/bin/sh"])
