@@ -501,11 +501,13 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool,
 
 
 def set_protection(store: str | None, address: str, protected: bool) -> None:
-    from reconciler.store.location import StoreError
+    from reconciler.store.location import StoreError, exists, resolve_location
     from reconciler.store.write import StoreWriter
 
     kind, name = _parse_address(address)
     try:
+        if not exists(store):  # protection is of managed objects: a store that is not there has none
+            raise StoreError(f"no store at {resolve_location(store)}")
         writer = StoreWriter(store)
     except StoreError as exc:
         raise EngineError(str(exc)) from exc

@@ -88,15 +88,17 @@ def _reference_counts(tmp_path: Path) -> dict[str, int]:
     return _counts(root / STORE)
 
 
-@pytest.mark.parametrize("point", [2, 6], ids=["between-steps", "before-a-launch"])
+@pytest.mark.parametrize("point", [2, 6, 7], ids=["between-steps", "before-a-launch", "after-a-launch"])
 def test_an_apply_stopped_past_its_lease_is_fenced(tmp_path: Path, point: int) -> None:
     """Point 2: step 1 committed, steps 2 and 3 to come. Point 6: step 3 committed, the training
-    job not launched yet (the fenced apply must not launch it: the second one did)."""
+    job not launched yet (the fenced apply must not launch it: the second one does). Point 7: the
+    job launched, its row not yet noting it (the second apply adopts it by its name, launching
+    nothing; the fenced one must not note it)."""
     root = make_demo(tmp_path / "project")
     db = root / STORE
     first, go = _start_paused(root, point, ttl_s=2.0, seed="first")
     try:
-        done_steps = point // 2
+        done_steps = min(point // 2, 3)
         _wait_for(f"step {done_steps} committed", first,
                   lambda: [s for s, state in _journal_states(db) if state == "done"] == list(range(1, done_steps + 1)))
         os.kill(first.pid, signal.SIGSTOP)

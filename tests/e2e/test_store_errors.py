@@ -187,3 +187,16 @@ def test_a_newer_studio_schema_is_refused_before_anything_is_written(tmp_path: P
         assert_one_clear_line(run(root, command, "state.db"), "state.db", says="datasets.owner_team is NOT NULL")
     assert fingerprint(store) == before
     assert not (root / "imported").exists()
+
+
+def test_a_store_whose_folder_does_not_exist(tmp_path: Path) -> None:
+    """Reading it reads an empty store (apply makes the folder and the store, as for .app/); the
+    commands that need one say there is none, and protect creates nothing."""
+    root = make_demo(tmp_path / "project")
+    store = "missing/state.db"
+    runs = {command: run(root, command, store) for command in ("validate", "protect", "unprotect", "state pull", "plan")}
+
+    for command in ("validate", "protect", "unprotect", "state pull"):
+        assert_one_clear_line(runs[command], store, says="no store at")
+    assert runs["plan"].returncode == 0 and "to create" in runs["plan"].stdout, show(runs["plan"])
+    assert not (root / "missing").exists()
