@@ -7,7 +7,9 @@ store or not at all. No transaction is held open across anything but these state
 
 Fencing: each acquisition of the lease takes a new token, kept in the lock row beside the owner:
 one more than the token of the lease it takes over, and never less than the clock in milliseconds
-(a released lease's row is gone, and with it its token), so tokens only grow. Every write
+(a released lease's row is gone, and with it its token), so tokens do not go back. The check
+compares owner and token, so even two tokens alike (two acquisitions in one millisecond, one
+after a release) cannot be confused. Every write
 transaction of a writer that holds the lease starts with `BEGIN IMMEDIATE` (`store.db`), then
 checks that the lock row still holds its owner and token; if another apply took the lease
 meanwhile (this one was paused past its expiry), the transaction is rolled back and `FencedError`
