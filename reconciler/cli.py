@@ -140,7 +140,9 @@ def _plan_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, n
 @_manifest_args
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (implied when stdin is not a terminal).")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Wait this long for another apply's lock, then exit naming its holder.")
+              help="Wait this long for another apply's lock (or another program's hold on the store file), then exit "
+                   "naming its holder. The lock's lease lives FTCTL_LOCK_TTL_S seconds (default 60), renewed while "
+                   "the apply runs.")
 @click.option("--wait", is_flag=True, help="Keep applying until every job has finished (train, then evaluate, then export).")
 @click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="With --wait: how often to look at running jobs.")
