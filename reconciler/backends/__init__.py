@@ -53,9 +53,11 @@ def check_runner(kind: str) -> None:
 def check_outputs(job_input: dict[str, Any], folder: Path) -> None:
     """Refuse a job input whose outputs are not in `folder`, the job's own (the runner writes there)."""
     outputs = job_input.get("outputs")
+    folder = folder.resolve()  # relative paths, in the input or the folder, are the runner's: from this directory
     want = {"dir": folder, "result": folder / "result.json", "progress": folder / "progress.json", "adapter_dir": folder / "adapter"}
     if not isinstance(outputs, dict) or set(outputs) != set(want) or any(
-            not (isinstance(v, str) and Path(v) == want[k]) and not (k == "adapter_dir" and v is None) for k, v in outputs.items()):
+            not (isinstance(v, str) and "\0" not in v and Path(v).resolve() == want[k]) and not (k == "adapter_dir" and v is None)
+            for k, v in outputs.items()):
         raise BackendError(f"job input refused: its outputs are not in the job's folder {folder}")
 
 
