@@ -77,6 +77,7 @@ _RULES: list[Rule] = [
     Rule("MD-101", E, "model type needs its identifying field", "huggingface models need huggingface_model_name; project models need location.", False),
     Rule("MD-102", E, "project model location must be a directory", "location is relative to the manifest file and must hold config.json and the weights.", False),
     Rule("MD-103", E, "model_registry model id not found in the CML Model Registry (or it has no version)", "Copy the model id from the CML Model Registry; the Studio records the MLflow experiment and run of its first version. Checked by plan when the CML API is configured.", False),
+    Rule("MD-104", W, "project model directory does not exist (yet)", "A model folder is often built or copied where jobs run and kept out of Git (make demo builds the demo's); a job that uses it fails until it exists there. location is relative to the manifest file.", False),
     # --- the Studio's adapter rules ---
     Rule("AD-001", E, "adapter name is required", "Set metadata.name.", True),
     Rule("AD-002", E, "adapter model is required and must exist", "Name the base Model this adapter was trained on.", True),

@@ -68,10 +68,12 @@ def check_models(ctx: RuleContext) -> Iterator[Diagnostic]:
         elif spec.type == "project":
             if not (spec.location or "").strip():
                 yield make_diag("MD-101", "project model needs location", location=m.at("spec"), address=addr)
-            elif (refusal := ctx.facts.path(m.path(spec.location or "")).refusal) is not None:
+            elif (refusal := (fact := ctx.facts.path(m.path(spec.location or ""))).refusal) is not None:
                 yield make_diag(refusal.code, refusal.message, location=m.at("spec", "location"), address=addr)
-            elif not ctx.facts.path(m.path(spec.location or "")).is_dir:
-                yield make_diag("MD-102", f"model directory {spec.location!r} does not exist", location=m.at("spec", "location"), address=addr)
+            elif not fact.exists:
+                yield make_diag("MD-104", f"model directory {spec.location!r} does not exist here", location=m.at("spec", "location"), address=addr)
+            elif not fact.is_dir:
+                yield make_diag("MD-102", f"model location {spec.location!r} is not a directory", location=m.at("spec", "location"), address=addr)
 
 
 def check_adapters(ctx: RuleContext) -> Iterator[Diagnostic]:

@@ -474,6 +474,14 @@ CASES: list[Case] = [
         metadata: {name: model}
         spec:
           type: project
+          location: weights.bin  # <--
+        """, line=6, files={"weights.bin": b"not a folder"}),
+    Case("MD-104", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: model}
+        spec:
+          type: project
           location: no-such-dir  # <--
         """, line=6),
     # ------------------------------------------------------------------ adapters
@@ -1250,7 +1258,7 @@ SECRET_CASES: dict[str, tuple[Case, str]] = {  # name -> (case, the secret it wr
         spec:
           type: project
           location: https://user:password@models.example.com/base  # <--
-        """, line=6, also=("MD-102",)), "password"),
+        """, line=6, also=("MD-104",)), "password"),
     "token-in-hf_token_env": (Case("SC-004", """
         apiVersion: ftctl/v1
         kind: Model
