@@ -29,7 +29,7 @@ install-train: $(TRAIN_STAMP)
 
 # The demo project: build the tiny model offline, then apply specs/demo and wait for its jobs:
 # train a LoRA adapter, evaluate base vs adapter into MLflow (.app/mlflow.db), export to the registry.
-DEMO_MODEL := .app/models/tiny-llama
+DEMO_MODEL := specs/demo/models/tiny-llama
 demo: install-train
 	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
 	$(BIN)/ftctl apply --offline --auto-approve --wait specs/demo

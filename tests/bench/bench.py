@@ -34,6 +34,7 @@ BENCH_DIR = REPO / ".bench"
 GENERATOR = Path(__file__).with_name("generate.py")
 sys.path.insert(0, str(REPO))
 from tests.bench.generate import generate_project  # noqa: E402
+from tests.e2e.helpers import DEMO_MODEL, copy_specs  # noqa: E402
 
 FTCTL = str(REPO / ".venv" / "bin" / "ftctl") if (REPO / ".venv" / "bin" / "ftctl").exists() else "ftctl"
 # Bytecode caching on, as for any installed tool (and as `make` exports it): otherwise every run
@@ -425,9 +426,9 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
         for run in range(runs):
             root = BENCH_DIR / f"launch-{run}"
             shutil.rmtree(root, ignore_errors=True)
-            shutil.copytree(REPO / "specs", root / "specs")
-            (root / ".app/models").mkdir(parents=True)
-            (root / ".app/models/tiny-llama").symlink_to(TINY_MODEL.resolve())
+            copy_specs(root)
+            (root / DEMO_MODEL).parent.mkdir(parents=True)
+            (root / DEMO_MODEL).symlink_to(TINY_MODEL.resolve())
             env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db",
                    "FTCTL_JOBS_DIR": str(root / ".app/jobs")}  # each run its own jobs folder (CHILD_ENV's is shared)
             started = time.time()

@@ -11,5 +11,5 @@ from tests.e2e.helpers import make_demo
 
 @pytest.fixture
 def demo_root(tmp_path: Path) -> Path:
-    """A temporary folder holding specs/ and .app/models/tiny-llama; run the CLI from here."""
+    """A temporary folder holding specs/ and the stand-in for the demo's model; run the CLI from here."""
     return make_demo(tmp_path / "project")

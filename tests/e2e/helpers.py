@@ -25,6 +25,7 @@ from tests.fakes.studio_store import TABLES as STUDIO_TABLES
 REPO = Path(__file__).resolve().parents[2]
 FTCTL = [sys.executable, "-m", "reconciler.cli"]
 DEMO = "specs/demo"
+DEMO_MODEL = "specs/demo/models/tiny-llama"  # where the demo's manifests expect the model `make demo` builds
 SEED = "e2e-seed"
 TINY_MODEL_CONFIG = {"architectures": ["LlamaForCausalLM"]}
 # Variables of the caller's environment that would change what the CLI does.
@@ -44,12 +45,17 @@ NAME_COLUMNS = {
 def make_demo(root: Path) -> Path:
     """Copy specs/ under root and build the stand-in for the demo's tiny model; returns root."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "specs", root / "specs")
-    (root / "ftctl.toml").touch()  # the project root (the repository's is marked by .git), so .app/models is inside it
-    model = root / ".app" / "models" / "tiny-llama"
+    copy_specs(root)
+    (root / "ftctl.toml").touch()  # the project root (the repository's is marked by .git)
+    model = root / DEMO_MODEL
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps(TINY_MODEL_CONFIG), encoding="utf-8")
     return root
+
+
+def copy_specs(root: Path) -> None:
+    """Copy specs/ to root/specs, without the demo's model should `make demo` have built it here."""
+    shutil.copytree(REPO / "specs", root / "specs", ignore=lambda folder, _: ["models"] if folder.endswith("demo") else [])
 
 
 def make_generated(root: Path, n: int, folder: str = "gen") -> str:
@@ -212,12 +218,15 @@ def jobs_env(jobs_dir: Path) -> dict[str, str]:
     return {"FTCTL_BACKEND": "fake", "FTCTL_JOBS_DIR": str(jobs_dir)}
 
 
+def job_folders(jobs_dir: Path) -> dict[str, Path]:
+    """Job name -> its folder, in every store's jobs folder (`<jobs dir>/<store id>/<job name>`)."""
+    return {d.name: d for d in sorted(jobs_dir.glob("*/ftctl-*")) if d.is_dir()}
+
+
 def launch_logs(jobs_dir: Path) -> dict[str, str]:
     """Job name -> its launches.log (one line per launch: the attempt number); {} when no folder."""
-    if not jobs_dir.is_dir():
-        return {}
-    return {d.name: (d / "launches.log").read_text(encoding="utf-8") if (d / "launches.log").exists() else ""
-            for d in sorted(jobs_dir.iterdir()) if d.is_dir()}
+    return {name: (d / "launches.log").read_text(encoding="utf-8") if (d / "launches.log").exists() else ""
+            for name, d in job_folders(jobs_dir).items()}
 
 
 def write_result(jobs_dir: Path, job: str, status: str = "succeeded", *, metrics: dict[str, float] | None = None,
@@ -227,7 +236,7 @@ def write_result(jobs_dir: Path, job: str, status: str = "succeeded", *, metrics
         if status == "failed" else None
     document = {"contract_version": 1, "job_name": job, "status": status, "metrics": metrics or {},
                 "artifacts": artifacts or {}, "error": error, "started_at": 0, "finished_at": 0}
-    folder = jobs_dir / job
+    folder = job_folders(jobs_dir).get(job, jobs_dir / job)
     assert (folder / "launch.json").is_file(), f"{job} was never launched: {sorted(launch_logs(jobs_dir))}"
     tmp = folder / ".result.json.tmp"
     tmp.write_text(json.dumps(document), encoding="utf-8")

@@ -48,8 +48,7 @@ class Project:
         self.git(tmp, "init", "--quiet", "--bare", str(self.remote))
         demo = make_demo(tmp / "demo")
         self.git(tmp, "init", "--quiet", "-b", "main", str(self.work))
-        shutil.copytree(demo / "specs" / "demo", self.work / "specs" / "demo")
-        shutil.copytree(demo / ".app" / "models", self.work / ".app" / "models")  # ../../.app/models from specs/demo
+        shutil.copytree(demo / "specs" / "demo", self.work / "specs" / "demo")  # with the model stand-in (models/)
         self.git(self.work, "remote", "add", "origin", str(self.remote))
 
     def git(self, cwd: Path, *args: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.helpers import DEMO_MODEL, copy_specs
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
@@ -26,9 +27,9 @@ mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train)
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
-    shutil.copytree(REPO / "specs", root / "specs")
+    copy_specs(root)
     subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", "specs/demo/data/tickets.csv",
-                    "--out", ".app/models/tiny-llama"], cwd=root, check=True, capture_output=True)
+                    "--out", DEMO_MODEL], cwd=root, check=True, capture_output=True)
     return root
 
 

@@ -51,8 +51,8 @@ def project(tmp_path: Path, tiny_model: Path, *, retries: int) -> Path:
     (tmp_path / "specs/demo/resources.yaml").write_text(RESOURCES)
     (tmp_path / "specs/demo/configs.yaml").write_text(CONFIGS)
     (tmp_path / "specs/demo/job.yaml").write_text(JOB.replace("RETRIES", str(retries)))
-    (tmp_path / ".app/models").mkdir(parents=True)
-    (tmp_path / ".app/models/tiny-llama").symlink_to(tiny_model)
+    (tmp_path / "specs/demo/models").mkdir()
+    (tmp_path / "specs/demo/models/tiny-llama").symlink_to(tiny_model)
     return tmp_path
 
 

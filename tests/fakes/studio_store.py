@@ -115,12 +115,13 @@ def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> str:
 
 
 def _project_path(location: str, manifest_dir: Path) -> str:
-    """A manifest-relative path as the Studio stores it: relative to the project root."""
-    return os.path.relpath(os.path.normpath(manifest_dir / location), DEFAULTS_PATH.parents[2])
+    """A manifest-relative path as the Studio stores it: relative to the project root, which the
+    defaults' folder stands for (it holds ftctl.toml and the stand-ins of the Studio's data/)."""
+    return os.path.relpath(os.path.normpath(manifest_dir / location), DEFAULTS_PATH.parent)
 
 
 def _csv_features(location: str) -> list[str]:
-    full = DEFAULTS_PATH.parents[2] / location
+    full = DEFAULTS_PATH.parent / location
     if full.is_file():
         return full.read_text().splitlines()[0].split(",")
     return ["instruction", "intent"]  # the shipped clean_ticketing.csv header

@@ -34,13 +34,13 @@ def test_every_kind_has_a_valid_example(examples) -> None:  # type: ignore[no-un
 @pytest.mark.parametrize(
     ("kind", "name", "field", "value"),
     [
-        ("Dataset", "sql-create-context", "huggingface_name", "philschmid/sql-create-context-copy"),
+        ("Dataset", "sql-create-context", "huggingface_name", "b-mc2/sql-create-context"),
         ("Dataset", "sql-local", "type", "project_csv"),
-        ("Model", "bloom-1b1", "huggingface_model_name", "bigscience/bloom-1b1"),
+        ("Model", "bloom-560m", "huggingface_model_name", "bigscience/bloom-560m"),
         ("Prompt", "sql-prompt", "completion_template", "{answer}"),
         ("Config", "lora-r16", "config", {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}),
         ("Config", "train-1-epoch", "config", {"num_train_epochs": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4, "learning_rate": 2.0e-4, "lr_scheduler_type": "constant"}),
-        ("Adapter", "bloom-sql-community", "model", "bloom-1b1"),
+        ("Adapter", "bloom-sql-community", "model", "bloom-560m"),
         ("FineTuningJob", "bloom-sql", "adapter_name", "bloom-sql-v1"),
         ("FineTuningJob", "bloom-sql", "train_test_split", 0.9),
         ("FineTuningJob", "bloom-sql-axolotl", "framework_type", "axolotl"),
@@ -58,7 +58,7 @@ def test_nested_values(examples) -> None:  # type: ignore[no-untyped-def]
     assert job.resources.gpu == 1 and job.resources.memory == 32
     assert job.training_arguments == {"num_train_epochs": 2, "learning_rate": 1.0e-4, "per_device_train_batch_size": 2}
     evaluation = examples[("EvaluationJob", "bloom-sql-eval")].spec
-    assert [(c.model, c.adapter) for c in evaluation.combinations] == [("bloom-1b1", None), ("bloom-1b1", "bloom-sql-v1")]
+    assert [(c.model, c.adapter) for c in evaluation.combinations] == [("bloom-560m", None), ("bloom-560m", "bloom-sql-v1")]
     gate = examples[("ModelExport", "bloom-sql")].spec.gate
     assert (gate.evaluation, gate.metric, gate.min) == ("bloom-sql-eval", "rougeL", 0.3)
 
@@ -76,9 +76,9 @@ def test_id_references_are_accepted_without_a_store(tmp_path: Path) -> None:
 
 
 def test_demo_project_is_valid_once_its_model_is_built(tmp_path: Path) -> None:
-    shutil.copytree(SPECS / "demo", tmp_path / "specs" / "demo")
+    shutil.copytree(SPECS / "demo", tmp_path / "specs" / "demo", ignore=shutil.ignore_patterns("models"))
     (tmp_path / "ftctl.toml").write_text("")  # the project root, as .git marks the repository's
-    (tmp_path / ".app" / "models" / "tiny-llama").mkdir(parents=True)
+    (tmp_path / "specs" / "demo" / "models" / "tiny-llama").mkdir(parents=True)
     resources = load(tmp_path / "specs" / "demo")
     assert len(resources) == 9
     assert resources[("FineTuningJob", "demo-ticketing-lora")].spec.lora_config == "demo-lora"
