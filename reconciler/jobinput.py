@@ -1,7 +1,9 @@
 """Job names and job-input documents, built from the rows a plan writes. Pure.
 
-A job name is deterministic (kind, object name, generation, combination): the idempotency key of
-a launch, so an apply that crashed after launching finds its job instead of starting another.
+A job name is deterministic (kind, object name, generation, combination, the store's identity and
+the digest of the job's input): the idempotency key of a launch, so an apply that crashed after
+launching finds its job instead of starting another, while no two stores and no two inputs ever
+share a job (a job found by name ran exactly this input for this store).
 The job input carries everything the runner needs (see `contract.py`), resolved from the Studio
 rows the plan writes or the store holds: model and dataset sources, prompt templates, config
 bodies, split and fraction, output folders, the MLflow store. Secrets travel as variable names.
@@ -11,17 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.records import Row
+from reconciler.records import Row, float32
 from reconciler.runtime import CONTRACT_VERSION
 
 PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
 RUNNER_KIND = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}
 DEFAULT_TRACKING_URI = "sqlite:///.app/mlflow.db"
+NAMED_KEYS = ("job_name", "outputs", "tracking")  # follow from the job's name and this machine: not in its digest
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,49 @@ class JobSettings:
         return f"{self.jobs_root.rstrip('/')}/{job_name}"
 
 
-def job_name(kind: str, name: str, generation: int, index: int | None = None) -> str:
-    """`ftctl-train-<slug>-<hash>-g<gen>[-<i>]`: stable, readable, safe as a folder or CML job name."""
+def job_prefix(kind: str, name: str, generation: int, index: int | None = None, *, store_id: str) -> str:
+    """`ftctl-train-<slug>-<hash>-g<gen>[-<i>]-<store8>-`: what every job of this object's generation
+    (and combination) in this store is named with, whatever its input."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"
     tag = hashlib.sha256(f"{kind}/{name}".encode()).hexdigest()[:6]
     suffix = f"-{index}" if index is not None else ""
-    return f"ftctl-{PREFIX[kind]}-{slug}-{tag}-g{generation}{suffix}"
+    store = re.sub(r"[^a-z0-9]", "", store_id.lower())[:8] or "nostore"
+    return f"ftctl-{PREFIX[kind]}-{slug}-{tag}-g{generation}{suffix}-{store}-"
+
+
+def job_name(kind: str, name: str, generation: int, index: int | None = None, *, store_id: str, digest: str) -> str:
+    """`<job_prefix><input8>`: stable, readable, safe as a folder or CML job name (`input_digest`)."""
+    return f"{job_prefix(kind, name, generation, index, store_id=store_id)}{digest[:8]}"
+
+
+def input_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of a job input as launched, less what follows from its name or this machine (the
+    job's name, its output folder, where MLflow logs): what the job computes from. Floats count at
+    float32, as the Studio's rows keep them, so a plan made from the rows a crashed apply wrote
+    derives the same digest as the plan that launched."""
+    def floats(item: Any) -> Any:
+        if isinstance(item, float):
+            return float32(item) if math.isfinite(item) else repr(item)
+        if isinstance(item, list | tuple):
+            return [floats(i) for i in item]
+        if isinstance(item, Mapping):
+            return {str(k): floats(v) for k, v in item.items()}
+        return item
+
+    body = {k: v for k, v in document.items() if k not in NAMED_KEYS}
+    text = json.dumps(floats(json.loads(json.dumps(body, default=str))), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def named_input(kind: str, name: str, generation: int, index: int | None = None, *, store_id: str,
+                build: Callable[[str], dict[str, Any] | None]) -> tuple[str, dict[str, Any] | None]:
+    """(job name, job input under that name): `build(job name)` makes the input; the name carries
+    the digest of what it builds (which leaves the name out), so it is built twice."""
+    draft = build(job_prefix(kind, name, generation, index, store_id=store_id))
+    if draft is None:
+        return job_prefix(kind, name, generation, index, store_id=store_id).rstrip("-"), None
+    final = job_name(kind, name, generation, index, store_id=store_id, digest=input_digest(draft))
+    return final, build(final)
 
 
 def _json(text: Any) -> Any:

@@ -5,17 +5,19 @@ kind; `advance` then looks at the observed job and adds to that change what the 
 launch it (new rows, or rows whose job never started), adopt a launch a crashed apply did not
 record, register the adapter a successful training produced (renaming the previous version's),
 relaunch a transient failure while `retries` allow, hold an export at its gate, or report a
-running or failed job. Each launch carries a deterministic job name and its job-input document.
+running or failed job. Each launch carries a deterministic job name and its job-input document;
+the name carries the store's identity and the digest of that document, so a job is adopted only
+when it ran this very input for this store (one of another input is named, never adopted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.desired import Desired
-from reconciler.jobinput import JobSettings, evaluate_input, export_input, job_name, train_input
+from reconciler.jobinput import JobSettings, evaluate_input, export_input, named_input, train_input
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
@@ -36,6 +38,11 @@ class JobContext:
 
     def observe(self, name: str) -> JobObservation:
         return self.observations.get(name) or JobObservation(name, JobState.NOT_LAUNCHED)
+
+    def others(self, name: str) -> list[str]:
+        """Jobs of the same object, generation and store that ran another input (never adopted)."""
+        prefix = name[: name.rstrip("-").rfind("-") + 1]
+        return sorted(n for n in self.observations if n.startswith(prefix) and n != name)
 
 
 def advance(manifest: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
@@ -98,11 +105,13 @@ def _cml_job_id(table: str, row_id: str, name: str, ctx: JobContext) -> tuple[Ro
 
 
 def _next_step(obs: JobObservation, retries: int, launch: Callable[[int], Launch | None],
-               done: Callable[[JobObservation], tuple[str, Consequence, tuple[RowOp, ...]]]) -> tuple[str, Consequence, tuple[RowOp, ...], tuple[Launch, ...]]:
+               done: Callable[[JobObservation], tuple[str, Consequence, tuple[RowOp, ...]]],
+               others: Sequence[str] = ()) -> tuple[str, Consequence, tuple[RowOp, ...], tuple[Launch, ...]]:
     """(reason, consequence, ops, launches) for one job in the state observed."""
     if obs.state is JobState.NOT_LAUNCHED:
         first = launch(1)
-        return ("launch the job", Consequence.LAUNCH, (), (first,) if first else ())
+        unadopted = f" (not adopting {', '.join(others)}: it ran another input)" if others else ""
+        return (f"launch the job{unadopted}", Consequence.LAUNCH, (), (first,) if first else ())
     if obs.state is JobState.FAILED and obs.error_class in RETRYABLE and obs.attempt <= retries:
         again = launch(obs.attempt + 1)
         return (f"relaunch (attempt {obs.attempt + 1} of {retries + 1}) after {obs.summary()}", Consequence.RETRY, (),
@@ -122,15 +131,14 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     gen = _generation(change, record)
     row_id = change.record.store_id if change.record else (record.store_id if record else "")
     row = {"id": row_id, **desired.rows[0].values}
-    name = job_name("FineTuningJob", m.name, gen)
     backend = _backend(m, change, record, ctx)
+    axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
+    body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
+    name, document = named_input("FineTuningJob", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: train_input(
+        n, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs,
+        axolotl=body if isinstance(body, dict) else None, dist=desired.spec.get("dist")))
 
     def launch(attempt: int) -> Launch | None:
-        axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
-        body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
-        document = train_input(name, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env,
-                               token_envs=ctx.token_envs,
-                               axolotl=body if isinstance(body, dict) else None, dist=desired.spec.get("dist"))
         return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}", backend=backend) if document else None
 
     if _fresh(change):
@@ -147,7 +155,7 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
         return (f"register adapter {job.adapter_name} that the job produced", Consequence.REGISTER,
                 (*retired, _adapter_insert(job.adapter_name, row, result, gen, ctx, m.name)))
 
-    reason, consequence, ops, launches = _next_step(obs, job.spec.retries, launch, done)
+    reason, consequence, ops, launches = _next_step(obs, job.spec.retries, launch, done, ctx.others(name))
     if adopt and not ops and not launches:
         reason, consequence = f"record the job's launch ({obs.summary()})", Consequence.NONE
     return _merge(change, reason=reason, consequence=consequence, ops=adopt + ops, launches=launches, job=obs.summary())
@@ -201,16 +209,17 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     reasons: list[str] = []
     backend = _backend(m, change, record, ctx)
     for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
-        name = job_name("EvaluationJob", m.name, gen, index)
         row = dict(written.get(row_id) or {"id": row_id, **drow.values})  # a re-run's rows carry the new parent_job_id
+        name, document = named_input("EvaluationJob", m.name, gen, index, store_id=ctx.snapshot.store_id,
+                                     build=lambda n, row=row: _eval_input(n, row, job, ctx))  # type: ignore[misc]
         if _fresh(change):
-            one = _eval_launch(name, row, job, 1, ctx, backend)
-            launches += [one] if one else []
+            launches += [Launch(name, "evaluate", 1, document, row=f"evaluation_jobs/{row_id}", backend=backend)] if document else []
             continue
         obs = ctx.observe(name)
         if obs.state is not JobState.NOT_LAUNCHED:
             ops += _cml_job_id("evaluation_jobs", row_id, name, ctx)
-        reason, _, _, more = _next_step(obs, job.spec.retries, _launcher(name, row, job, ctx, backend), _succeeded)
+        launcher = _launcher(name, document, row_id, backend)
+        reason, _, _, more = _next_step(obs, job.spec.retries, launcher, _succeeded, ctx.others(name))
         launches += more
         states.append(obs.summary())
         if more:
@@ -224,22 +233,21 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
                   ops=tuple(ops), launches=tuple(launches), job=summary)
 
 
-def _launcher(name: str, row: Row, job: EvaluationJob, ctx: JobContext, backend: str) -> Callable[[int], Launch | None]:
-    return lambda attempt: _eval_launch(name, row, job, attempt, ctx, backend)
+def _launcher(name: str, document: dict[str, Any] | None, row_id: str, backend: str) -> Callable[[int], Launch | None]:
+    return lambda attempt: Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row_id}", backend=backend) if document else None
 
 
 def _succeeded(_obs: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
     return "succeeded", Consequence.NONE, ()
 
 
-def _eval_launch(name: str, row: Row, job: EvaluationJob, attempt: int, ctx: JobContext, backend: str) -> Launch | None:
+def _eval_input(name: str, row: Row, job: EvaluationJob, ctx: JobContext) -> dict[str, Any] | None:
     adapter = ctx.row("adapters", row.get("adapter_id")) if row.get("adapter_id") else None
     trained_by = ctx.row("fine_tuning_jobs", adapter.get("fine_tuning_job_id")) if adapter else None
     split = float((trained_by or {}).get("train_test_split") or 0.9)
     fraction = float((trained_by or {}).get("dataset_fraction") or 1.0) * job.spec.eval_dataset_fraction
-    document = evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
-                              fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs)
-    return Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row['id']}", backend=backend) if document else None
+    return evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
+                          fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs)
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -253,11 +261,11 @@ def gate_verdict(export: ModelExport, adapter_id: str, ctx: JobContext) -> tuple
     record = ctx.managed.get(("EvaluationJob", gate.evaluation))
     if record is None:
         return None, f"gate: EvaluationJob/{gate.evaluation} has not run"
-    for index, row_id in enumerate(record.row_ids):
+    for row_id in record.row_ids:
         row = ctx.snapshot.row("evaluation_jobs", row_id) or {}
         if (row.get("adapter_id") or "") != (adapter_id or ""):
             continue
-        obs = ctx.observe(job_name("EvaluationJob", gate.evaluation, record.generation, index))
+        obs = ctx.observe(str(row.get("cml_job_id") or ""))  # the job its row records (the job name)
         if obs.state is not JobState.SUCCEEDED:
             return None, f"gate: EvaluationJob/{gate.evaluation} is {obs.summary()}"
         value = obs.metrics.get(gate.metric)
@@ -278,19 +286,16 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
     assert isinstance(export, ModelExport)
     spec = desired.spec
     gen = _generation(change, record)
-    name = job_name("ModelExport", m.name, gen)
     model = ctx.row("models", spec.get("base_model_id"))
     adapter = ctx.row("adapters", spec.get("adapter_id")) if spec.get("adapter_id") else None
     backend = _backend(m, change, record, ctx)
+    name, document = named_input("ModelExport", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: None if model is None else export_input(
+        n, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]), merge=bool(spec.get("merge")),
+        export_type=str(spec.get("type")), generation_config=spec.get("generation_config"), settings=ctx.settings,
+        hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs, resources=spec.get("resources")))
 
     def launch(attempt: int) -> Launch | None:
-        if model is None:
-            return None
-        document = export_input(name, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]),
-                                merge=bool(spec.get("merge")), export_type=str(spec.get("type")),
-                                generation_config=spec.get("generation_config"), settings=ctx.settings,
-                                hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs, resources=spec.get("resources"))
-        return Launch(name, "export", attempt, document, backend=backend)
+        return Launch(name, "export", attempt, document, backend=backend) if document else None
 
     if _fresh(change):
         verdict, why = gate_verdict(export, str(spec.get("adapter_id") or ""), ctx)
@@ -310,5 +315,5 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
         return (f"exported: {art.get('registered_model_name', '')} version {art.get('registered_model_version', '?')}",
                 Consequence.NONE, ())
 
-    reason, consequence, ops, launches = _next_step(obs, export.spec.retries, launch, done)
+    reason, consequence, ops, launches = _next_step(obs, export.spec.retries, launch, done, ctx.others(name))
     return _merge(change, reason=reason, consequence=consequence, ops=ops, launches=launches, job=obs.summary())

@@ -89,6 +89,9 @@ class Snapshot:
     managed: Mapping[tuple[str, str], ManagedRecord] = field(default_factory=dict)
     serial: int = 0
     source: str = ""
+    # The store's identity (ftctl_meta `store_id`, a UUID written by ftctl's first apply); '' for a
+    # store that has none yet. Job names and the local jobs folder carry it.
+    store_id: str = ""
     # What the backends said of the managed jobs when a snapshot file was pulled; None for a live
     # store (its jobs are observed where they run).
     jobs: Mapping[str, JobObservation] | None = None

@@ -159,6 +159,21 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """What a partial plan covers: the manifest files named, `--target` addresses (each with what
+    it depends on) and `-l` label selectors. Objects outside it are neither planned nor deleted."""
+
+    files: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    selectors: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The selection in the words of the command line, for plan headers."""
+        parts = [*self.files, *(f"--target {t}" for t in self.targets), *(f"-l {s}" for s in self.selectors)]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
 class Plan:
     store: str
     serial: int
@@ -167,6 +182,12 @@ class Plan:
     blockers: tuple[Blocker, ...] = ()
     policy: Policy = field(default_factory=Policy)
     labels: dict[str, str] = field(default_factory=dict)  # store id -> Kind/name, for ids shown in diffs
+    partial: Selection | None = None  # None: the whole project (what no manifest declares is an orphan)
+    replace: tuple[str, ...] = ()  # addresses replaced on request (`--replace`), changed or not
+    # The store's identity its job names carry: the store's own, or (a store without one) the one
+    # apply writes into it.
+    store_id: str = ""
+    store_exists: bool = True  # False: the store is not there yet, and apply would create it (`--create-store`)
     format_version: int = FORMAT_VERSION
 
     def actionable(self) -> list[Change]:
@@ -191,7 +212,15 @@ class Plan:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; a whole-project plan without `--replace` leaves those two keys out, and a plan
+        of a store that exists leaves out `store_exists` (it says `"store_exists": false` otherwise)."""
+        data = asdict(self)
+        for key in ("partial", "replace"):
+            if not data[key]:
+                del data[key]
+        if self.store_exists:
+            del data["store_exists"]
+        return data
 
     def to_json(self, *, key: str | None = None) -> str:
         """The plan file: the plan, its digest, and with a key the digest's signature."""
@@ -224,8 +253,16 @@ class Plan:
             blockers=tuple(Blocker(**b) for b in data["blockers"]),
             policy=Policy(**data["policy"]),
             labels=dict(data.get("labels", {})),
+            partial=_selection(data["partial"]) if data.get("partial") is not None else None,
+            replace=tuple(str(a) for a in data.get("replace", ())),
+            store_id=str(data["store_id"]),
+            store_exists=data.get("store_exists", True) is not False,
             format_version=int(data["format_version"]),
         )
+
+
+def _selection(data: dict[str, Any]) -> Selection:
+    return Selection(**{k: tuple(str(v) for v in data[k]) for k in ("files", "targets", "selectors")})
 
 
 def sign(plan_digest: str, key: str) -> str:

@@ -26,7 +26,18 @@ from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import MODELS, Config, Dataset, FineTuningJob, Model
 from reconciler.models.base import PROTECTED_ANNOTATION, STORE_ID_ANNOTATION
-from reconciler.plan import Action, Blocker, Change, Consequence, FieldDiff, Plan, Policy, Record, RowOp
+from reconciler.plan import (
+    Action,
+    Blocker,
+    Change,
+    Consequence,
+    FieldDiff,
+    Plan,
+    Policy,
+    Record,
+    RowOp,
+    Selection,
+)
 from reconciler.records import JSON_COLUMNS, Row, comparable, digest
 
 # Read from the declarations beside each model (`RERUN`, `REPLACE_COLUMNS`).
@@ -64,20 +75,29 @@ def build_plan(
     facts: PlanFacts,
     seed: str,
     graph: Graph | None = None,
+    partial: Selection | None = None,
+    replace_addresses: tuple[str, ...] = (),
 ) -> Plan:
     """The plan for `manifests` against `snapshot`. `graph` is the manifests' reference graph when
-    the caller already built it (validation does); otherwise it is built here."""
-    planner = _Planner(manifests, snapshot, policy, facts, seed, graph or build_graph(manifests))
+    the caller already built it (validation does); otherwise it is built here. A `partial` plan
+    covers only `manifests`: references to other objects resolve to the store's managed objects, and
+    nothing else is deleted or listed as an orphan. `replace_addresses` are replaced (a row written
+    anew, a job run as a new generation) even when nothing changed."""
+    planner = _Planner(manifests, snapshot, policy, facts, seed, graph or build_graph(manifests),
+                       partial=partial is not None, forced=frozenset(replace_addresses))
     changes = [_readable(c) for c in planner.pair_all() + planner.deletions()]
     blockers = planner.blockers + _mass_deletion(changes, policy)
     return Plan(
         labels=_labels(changes, planner.ids, snapshot),
         store=snapshot.source,
+        store_id=snapshot.store_id,
         serial=snapshot.serial,
         read=dict(snapshot.fingerprints),
         changes=tuple(changes),
         blockers=tuple(blockers),
         policy=policy,
+        partial=partial,
+        replace=replace_addresses,
     )
 
 
@@ -116,6 +136,8 @@ class _Planner:
     facts: PlanFacts
     seed: str
     graph: Graph
+    partial: bool = False  # plan only `manifests`; delete nothing, list no orphans
+    forced: frozenset[str] = frozenset()  # addresses to replace whether or not they changed
     blockers: list[Blocker] = field(default_factory=list)
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
     desired: dict[tuple[str, str], Desired] = field(default_factory=dict)
@@ -135,14 +157,27 @@ class _Planner:
         self.scope_configs = {m.name: m for m in self.manifests if isinstance(m.resource, Config)}
         self.scope_models = {m.name: m for m in self.manifests if isinstance(m.resource, Model)}
         self.producers = {
-            m.resource.adapter_name: m.name for m in self.manifests if isinstance(m.resource, FineTuningJob)
+            **self._managed_producers(by_key),
+            **{m.resource.adapter_name: m.name for m in self.manifests if isinstance(m.resource, FineTuningJob)},
         }
+        for key, record in self.snapshot.managed.items():  # what the manifests reference outside them
+            if key not in by_key:
+                self.ids[key] = record.store_id
         ordered, stuck = self.graph.order
         changes: list[Change] = []
         for wave_no, wave in enumerate(ordered):
             changes.extend(self.pair(by_key[node], wave_no) for node in wave)
         changes.extend(self.pair(by_key[node], len(ordered)) for node in sorted(stuck))
         return changes
+
+    def _managed_producers(self, by_key: dict[tuple[str, str], Manifest]) -> dict[str, str]:
+        """Adapter name -> managed FineTuningJob outside the manifests that trains it."""
+        out = {}
+        for (kind, name), record in self.snapshot.managed.items():
+            row = self.snapshot.row("fine_tuning_jobs", record.store_id) if kind == "FineTuningJob" else None
+            if row is not None and (kind, name) not in by_key and row.get("adapter_name"):
+                out[str(row["adapter_name"])] = name
+        return out
 
     def _scope(self) -> Scope:
         return Scope(self.ids, self.snapshot, self.facts, configs=self.scope_configs, models=self.scope_models, producers=self.producers)
@@ -160,7 +195,8 @@ class _Planner:
         if isinstance(manifest.resource, Model | Dataset) and manifest.resource.spec.hf_token_env:
             self.token_envs[own_id] = manifest.resource.spec.hf_token_env  # jobs on it download with it
         protected = is_protected(manifest, record)
-        if record is not None and not adopting and self._in_sync(desired, record):  # the common case, cheaply
+        forced = f"{manifest.kind}/{manifest.name}" in self.forced and record is not None and not adopting
+        if not forced and record is not None and not adopting and self._in_sync(desired, record):  # the common case, cheaply
             change = self._noop_or_protect(desired, record, wave, protected)
             self._remember_rows(desired, change, record)
             return change
@@ -168,6 +204,9 @@ class _Planner:
         spec_fp = self._spec_fingerprint(desired) if adopting or not desired.waits_for else ""
         if record is None:
             change = self._create(desired, wave, spec_fp, protected)
+        elif forced and not desired.waits_for:
+            change = self._replace(desired, record, wave, spec_fp, protected, "replacement requested (--replace)",
+                                   RERUN_KINDS.get(manifest.kind, Consequence.NONE), (), False)
         elif adopting:
             change = self._adopt(desired, record, wave, spec_fp, protected)
         else:
@@ -254,8 +293,18 @@ class _Planner:
         """Digest of what a job's result depends on in an object (computed when a job asks)."""
         if key not in self.content:
             found = self.desired.get(key)
-            self.content[key] = _run_inputs(found) if found is not None else ""
+            self.content[key] = _run_inputs(found) if found is not None else self._stored_inputs(key)
         return self.content[key]
+
+    def _stored_inputs(self, key: tuple[str, str]) -> str:
+        """The same digest of a managed object outside the manifests (a partial plan), from the rows
+        it has in the store: equal to its manifest's while the two are in sync."""
+        record = self.snapshot.managed.get(key)
+        columns = RUN_INPUT_COLUMNS.get(record.store_table) if record else None
+        if record is None or columns is None:
+            return ""
+        rows = [self.snapshot.comparable_row(record.store_table, rid) for rid in record.row_ids]
+        return digest([row.get(c) for row in rows if row is not None for c in columns])
 
     def _live_comparable(self, table: str, row: Row) -> Row:
         return self.snapshot.comparable_row(table, str(row["id"])) or comparable(table, row)
@@ -449,6 +498,8 @@ class _Planner:
     # -- delete ----------------------------------------------------------------------------------
 
     def deletions(self) -> list[Change]:
+        if self.partial:  # what a partial plan did not read is not its business
+            return []
         wanted = {(m.kind, m.name) for m in self.manifests}
         orphans = [r for key, r in self.snapshot.managed.items() if key not in wanted]
         orphans.sort(key=lambda r: (DELETE_ORDER.index(r.kind) if r.kind in DELETE_ORDER else 99, r.name))

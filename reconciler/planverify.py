@@ -6,7 +6,8 @@ each change is of a known kind and writes only the Studio tables that kind write
 deletes touch only rows of the object the change names (its `ftctl_objects` rows, rows it
 inserts itself, or rows it adopts) and never an unmanaged row; an update sets only columns its
 field diffs show (or those the planner always writes, declared below); launches run a runner of
-the closed set under exactly the job name the planner derives. Pure: a plan and a snapshot in,
+the closed set under exactly the job name the planner derives (the object's generation, the store's
+identity and the digest of the launch's own input). Pure: a plan and a snapshot in,
 the problems out (empty when the plan is within bounds).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.jobinput import job_name
+from reconciler.jobinput import input_digest, job_name
 from reconciler.jobverify import launch_input_problems
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.models import MODELS
@@ -66,6 +67,9 @@ def check_plan(plan: Plan, snapshot: Snapshot) -> None:
 def plan_problems(plan: Plan, snapshot: Snapshot) -> list[str]:
     if plan.store != snapshot.source:
         return [f"it was made for the store {plan.store!r}, not {snapshot.source!r}"]
+    if plan.store_id and snapshot.store_id not in ("", plan.store_id):
+        return [f"it was made for the store whose identity is {plan.store_id!r}, and this store's is {snapshot.store_id!r} "
+                "(the store was replaced since the plan was made)"]
     out = [f"{b.address}: blocked ({b.code}): {b.message}" for b in plan.blockers] + _policy_problems(plan)
     seen: set[str] = set()
     deleted = {(op.table, op.row_id) for c in plan.changes for op in c.ops if op.op == "delete"}
@@ -75,7 +79,8 @@ def plan_problems(plan: Plan, snapshot: Snapshot) -> list[str]:
         if change.address in seen:
             out.append(f"{change.address}: appears twice")
         seen.add(change.address)
-        out += [f"{change.address}: {p}" for p in _ChangeCheck(change, snapshot, deleted, inserted, after).problems()]
+        check = _ChangeCheck(change, snapshot, deleted, inserted, after, plan.store_id or snapshot.store_id)
+        out += [f"{change.address}: {p}" for p in check.problems()]
     return out
 
 
@@ -118,6 +123,7 @@ class _ChangeCheck:
     deleted: set[tuple[str, str]]  # rows the plan deletes (a replacement may insert the same id again)
     inserted: set[tuple[str, str]]  # rows the plan inserts (a config another change creates may be shared)
     after: _RowsAfter  # the rows as the plan leaves them, which launches read
+    store_id: str  # the store identity job names carry
 
     def __post_init__(self) -> None:
         kind = self.change.kind
@@ -256,7 +262,7 @@ class _ChangeCheck:
             return
         if launch.kind != runner.value:
             yield f"a {self.change.kind} runs {runner.value}, not {launch.kind!r}"
-        if launch.job_name not in self._job_names():
+        if launch.job_name not in self._job_names(input_digest(launch.input) if isinstance(launch.input, dict) else ""):
             yield "not the job name ftctl derives for this object"
         if type(launch.attempt) is not int or not 1 <= launch.attempt <= MAX_ATTEMPT:
             yield f"attempt {launch.attempt!r} is not between 1 and {MAX_ATTEMPT}"
@@ -269,14 +275,14 @@ class _ChangeCheck:
             spec = next((r.spec for r in (self.change.record, self.managed) if r is not None), None)
             yield from launch_input_problems(launch, rows=self.after, spec=spec)
 
-    def _job_names(self) -> set[str]:
-        kind, name = self.change.kind, self.change.name
+    def _job_names(self, digest: str) -> set[str]:
+        kind, name, store = self.change.kind, self.change.name, self.store_id
         records = [r for r in (self.change.record, self.managed) if r is not None]
         generations = {r.generation for r in records} or {1}
         if kind != "EvaluationJob":
-            return {job_name(kind, name, g) for g in generations}
+            return {job_name(kind, name, g, store_id=store, digest=digest) for g in generations}
         count = max((len(r.row_ids) for r in records), default=0)
-        return {job_name(kind, name, g, i) for g in generations for i in range(count)}
+        return {job_name(kind, name, g, i, store_id=store, digest=digest) for g in generations for i in range(count)}
 
 
 def _typed(op: RowOp) -> Iterator[str]:

@@ -32,6 +32,7 @@ class Backend(Protocol):
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation: ...
     def observe(self, job_name: str) -> JobObservation: ...
     def observe_many(self, job_names: Iterable[str]) -> dict[str, JobObservation]: ...
+    def find(self, prefixes: Iterable[str]) -> list[str]: ...
     def start_queued(self) -> list[str]: ...
     def cancel(self, job_name: str) -> bool: ...
     def log_path(self, job_name: str) -> Path: ...
@@ -50,13 +51,15 @@ def check_runner(kind: str) -> None:
         raise BackendError(f"job kind {str(kind)[:80]!r} refused: one of {', '.join(k.value for k in RunnerKind)}")
 
 
-def check_outputs(job_input: dict[str, Any], folder: Path) -> None:
-    """Refuse a job input whose outputs are not in `folder`, the job's own (the runner writes there)."""
+def check_outputs(job_input: dict[str, Any], folder: Path, cwd: Path | None = None) -> None:
+    """Refuse a job input whose outputs are not in `folder`, the job's own (the runner writes there).
+    Relative paths, in the input or the folder, are the runner's: from `cwd` (default: this directory)."""
     outputs = job_input.get("outputs")
-    folder = folder.resolve()  # relative paths, in the input or the folder, are the runner's: from this directory
+    base = cwd or Path.cwd()
+    folder = (base / folder).resolve()
     want = {"dir": folder, "result": folder / "result.json", "progress": folder / "progress.json", "adapter_dir": folder / "adapter"}
     if not isinstance(outputs, dict) or set(outputs) != set(want) or any(
-            not (isinstance(v, str) and "\0" not in v and Path(v).resolve() == want[k]) and not (k == "adapter_dir" and v is None)
+            not (isinstance(v, str) and "\0" not in v and (base / v).resolve() == want[k]) and not (k == "adapter_dir" and v is None)
             for k, v in outputs.items()):
         raise BackendError(f"job input refused: its outputs are not in the job's folder {folder}")
 

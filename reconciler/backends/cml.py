@@ -198,6 +198,18 @@ class CMLBackend:
             out[name] = self._observation(name, job, latest) if latest else JobObservation(name, JobState.NOT_LAUNCHED, external_id=str(job["id"]))
         return out
 
+    def find(self, prefixes: Iterable[str]) -> list[str]:
+        """The project's jobs whose names start with one of `prefixes` (one listing), and the
+        endpoint exports whose inputs the jobs folder keeps."""
+        wanted = tuple(prefixes)
+        if not wanted:
+            return []
+        names = {str(job.get("name")) for job in self.client.list_jobs()}
+        folder = Path(self.settings.project_dir) / self.jobs_root
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir() if p.is_dir() and self._endpoint_input(p.name) is not None}
+        return sorted(n for n in names if n.startswith(wanted))
+
     def _listing(self, wanted: int) -> dict[str, dict[str, Any]] | None:
         """Every job of the project by name (one paginated listing: a call per 100 jobs of the
         project), when more than a few are wanted (a lookup by name is one call each); the oldest

@@ -42,8 +42,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, max_running: int = 1,
-                 python: str = sys.executable, environ: dict[str, str] | None = None, runners: Path = RUNNERS) -> None:
-        self.root = Path(root)
+                 python: str = sys.executable, environ: dict[str, str] | None = None, runners: Path = RUNNERS,
+                 cwd: str | os.PathLike[str] | None = None) -> None:
+        self.cwd = Path(cwd or os.getcwd())  # the project root: runners run there, and a job input's relative paths are its
+        self.root = self.cwd / root
         self.runners = runners
         self.max_running = max_running
         self.python = python
@@ -69,7 +71,7 @@ class LocalBackend:
         """Start the job unless it is running or already has this attempt; return what it is now."""
         check_runner(kind)
         folder = self.job_dir(job_name)
-        check_outputs(job_input, folder)
+        check_outputs(job_input, folder, self.cwd)
         if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
             current = self.observe(job_name)
             if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
@@ -98,7 +100,7 @@ class LocalBackend:
                 process = subprocess.Popen(
                     [self.python, str(runner), "--input", str(folder / "input.json")],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, pass_fds=(lock_fd,), env=self.environ, cwd=os.getcwd(),
+                    start_new_session=True, pass_fds=(lock_fd,), env=self.environ, cwd=self.cwd,
                 )
             write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
             (folder / "queued.json").unlink(missing_ok=True)
@@ -162,6 +164,13 @@ class LocalBackend:
 
     def observe_many(self, job_names: Iterable[str]) -> dict[str, JobObservation]:
         return {name: self.observe(name) for name in job_names}
+
+    def find(self, prefixes: Iterable[str]) -> list[str]:
+        """The jobs of this jobs folder whose names start with one of `prefixes`."""
+        wanted = tuple(prefixes)
+        if not wanted or not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.name.startswith(wanted) and p.is_dir())
 
     def running_count(self) -> int:
         """Jobs running now: counted from the locks once, then tracked (finishing jobs free slots for the

@@ -79,7 +79,7 @@ def snapshot_of(conn: Any, *, source: str) -> Snapshot:
         present = _tables(cursor)
         tables = {table: _rows(cursor, f"SELECT * FROM {table}") for table in (*STUDIO_COLUMNS, "ftctl_objects") if table in present}
         if "ftctl_meta" in present:
-            tables["ftctl_meta"] = _rows(cursor, "SELECT key, value FROM ftctl_meta WHERE key = 'serial'")
+            tables["ftctl_meta"] = _rows(cursor, "SELECT key, value FROM ftctl_meta WHERE key IN ('serial', 'store_id')")
         snapshot = build_snapshot(tables, source=source)
     except Exception as exc:  # drivers' errors are many, and a damaged row is one too: one message
         raise StoreError(describe(exc, source, busy_s=BUSY_TIMEOUT_MS / 1000)) from exc
@@ -91,12 +91,13 @@ def snapshot_of(conn: Any, *, source: str) -> Snapshot:
 def build_snapshot(tables: Mapping[str, Iterable[Row]], *, source: str) -> Snapshot:
     """A `Snapshot` from each table's rows as stored, however they were read (a database, a snapshot
     file): the Studio's rows by id, ftctl's records (`ftctl_objects`) by `Kind/name`, the serial
-    (`ftctl_meta`); both in sorted order. Other tables are ignored."""
+    and the store's identity (`ftctl_meta`); both in sorted order. Other tables are ignored."""
     rows = {table: {str(row["id"]): row for row in sorted(tables[table], key=lambda r: str(r["id"]))}
             for table in STUDIO_COLUMNS if table in tables}
     records = sorted((managed_record(row) for row in tables.get("ftctl_objects", ())), key=lambda r: (r.kind, r.name))
-    serial = next((int(row["value"]) for row in tables.get("ftctl_meta", ()) if row.get("key") == "serial"), 0)
-    return Snapshot(rows, {(r.kind, r.name): r for r in records}, serial, source=source)
+    meta = {str(row.get("key")): row.get("value") for row in tables.get("ftctl_meta", ())}
+    return Snapshot(rows, {(r.kind, r.name): r for r in records}, int(meta.get("serial") or 0), source=source,
+                    store_id=str(meta.get("store_id") or ""))
 
 
 def managed_record(row: Mapping[str, Any]) -> ManagedRecord:

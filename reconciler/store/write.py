@@ -216,11 +216,13 @@ class StoreWriter:
 
     # -- apply record and journal -----------------------------------------------------------------
 
-    def begin_apply(self, *, plan_digest: str, actor: str, commit_sha: str = "") -> tuple[str, int, int]:
-        """Bump the serial, mark interrupted applies and their open intents; (apply id, serial, abandoned)."""
+    def begin_apply(self, *, plan_digest: str, actor: str, commit_sha: str = "", store_id: str = "") -> tuple[str, int, int]:
+        """Bump the serial, mark interrupted applies and their open intents, and give a store without
+        an identity the plan's (`store_id`, else a new one); (apply id, serial, abandoned)."""
         apply_id = uuid.uuid4().hex
         now = self.clock()
         with self._transaction() as conn:
+            self._identify(conn, store_id)
             current = conn.execute(select(META.c.value).where(META.c.key == "serial")).scalar()
             serial = int(current or 0) + 1
             if current is None:
@@ -363,6 +365,15 @@ class StoreWriter:
 
     # -- ftctl_meta: small key/value state (the serial is begin_apply's; the agent keeps its own) ---
 
+    @staticmethod
+    def _identify(conn: Connection, store_id: str) -> None:
+        """The store's identity (`store_id`): written once, by the first apply; never changed."""
+        current = conn.execute(select(META.c.value).where(META.c.key == "store_id")).scalar()
+        if current is None:
+            conn.execute(insert(META), {"key": "store_id", "value": store_id or str(uuid.uuid4())})
+        elif store_id and current != store_id:
+            raise StoreError(f"the plan was made for the store whose identity is {store_id}, and this store's is {current}")
+
     def read_meta(self, prefix: str) -> dict[str, str]:
         """The ftctl_meta keys that start with prefix (e.g. `agent.`), and their values."""
         with self._transaction(fenced=False) as conn:
@@ -371,8 +382,8 @@ class StoreWriter:
 
     def write_meta(self, values: Mapping[str, str]) -> None:
         """Set ftctl_meta keys in one transaction; `serial` is not among them (only applies bump it)."""
-        if "serial" in values:
-            raise ValueError("ftctl_meta 'serial' is written by begin_apply only")
+        if {"serial", "store_id"} & set(values):
+            raise ValueError("ftctl_meta 'serial' and 'store_id' are written by begin_apply only")
         with self._transaction() as conn:
             for key, value in values.items():
                 if conn.execute(update(META).where(META.c.key == key).values(value=value)).rowcount == 0:

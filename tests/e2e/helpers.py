@@ -105,8 +105,9 @@ def ftctl_popen(cwd: Path, *args: str, env: dict[str, str] | None = None) -> sub
 
 def apply(cwd: Path, *paths: str, store: str | None = None, seed: str | None = SEED, env: dict[str, str] | None = None,
           extra: Sequence[str] = (), step_size: int | None = None) -> subprocess.CompletedProcess[str]:
-    """`ftctl apply PATHS --auto-approve --offline [--store S]` with a fixed plan seed."""
-    args = ["apply", *paths, "--auto-approve", "--offline", *(["--store", store] if store else []), *extra]
+    """`ftctl apply PATHS --auto-approve --offline --create-store [--store S]` with a fixed plan seed
+    (the first apply of a test creates its store)."""
+    args = ["apply", *paths, "--auto-approve", "--offline", "--create-store", *(["--store", store] if store else []), *extra]
     return ftctl(cwd, *args, env={**({"FTCTL_PLAN_SEED": seed} if seed else {}), **(env or {})}, step_size=step_size)
 
 

@@ -146,7 +146,7 @@ def _launch_training(p: Project) -> str:
     """First apply: the training job is launched, the evaluation and the export wait. Its job name."""
     first = p.apply()
     train = p.job("ftctl-train-demo-ticketing-lora-")
-    assert re.fullmatch(r"ftctl-train-demo-ticketing-lora-[0-9a-f]{6}-g1", train), train
+    assert re.fullmatch(r"ftctl-train-demo-ticketing-lora-[0-9a-f]{6}-g1-[0-9a-f]{8}-[0-9a-f]{8}", train), train
     assert f"launched {train}" in first.stdout, show(first)
     assert p.rows("SELECT id, cml_job_id FROM fine_tuning_jobs") == [(_id(p, "FineTuningJob", ADAPTER), train)]
     assert p.launches() == {train: "1\n"}
@@ -182,7 +182,7 @@ def _launch_evaluations(p: Project, adapter_id: str) -> dict[str, str]:
     jobs = {str(r[2] or ""): str(r[3]) for r in rows}
     assert set(jobs) == {"", adapter_id}, "one row per combination: the base alone, and the base with the adapter"
     for job in jobs.values():
-        assert re.fullmatch(r"ftctl-eval-demo-base-vs-lora-[0-9a-f]{6}-g1-[01]", job), job
+        assert re.fullmatch(r"ftctl-eval-demo-base-vs-lora-[0-9a-f]{6}-g1-[01]-[0-9a-f]{8}-[0-9a-f]{8}", job), job
         assert p.launches()[job] == "1\n" and f"{job}" in done.stdout.rpartition("Applied:")[2], show(done)
     return jobs
 
@@ -207,7 +207,7 @@ def _export(p: Project, evals: dict[str, str], adapter_id: str) -> str:
     assert opened.returncode == 2 and "gate open: rougeL 0.8" in opened.stdout, show(opened)
     p.apply()
     export = p.job("ftctl-export-demo-ticketing-")
-    assert re.fullmatch(r"ftctl-export-demo-ticketing-[0-9a-f]{6}-g1", export) and p.launches()[export] == "1\n"
+    assert re.fullmatch(r"ftctl-export-demo-ticketing-[0-9a-f]{6}-g1-[0-9a-f]{8}-[0-9a-f]{8}", export) and p.launches()[export] == "1\n"
     return export
 
 

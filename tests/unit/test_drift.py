@@ -19,10 +19,9 @@ import pytest
 from reconciler import engine
 from reconciler.cli import main
 from reconciler.drift import DriftState, drift_state, unmanaged_rows
-from reconciler.jobinput import job_name
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.plan import Action, Change, Policy
-from tests.e2e.helpers import write_result
+from tests.e2e.helpers import launch_logs, write_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan" / "waiting"  # dataset, model, prompt, config, job, evaluation
 STORE = "state.db"
@@ -58,6 +57,12 @@ def _sql(*statements: str) -> None:
     conn.close()
 
 
+def _train_job(root: Path) -> str:
+    """The training job the first apply launched (its name ends with the store's and the input's digests)."""
+    [name] = [n for n in launch_logs(root / "jobs") if n.startswith("ftctl-train-tickets-lora-")]
+    return name
+
+
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as done:
         main(["drift", "manifests", "--store", STORE, "--offline", *args])
@@ -68,7 +73,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def _drift_everything(root: Path) -> None:
     """One of each: a row changed in the UI, a row deleted there, a failed job, a manifest edited,
     a manifest removed, a row the Studio made itself."""
-    write_result(root / "jobs", job_name("FineTuningJob", "tickets-lora", 1), "failed", error_class="data", message="bad rows")
+    write_result(root / "jobs", _train_job(root), "failed", error_class="data", message="bad rows")
     _sql("UPDATE prompts SET prompt_template = 'edited {instruction} {intent}' WHERE name = 'tickets-prompt'",
          "DELETE FROM models WHERE name = 'bloom'",
          "INSERT INTO datasets (id, type, name) VALUES ('d-ui-1', 'huggingface', 'ui-dataset')")
@@ -155,7 +160,7 @@ def test_drift_from_a_snapshot_is_the_drift_of_the_store(project: Path, capsys: 
 
 
 def test_a_registered_adapter_is_not_an_unmanaged_row(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_result(project / "jobs", job_name("FineTuningJob", "tickets-lora", 1), "succeeded",
+    write_result(project / "jobs", _train_job(project), "succeeded",
                  artifacts={"adapter_dir": str(project / "jobs" / "adapter")})
     for _ in range(2):  # registers the adapter; then creates the evaluation that waited for it
         report = engine.make_plan(["manifests"], store=STORE, policy=Policy(), offline=True, use_cache=False)
