@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from reconciler import __version__
 from reconciler.catalog import RULES
 from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.views.printable import printable
 
 JSON_FORMAT_VERSION = 1
 
@@ -157,4 +158,5 @@ FORMATS: dict[str, Renderer] = {
 
 
 def render_diagnostics(fmt: str, diags: Sequence[Diagnostic], *, files: int, manifests: int) -> str:
-    return FORMATS[fmt](diags, files, manifests)
+    out = FORMATS[fmt](diags, files, manifests)
+    return printable(out) if fmt in ("text", "github") else out

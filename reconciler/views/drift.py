@@ -12,6 +12,7 @@ import json
 
 from reconciler.drift import DriftedObject, DriftReport, DriftState
 from reconciler.views.plan import MARKDOWN_BUDGET, _code, _md, _value, fit_comment, store_label
+from reconciler.views.printable import printable
 
 FIELDS_SHOWN = 10
 
@@ -20,8 +21,8 @@ def render_drift(fmt: str, report: DriftReport) -> str:
     if fmt == "json":
         return json.dumps(report.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if fmt == "markdown":
-        return markdown(report)
-    return text(report)
+        return printable(markdown(report))
+    return printable(text(report))
 
 
 def summary_line(report: DriftReport) -> str:

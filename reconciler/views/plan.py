@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from reconciler.plan import Action, Change, Plan
+from reconciler.views.printable import printable
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
 MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
@@ -21,8 +22,8 @@ def render_plan(fmt: str, plan: Plan) -> str:
     if fmt == "json":
         return plan.to_json()
     if fmt == "markdown":
-        return markdown(plan)
-    return text(plan)
+        return printable(markdown(plan))
+    return printable(text(plan))
 
 
 def store_label(store: str) -> str:
