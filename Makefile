@@ -61,4 +61,4 @@ bench: install
 	$(BIN)/python tests/bench/bench.py
 
 clean:
-	rm -rf $(VENV) .app .bench
+	rm -rf $(VENV) .app .bench $(DEMO_MODEL)
