@@ -32,7 +32,7 @@ install-train: $(TRAIN_STAMP)
 DEMO_MODEL := specs/demo/models/tiny-llama
 demo: install-train
 	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
-	$(BIN)/ftctl apply --offline --auto-approve --wait specs/demo
+	$(BIN)/ftctl apply --offline --auto-approve --create-store --wait specs/demo
 	$(BIN)/ftctl status --offline specs/demo
 
 # Optional: the same demo on the CML backend, without CML. A fake CML API (tests/fakes/cml_server.py)

@@ -1,4 +1,7 @@
-"""Where the store is: a SQLite path or a SQLAlchemy URL, and the one error the store raises.
+"""Where the store is: a SQLite path or `sqlite:///` URL, and the one error the store raises.
+
+ftctl stores are SQLite files: `require_sqlite` refuses any other URL (postgresql://, mysql://...)
+in one line before anything is read or written.
 
 `translated` is the store layer's boundary for the drivers' errors: every sqlite3 and SQLAlchemy
 error raised while ftctl opens, reads or writes a store leaves as one `StoreError` line that names
@@ -25,8 +28,17 @@ class StoreError(Exception):
 
 
 def resolve_location(location: str | None) -> str:
-    """A path or URL; defaults to the Studio's own variable, then its default path."""
+    """A path or URL; defaults to the Studio's own variable, then its default path (the engine
+    passes the store it resolved from the project root, so the store layer's default is for
+    callers without a project)."""
     return location or os.environ.get("FINE_TUNING_STUDIO_SQLITE_DB") or DEFAULT_DB
+
+
+def require_sqlite(location: str) -> None:
+    """Refuse a store URL that is not SQLite, naming what is supported."""
+    scheme, sep, _ = location.partition("://")
+    if sep and not scheme.lower().startswith("sqlite"):
+        raise StoreError(f"ftctl stores are SQLite files (sqlite:///… or a path); {shown(location)} is not supported")
 
 
 def store_url(location: str | None) -> str:

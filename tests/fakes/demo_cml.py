@@ -87,7 +87,7 @@ def main() -> int:
         print(f"fake CML API on {cml.api_url} (project {cml.project_id}); store, jobs and MLflow under {DEMO_DIR}/",
               flush=True)
         start = time.perf_counter()
-        commands = [[ftctl, "apply", "--offline", "--auto-approve", "--wait", "--backend", "cml", "specs/demo"],
+        commands = [[ftctl, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--backend", "cml", "specs/demo"],
                     [ftctl, "status", "--offline", "specs/demo"]]
         codes = []
         for argv in commands:
