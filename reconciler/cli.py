@@ -112,8 +112,8 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
     from reconciler.plan import Policy
     from reconciler.views import render_plan
 
-    report = _plan_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
-                           policy=Policy(prune=prune, max_deletions=max_deletions))
+    report = _report_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
+                             policy=Policy(prune=prune, max_deletions=max_deletions)).plan
     if out:
         _emit(plan_file_text(report), out)
     _emit(render_plan(fmt, report), None)
@@ -122,7 +122,8 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
     sys.exit(EXIT_CHANGES if detailed_exitcode and report.has_changes() else EXIT_OK)
 
 
-def _plan_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any) -> Any:
+def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any) -> Any:
+    """The plan report (its plan, and the manifests it was made from), or exit 1 after showing the errors."""
     from reconciler.engine import make_plan
     from reconciler.views import render_diagnostics
 
@@ -133,12 +134,13 @@ def _plan_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, n
     if report.plan is None:
         click.echo("ftctl: no plan: fix the errors above first", err=True)
         sys.exit(EXIT_ERRORS)
-    return report.plan
+    return report
 
 
 @cli.command()
 @_manifest_args
-@click.option("--auto-approve", is_flag=True, help="Apply without asking (implied when stdin is not a terminal).")
+@click.option("--auto-approve", is_flag=True,
+              help="Apply without asking: required when stdin is not a terminal (a saved plan file applies without asking).")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="Wait this long for another apply's lock (or another program's hold on the store file), then exit "
                    "naming its holder. The lock's lease lives FTCTL_LOCK_TTL_S seconds (default 60), renewed while "
@@ -161,23 +163,30 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     """
     from reconciler.engine import read_plan_file, start_queued_jobs
     from reconciler.plan import Policy
-    from reconciler.views import render_plan
+    from reconciler.views import chain_text, render_plan
+    from reconciler.waitchain import Approval, later, wait_chain
 
-    start_queued_jobs()  # jobs an earlier apply queued take the slots that freed up, before anything new
     targets = paths + files
     saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.exists(targets[0]) and not os.path.isdir(targets[0])
+    asks = not (auto_approve or saved)  # a saved plan was reviewed when it was made
+    if asks and not sys.stdin.isatty():
+        click.echo("ftctl: error: no terminal to confirm on: pass --auto-approve to apply without asking", err=True)
+        sys.exit(EXIT_ERRORS)
+    start_queued_jobs()  # jobs an earlier apply queued take the slots that freed up, before anything new
     policy = Policy(prune=prune, max_deletions=max_deletions)
     if saved:
-        the_plan = read_plan_file(targets[0])
+        the_plan, chain = read_plan_file(targets[0]), []
     else:
-        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
-    click.echo(render_plan("text", the_plan), nl=False)
+        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        the_plan, chain = report.plan, wait_chain(report.plan, report.validation.manifests) if wait else []
+    click.echo(render_plan("text", the_plan) + chain_text(chain), nl=False)
     if the_plan.is_blocked():
         sys.exit(EXIT_BLOCKED)
+    question = "Apply these changes?" if the_plan.actionable() else "Launch the jobs above as they become ready?"
+    if asks and (the_plan.actionable() or later(chain)) and not click.confirm(question, default=False):
+        click.echo("Nothing applied.")
+        sys.exit(EXIT_OK)
     if the_plan.actionable():
-        if not (auto_approve or saved) and sys.stdin.isatty() and not click.confirm("Apply these changes?", default=False):
-            click.echo("Nothing applied.")
-            sys.exit(EXIT_OK)
         _execute(the_plan, store=store, lock_timeout=lock_timeout)
     if not wait:
         sys.exit(EXIT_OK)
@@ -185,7 +194,8 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
         targets = ()  # a saved plan is applied once; --wait then follows the manifests' jobs
         click.echo("--wait after a saved plan: pass the manifests to keep converging.", err=True)
         sys.exit(EXIT_OK)
-    sys.exit(_converge(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout, poll=poll))
+    sys.exit(_converge(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout, poll=poll,
+                       approval=Approval.of(chain).after(the_plan), asks=asks))
 
 
 def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
@@ -203,8 +213,10 @@ def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
 
 
 def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
-              lock_timeout: float, poll: float) -> int:
-    """Plan and apply again until no job is running and nothing is left to do; show progress."""
+              lock_timeout: float, poll: float, approval: Any, asks: bool) -> int:
+    """Plan and apply again until no job is running and nothing is left to do; show progress. A
+    round that would launch a job the approved chain did not show is asked for again (`asks`), or
+    announced (--auto-approve)."""
     import time
 
     from reconciler.engine import start_queued_jobs
@@ -214,7 +226,8 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     shown: dict[str, str] = {}
     while True:
         start_queued_jobs()
-        the_plan = _plan_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        the_plan = report.plan
         for address, line in job_lines(the_plan):
             if shown.get(address) != line:
                 click.echo(f"  {address}: {line}", err=True)
@@ -222,6 +235,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
         if the_plan.is_blocked():
             return EXIT_BLOCKED
         if the_plan.actionable():
+            approval = _approve_round(the_plan, report.validation.manifests, approval, asks=asks)
             _execute(the_plan, store=store, lock_timeout=lock_timeout)
             continue
         active = [c for c in the_plan.changes if any(part.startswith(("running", "queued")) for part in c.job.split("; "))]
@@ -235,6 +249,30 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
             click.echo("Converged." if not failed else "Stopped: a job failed.", err=True)
             return EXIT_ERRORS if failed else EXIT_OK
         time.sleep(poll)
+
+
+def _approve_round(the_plan: Any, manifests: Any, approval: Any, *, asks: bool) -> Any:
+    """The approval after this round of --wait: launches the approved chain did not show are asked
+    for on the terminal (exit on no) or, with --auto-approve, printed; their own chain is added."""
+    from reconciler.views import chain_text, render_plan
+    from reconciler.views.printable import printable
+    from reconciler.waitchain import wait_chain
+
+    unshown = approval.unshown(the_plan)
+    if not unshown:
+        return approval.after(the_plan)
+    chain = wait_chain(the_plan, manifests)
+    notes = [printable(f"{c.address} launches {', '.join(launch.job_name for launch in c.launches)}, which the chain shown before did not include")
+             for c in unshown]
+    if not asks:
+        for note in notes:
+            click.echo(f"ftctl: {note} (--auto-approve: going on)", err=True)
+        return approval.extended(chain).after(the_plan)
+    click.echo(render_plan("text", the_plan) + chain_text(chain) + "".join(f"\n  {note}" for note in notes) + "\n", nl=False)
+    if not click.confirm("Apply this round too?", default=False):
+        click.echo("Stopped: nothing more applied; jobs already launched keep running (`ftctl status`).")
+        sys.exit(EXIT_OK)
+    return approval.extended(chain).after(the_plan)
 
 
 @cli.command()
@@ -334,17 +372,27 @@ def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, s
               help="Folder for the manifests (one file per kind).")
 @click.option("--force", is_flag=True, help="Overwrite manifest files that already exist in --out.")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS")
-def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float) -> None:
+@click.option("--auto-approve", is_flag=True, help="Adopt without asking: required when stdin is not a terminal.")
+def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float, auto_approve: bool) -> None:
     """Take existing Studio rows under management.
 
     Writes a manifest for every row ftctl does not manage yet (annotated with the row's id,
-    ftctl.io/store-id), then adopts those rows in one apply: from then on `ftctl plan` over the
-    manifests shows no changes until Git or the Studio changes something.
+    ftctl.io/store-id), then shows the adoption's plan, asks, and adopts those rows in one apply:
+    from then on `ftctl plan` over the manifests shows no changes until Git or the Studio changes
+    something.
     """
     from reconciler.engine import import_rows
     from reconciler.views import render_diagnostics, render_plan
 
-    report = import_rows(store, out_dir, lock_wait_s=lock_timeout, overwrite=force)
+    if not (auto_approve or sys.stdin.isatty()):
+        click.echo("ftctl: error: no terminal to confirm on: pass --auto-approve to import without asking", err=True)
+        sys.exit(EXIT_ERRORS)
+
+    def approve(the_plan: Any) -> bool:
+        click.echo(render_plan("text", the_plan), nl=False)
+        return click.confirm("Adopt these rows?", default=False)
+
+    report = import_rows(store, out_dir, lock_wait_s=lock_timeout, overwrite=force, approve=None if auto_approve else approve)
     if not report.objects:
         click.echo("Nothing to import: ftctl already manages every row of the store.")
         return
@@ -358,7 +406,10 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float) -
     if report.plan is not None and report.plan.plan is not None and report.plan.plan.is_blocked():
         click.echo(render_plan("text", report.plan.plan), nl=False)
         sys.exit(EXIT_BLOCKED)
-    click.echo(f"Adopted {report.objects} objects (serial {report.applied.serial if report.applied else '?'}).")
+    if report.applied is None:
+        click.echo(f"Nothing adopted: the manifests stay in {out_dir}; `ftctl apply` them to adopt the rows.")
+        return
+    click.echo(f"Adopted {report.objects} objects (serial {report.applied.serial}).")
 
 
 @cli.command(name="export-manifests")
@@ -398,7 +449,7 @@ def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -
 
     report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline)
     if report.plan is None:
-        _plan_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
+        _report_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
     if fmt == "json":
         click.echo(jsonlib.dumps({"objects": [asdict(r) for r in rows], "jobs": [asdict(j) for j in jobs]}, indent=1))
     else:

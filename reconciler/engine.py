@@ -450,8 +450,10 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
     return ImportReport(sorted(targets), sum(len(d) for d in files.values()), variables=tuple(variables_to_set(files)))
 
 
-def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False) -> ImportReport:
-    """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)."""
+def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False,
+                approve: Callable[[Plan], bool] | None = None) -> ImportReport:
+    """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)
+    if `approve` (the CLI's confirmation; None: no question) agrees to the adoption's plan."""
     from reconciler.store.location import StoreError
     from reconciler.store.snapshot_file import is_snapshot_location
     from reconciler.store.write import refuse_unwritable
@@ -467,6 +469,8 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
         return written
     report = make_plan([out_dir], store=store, policy=Policy(), offline=True, use_cache=False)
     if report.plan is None or report.plan.is_blocked():
+        return ImportReport(written.files, written.objects, report, variables=written.variables)
+    if approve is not None and not approve(report.plan):
         return ImportReport(written.files, written.objects, report, variables=written.variables)
     applied = execute_plan(report.plan, store=store, lock_wait_s=lock_wait_s)
     return ImportReport(written.files, written.objects, report, applied, written.variables)

@@ -7,10 +7,12 @@ first, blockers next, every change folded under <details>, and the whole kept un
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.plan import Action, Change, Plan
 from reconciler.views.printable import printable
+from reconciler.waitchain import Step
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
 MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
@@ -197,3 +199,15 @@ def job_lines(plan: Plan) -> list[tuple[str, str]]:
         elif change.waits_for and change.kind in ("FineTuningJob", "EvaluationJob", "ModelExport"):
             out.append((change.address, change.reason))
     return out
+
+
+def chain_text(chain: Sequence[Step]) -> str:
+    """The chain `apply --wait` may run, as shown before its first confirmation ("" when none
+    besides this round's launches, which the plan shows)."""
+    if not any(not step.is_now() for step in chain):
+        return ""
+    lines = ["", "With --wait, the whole chain it may run (asked for once, now):"]
+    for step in chain:
+        when = "running, followed until it ends" if step.running else step.when or "now"
+        lines.append(f"  {step.address}: {step.run} — {when}")
+    return printable("\n".join(lines) + "\n")

@@ -85,10 +85,11 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def ftctl(cwd: Path, *args: str, env: dict[str, str] | None = None, step_size: int | None = None,
           timeout: float = 120, memory_cap: int | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in cwd; env adds to (a scrubbed copy of) this process's environment.
+    """Run the real CLI in cwd; env adds to (a scrubbed copy of) this process's environment. Its
+    stdin is not a terminal wherever the tests run (so apply needs --auto-approve, as in CI).
     `memory_cap`: the process's address space in bytes (RLIMIT_AS): a blowup fails it, not the machine."""
     return subprocess.run(_command(args, step_size), cwd=cwd, env=cli_env(env), capture_output=True, text=True,
-                          timeout=timeout, check=False, preexec_fn=None if memory_cap is None else _cap(memory_cap))
+                          stdin=subprocess.DEVNULL, timeout=timeout, check=False, preexec_fn=None if memory_cap is None else _cap(memory_cap))
 
 
 def _cap(memory: int) -> Callable[[], None]:
@@ -99,7 +100,7 @@ def _cap(memory: int) -> Callable[[], None]:
 
 
 def ftctl_popen(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(_command(args, None), cwd=cwd, env=cli_env(env), stdout=subprocess.PIPE,
+    return subprocess.Popen(_command(args, None), cwd=cwd, env=cli_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -263,7 +263,7 @@ def test_a_studio_rows_secret_stays_in_the_studios_row(tmp_path: Path, outputs: 
     _run(root, outputs, "apply", "--auto-approve", "plan.json", env=env, ok=(0,))
 
     _run(root, outputs, "export-manifests", "--out", "exported", env=env, ok=(0,))
-    imported = _run(root, outputs, "import", "--out", "imported", env=env, ok=(0,))
+    imported = _run(root, outputs, "import", "--out", "imported", "--auto-approve", env=env, ok=(0,))
     variable = "CONFIG_TRAINING_ARGUMENTS_6F1C2E9A_HUB_TOKEN"
     assert f"set {variable}" in imported  # the user is told which variable to set to the row's value
     written = (root / "imported" / "configs.yaml").read_text(encoding="utf-8")

@@ -39,7 +39,7 @@ COMMANDS = {  # command -> its arguments (the store is added after --store)
     "apply": ["apply", DEMO, "--offline", "--auto-approve", "--lock-timeout", "1"],
     "protect": ["protect", DATASET],
     "unprotect": ["unprotect", DATASET],
-    "import": ["import", "--out", "imported", "--lock-timeout", "1"],
+    "import": ["import", "--out", "imported", "--auto-approve", "--lock-timeout", "1"],
     "state pull": ["state", "pull", "-o", "pulled.json"],
 }
 READS = ("validate", "plan", "status", "drift", "state pull")
