@@ -469,6 +469,85 @@ def _table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
+def _inspect_args(f):  # type: ignore[no-untyped-def]
+    """The options get and describe share: the store, manifests for sync state, output."""
+    for decorator in reversed([
+        click.option("-f", "--file", "files", multiple=True, type=click.Path(),
+                     help="Manifests (file or folder, repeatable): sync and health are then computed as `ftctl status` does."),
+        click.option("--store", metavar="PATH|URL", help="The Studio store, or a snapshot file (*.json from `ftctl state pull`)."),
+        click.option("--offline", is_flag=True, help="With -f: skip the Hub."),
+        click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+                     help="table for people; json or yaml for machines (kubectl's -o json is --format json here)."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the output to this file (as every command's -o)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@_inspect_args
+@click.option("-A", "--all", "unmanaged", is_flag=True, help="Also list the Studio rows ftctl does not manage.")
+def get(kind: str, name: str | None, files: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None,
+        unmanaged: bool) -> None:
+    """List the objects of a KIND in the store (one, with NAME), as kubectl get does. Read-only.
+
+    KIND is a kind in any case, its plural or a short name (datasets, ds, models, prompts, configs,
+    adapters, ftjobs or jobs, evaljobs or evals, exports), or all. Without -f the SYNC column is -:
+    the manifests say what the store should hold. Exit 0, or 1 on an unknown kind or name.
+    """
+    import time
+
+    from reconciler.engine import get_objects
+    from reconciler.views.inspection import render_items
+
+    inspected = get_objects(kind, name, files, store=store, offline=offline, unmanaged=unmanaged or name is not None)
+    _inspection_errors(inspected.report)
+    _emit(render_items(fmt, inspected.items, now=time.time(), width=_width()), output)
+
+
+@cli.command()
+@click.argument("address", metavar="KIND/NAME")
+@_inspect_args
+def describe(address: str, files: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None) -> None:
+    """Show everything about one object: state, manifest, store rows, jobs, metrics, related objects, events.
+
+    KIND/NAME takes the kinds as `get` does (ds/demo-tickets). The manifest is the one -f gives,
+    else the spec ftctl recorded (exports); rows are shown with secrets masked; events are ftctl's
+    history of the object with the apply (actor, commit) that made each change. Read-only.
+    """
+    import time
+
+    from reconciler.engine import describe_object
+    from reconciler.views.inspection import render_described
+
+    report, documents = describe_object(address, files, store=store, offline=offline)
+    _inspection_errors(report)
+    _emit(render_described(fmt, documents, now=time.time()), output)
+
+
+def _inspection_errors(report: Any) -> None:
+    """The manifests given to get or describe did not validate: their errors, exit 1."""
+    from reconciler.views import render_diagnostics
+
+    if report is None or report.plan is not None:
+        return
+    errors = [d for d in report.validation.diagnostics if d.severity.is_error()]
+    click.echo(render_diagnostics("text", errors, files=len(report.validation.files), manifests=report.validation.documents),
+               err=True, nl=False)
+    click.echo("ftctl: fix the errors above first (or leave out -f)", err=True)
+    sys.exit(EXIT_ERRORS)
+
+
+def _width() -> int:
+    import shutil
+
+    from reconciler.views.inspection import WIDTH
+
+    return shutil.get_terminal_size((WIDTH, 24)).columns
+
+
 @cli.command()
 @click.argument("address")
 @click.option("--store", metavar="PATH|URL")

@@ -24,6 +24,16 @@ from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_p
 from reconciler.facts import LocalFacts
 from reconciler.graph import Graph
 from reconciler.health import ObjectStatus, assess
+from reconciler.inspection import (
+    InspectError,
+    Item,
+    JobStatus,
+    describe,
+    find,
+    items,
+    kinds_named,
+    parse_address,
+)
 from reconciler.jobinput import DEFAULT_TRACKING_URI, JobSettings, job_name
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
@@ -35,6 +45,7 @@ from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
 from reconciler.safeio import ReadRoots, UnsafePathError, read_checked
+from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled
 
 
@@ -476,32 +487,24 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
     return ImportReport(written.files, written.objects, report, applied, written.variables)
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    """One job of a managed object, where it runs and what its backend says (for `ftctl status`)."""
-
-    kind: str
-    name: str
-    job: str
-    backend: str
-    state: str
-    summary: str
-    external_id: str  # local: the job folder; cml: `job id/run id` (endpoints: model, build, deployment)
-    links: dict[str, str]
-
-
 def status(paths: Sequence[str], *, store: str | None, offline: bool,
            environ: Mapping[str, str] | None = None) -> tuple[PlanReport, list[ObjectStatus], list[JobStatus]]:
     environ = effective_environ(environ)
     snapshot = _read_for_plan(store)
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
-    backends = Backends(job_settings(environ), environ)
+    jobs = job_statuses(snapshot, report.observations, Backends(job_settings(environ), environ))
+    return report, (assess(report.plan, snapshot) if report.plan else []), jobs
+
+
+def job_statuses(snapshot: Snapshot, observations: Mapping[str, JobObservation], backends: Backends) -> list[JobStatus]:
+    """Each job of the managed objects' current generations, as its backend last said (with links)."""
     jobs = []
     for kind, name, job, backend in sorted(job_names(snapshot)):
-        obs = report.observations.get(job) or JobObservation(job, JobState.NOT_LAUNCHED)
+        obs = observations.get(job) or JobObservation(job, JobState.NOT_LAUNCHED)
         links = backends.get(backend).links(job, obs.external_id) if obs.external_id else {}
-        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id, links))
-    return report, (assess(report.plan, snapshot) if report.plan else []), jobs
+        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id, links,
+                              obs.attempt, dict(obs.metrics)))
+    return jobs
 
 
 def set_protection(store: str | None, address: str, protected: bool) -> None:
@@ -576,3 +579,87 @@ def drift(paths: Sequence[str], *, store: str | None, offline: bool,
     snapshot = _read_for_plan(store)
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
     return report, (find_drift(report.plan, snapshot) if report.plan else None)
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """The store as `ftctl get` and `describe` read it, with each object's status when manifests
+    were given (`report`: their plan, or their errors when it is None)."""
+
+    report: PlanReport | None
+    snapshot: Snapshot
+    items: list[Item]
+    statuses: dict[tuple[str, str], ObjectStatus]
+    jobs: list[JobStatus]
+    events: tuple[Event, ...] = ()  # of the object `events_of` named
+
+
+def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | None, offline: bool, unmanaged: bool,
+                  events_of: tuple[str, str] = ("", ""), environ: Mapping[str, str] | None = None) -> Inspected:
+    """Read the store (or snapshot file) once, read-only; a store that is not there is an error.
+    With manifests, sync and health are computed as `status` does (one plan, nothing written)."""
+    from reconciler.store.events import read_activity
+    from reconciler.store.location import StoreError
+    from reconciler.store.read import read_snapshot
+
+    environ = effective_environ(environ)
+    try:
+        snapshot = read_snapshot(store)  # never missing_ok: inspection names a store that is not there
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ) if paths else None
+    if report is not None and report.plan is None:
+        return Inspected(report, snapshot, [], {}, [])
+    observations = report.observations if report else (
+        dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(job_settings(environ), environ)))
+    jobs = job_statuses(snapshot, observations, Backends(job_settings(environ), environ))
+    statuses = {(s.kind, s.name): s for s in assess(report.plan, snapshot)} if report and report.plan else {}
+    try:
+        activity = read_activity(store, kind=events_of[0], name=events_of[1])
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    found = items(snapshot, kinds, statuses=statuses, jobs=jobs, updated=activity.updated, unmanaged=unmanaged)
+    return Inspected(report, snapshot, found, statuses, jobs, activity.events)
+
+
+def get_objects(kind: str, name: str | None, paths: Sequence[str], *, store: str | None, offline: bool,
+                unmanaged: bool) -> Inspected:
+    """`ftctl get KIND [NAME]`: the objects of a kind (by any alias, or all), or the one named."""
+    try:
+        kinds = kinds_named(kind)
+        inspected = inspect_store(kinds, paths, store=store, offline=offline, unmanaged=unmanaged)
+        if name is None or (inspected.report is not None and inspected.report.plan is None):
+            return inspected
+        if len(kinds) != 1:
+            raise InspectError(f"get {kind} {name}: name one kind to get one object (e.g. ftctl get dataset {name})")
+        return Inspected(inspected.report, inspected.snapshot, find(inspected.items, kinds[0], name), inspected.statuses,
+                         inspected.jobs)
+    except InspectError as exc:
+        raise EngineError(str(exc)) from exc
+
+
+def describe_object(address: str, paths: Sequence[str], *, store: str | None,
+                    offline: bool) -> tuple[PlanReport | None, list[dict[str, Any]]]:
+    """`ftctl describe Kind/name`: one document per matching object (unmanaged rows may share a
+    name): state, manifest, store rows, jobs, related objects and events. Values as stored."""
+    try:
+        kind, name = parse_address(address)
+        inspected = inspect_store((kind,), paths, store=store, offline=offline, unmanaged=True, events_of=(kind, name))
+        if inspected.report is not None and inspected.report.plan is None:
+            return inspected.report, []
+        found = find(inspected.items, kind, name)
+    except InspectError as exc:
+        raise EngineError(str(exc)) from exc
+    manifests = {(m.kind, m.name): m for m in inspected.report.validation.manifests} if inspected.report else {}
+    return inspected.report, [
+        describe(inspected.snapshot, item, status=inspected.statuses.get((kind, name)),
+                 jobs=[j for j in inspected.jobs if (j.kind, j.name) == (kind, name)] if item.managed else [],
+                 manifest=_manifest_document(manifests.get((kind, name))), events=inspected.events if item.managed else [])
+        for item in found]
+
+
+def _manifest_document(manifest: Manifest | None) -> dict[str, Any] | None:
+    if manifest is None:
+        return None
+    return {"source": f"{manifest.location.file} (document {manifest.location.doc + 1})",
+            "spec": manifest.resource.model_dump(mode="json", exclude_none=True)}

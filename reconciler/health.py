@@ -55,7 +55,7 @@ def _status(change: Change, snapshot: Snapshot) -> ObjectStatus:
     record = snapshot.managed.get((change.kind, change.name))
     store_id = record.store_id if record else ""
     generation = record.generation if record else 0
-    return ObjectStatus(change.kind, change.name, sync_state(change), _health(change, record, snapshot),
+    return ObjectStatus(change.kind, change.name, sync_state(change), object_health(change.job, record, snapshot),
                         store_id, generation, change.reason, change.job)
 
 
@@ -69,11 +69,13 @@ def sync_state(change: Change) -> Sync:
     return Sync.DRIFTED if change.drift else Sync.OUT_OF_SYNC
 
 
-def _health(change: Change, record: ManagedRecord | None, snapshot: Snapshot) -> Health:
+def object_health(job: str, record: ManagedRecord | None, snapshot: Snapshot) -> Health:
+    """Missing without a record; a job's state (`job`: its states, as a change shows them); else
+    whether its rows are there."""
     if record is None:
         return Health.MISSING
-    if change.job:
-        return job_health(change.job)
+    if job:
+        return job_health(job)
     if not record.store_table:
         return Health.UNKNOWN
     rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
