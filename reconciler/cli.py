@@ -92,15 +92,44 @@ def _manifest_args(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def _selection_args(*, replace: bool):  # type: ignore[no-untyped-def]
+    """--target and -l (and, on plan and apply, --replace): which objects to plan, as typed."""
+    def decorate(f):  # type: ignore[no-untyped-def]
+        options = [
+            click.option("--target", "target", multiple=True, metavar="KIND/NAME",
+                         help="Only this object and what it references (repeatable). The plan is partial: nothing else is "
+                              "changed or deleted."),
+            click.option("-l", "--selector", "selector", multiple=True, metavar="KEY=VALUE",
+                         help="Only objects whose metadata.labels match (repeatable, all must match; also KEY!=VALUE and KEY), "
+                              "and what they reference. The plan is partial."),
+        ]
+        if replace:
+            options.append(click.option("--replace", "replace", multiple=True, metavar="KIND/NAME",
+                                        help="Replace this object even if it did not change: write its row anew, or run its "
+                                             "job as a new generation (repeatable)."))
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def _select(target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...] = ()) -> Any:
+    from reconciler.selection import SelectArgs
+
+    return SelectArgs(target, selector, replace)
+
+
 @cli.command()
 @_manifest_args
+@_selection_args(replace=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="text for people; json is the plan file; markdown for a pull-request comment.")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False),
               help="Write the plan (JSON, with its digest; signed when $FTCTL_PLAN_KEY is set) to this file for `ftctl apply FILE`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes, 3 blocked by policy, 1 error.")
 def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
-         no_cache: bool, fmt: str, out: str | None, detailed_exitcode: bool) -> None:
+         no_cache: bool, target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...], fmt: str,
+         out: str | None, detailed_exitcode: bool) -> None:
     """Show what apply would change in the store, and why.
 
     Reads the manifests (PATHS, default: the current folder) and the store once; writes nothing
@@ -113,7 +142,7 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
     from reconciler.views import render_plan
 
     report = _report_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
-                             policy=Policy(prune=prune, max_deletions=max_deletions)).plan
+                             policy=Policy(prune=prune, max_deletions=max_deletions), select=_select(target, selector, replace)).plan
     if out:
         _emit(plan_file_text(report), out)
     _emit(render_plan(fmt, report), None)
@@ -122,12 +151,13 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
     sys.exit(EXIT_CHANGES if detailed_exitcode and report.has_changes() else EXIT_OK)
 
 
-def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any) -> Any:
+def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
+                    select: Any = None) -> Any:
     """The plan report (its plan, and the manifests it was made from), or exit 1 after showing the errors."""
     from reconciler.engine import make_plan
     from reconciler.views import render_diagnostics
 
-    report = make_plan(list(paths) or ["."], store=store, policy=policy, offline=offline, use_cache=not no_cache)
+    report = make_plan(list(paths) or ["."], store=store, policy=policy, offline=offline, use_cache=not no_cache, select=select)
     shown = [d for d in report.validation.diagnostics if report.plan is None or d.severity.is_error() or d.severity.value == "warning"]
     if shown:
         click.echo(render_diagnostics("text", shown, files=len(report.validation.files), manifests=report.validation.documents), err=True, nl=False)
@@ -139,6 +169,7 @@ def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool,
 
 @cli.command()
 @_manifest_args
+@_selection_args(replace=True)
 @click.option("--auto-approve", is_flag=True,
               help="Apply without asking: required when stdin is not a terminal (a saved plan file applies without asking).")
 @click.option("--lock-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
@@ -149,7 +180,8 @@ def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool,
 @click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="With --wait: how often to look at running jobs.")
 def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
-          no_cache: bool, auto_approve: bool, lock_timeout: float, wait: bool, poll: float) -> None:
+          no_cache: bool, target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...], auto_approve: bool,
+          lock_timeout: float, wait: bool, poll: float) -> None:
     """Make the store match the manifests: plan, show, confirm, apply; launch the jobs that are due.
 
     PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
@@ -177,7 +209,8 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     if saved:
         the_plan, chain = read_plan_file(targets[0]), []
     else:
-        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy,
+                                 select=_select(target, selector, replace))
         the_plan, chain = report.plan, wait_chain(report.plan, report.validation.manifests) if wait else []
     click.echo(render_plan("text", the_plan) + chain_text(chain), nl=False)
     if the_plan.is_blocked():
@@ -195,7 +228,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
         click.echo("--wait after a saved plan: pass the manifests to keep converging.", err=True)
         sys.exit(EXIT_OK)
     sys.exit(_converge(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout, poll=poll,
-                       approval=Approval.of(chain).after(the_plan), asks=asks))
+                       select=_select(target, selector), approval=Approval.of(chain).after(the_plan), asks=asks))  # --replace is done: the later rounds only converge
 
 
 def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
@@ -213,7 +246,7 @@ def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
 
 
 def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
-              lock_timeout: float, poll: float, approval: Any, asks: bool) -> int:
+              lock_timeout: float, poll: float, select: Any, approval: Any, asks: bool) -> int:
     """Plan and apply again until no job is running and nothing is left to do; show progress. A
     round that would launch a job the approved chain did not show is asked for again (`asks`), or
     announced (--auto-approve)."""
@@ -226,7 +259,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     shown: dict[str, str] = {}
     while True:
         start_queued_jobs()
-        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy)
+        report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, select=select)
         the_plan = report.plan
         for address, line in job_lines(the_plan):
             if shown.get(address) != line:
@@ -436,7 +469,9 @@ def _secret_variables(names: tuple[str, ...]) -> None:
 @click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
 @click.option("--offline", is_flag=True, help="Skip the Hub.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -> None:
+@_selection_args(replace=False)
+def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, target: tuple[str, ...],
+           selector: tuple[str, ...]) -> None:
     """Each object's sync state (synced, out of sync, drifted, missing, waiting, orphaned) and health.
 
     PATHS are the manifests (default: the current folder). Exit 0 when everything is synced,
@@ -447,7 +482,7 @@ def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str) -
 
     from reconciler.engine import status as run_status
 
-    report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline)
+    report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline, select=_select(target, selector))
     if report.plan is None:
         _report_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
     if fmt == "json":
@@ -615,7 +650,9 @@ def rules(code: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="text for people; json (versioned); markdown for an issue or pull-request comment.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to a file.")
-def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None) -> None:
+@_selection_args(replace=False)
+def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None, target: tuple[str, ...],
+          selector: tuple[str, ...]) -> None:
     """List what differs between the manifests and the store.
 
     Every managed object whose row or job differs from its manifest (missing, drifted, failed,
@@ -626,7 +663,7 @@ def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, ou
     from reconciler.views import render_diagnostics
     from reconciler.views.drift import render_drift
 
-    report, found = run_drift(list(paths) or ["."], store=store, offline=offline)
+    report, found = run_drift(list(paths) or ["."], store=store, offline=offline, select=_select(target, selector))
     if found is None:
         errors = [d for d in report.validation.diagnostics if d.severity.is_error()]
         click.echo(render_diagnostics("text", errors, files=len(report.validation.files), manifests=report.validation.documents),

@@ -142,7 +142,11 @@ class Scope:
             row = self.snapshot.row("configs", source.id) or {}
             text = str(row.get("config") or "")
             return parsed_config(text, yaml=config_type == "axolotl"), source.id
-        manifest = self.configs[source]
+        manifest = self.configs.get(source)
+        if manifest is None:  # a managed Config outside a partial plan's manifests: the body it wrote
+            config_id = self.ref_id(source, "Config")
+            text = str((self.snapshot.row("configs", config_id or "") or {}).get("config") or "")
+            return parsed_config(text, yaml=config_type == "axolotl"), config_id
         assert isinstance(manifest.resource, Config)
         body, _, _ = parse_body(config_type, manifest.resource.spec.config)
         return body, self.ref_id(source, "Config")

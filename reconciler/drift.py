@@ -93,7 +93,8 @@ class DriftReport:
 
 def find_drift(plan: Plan, snapshot: Snapshot) -> DriftReport:
     objects = tuple(obj for change in plan.changes if (obj := _drifted(change, snapshot)) is not None)
-    return DriftReport(plan.store, plan.serial, len(plan.changes), objects, tuple(unmanaged_rows(snapshot)), dict(plan.labels))
+    unmanaged = tuple(unmanaged_rows(snapshot)) if plan.partial is None else ()  # a partial plan: outside its selection
+    return DriftReport(plan.store, plan.serial, len(plan.changes), objects, unmanaged, dict(plan.labels))
 
 
 def _drifted(change: Change, snapshot: Snapshot) -> DriftedObject | None:

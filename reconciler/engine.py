@@ -45,6 +45,7 @@ from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
 from reconciler.safeio import ReadRoots, UnsafePathError, read_checked
+from reconciler.selection import SelectArgs, SelectionError, choose
 from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled
 
@@ -100,7 +101,18 @@ def validate(
     environ: Mapping[str, str] | None = None,
     use_cache: bool = True,
 ) -> ValidationReport:
+    """The diagnostics of the manifests. Some files of a project (not a folder) are checked against
+    the default store too when it exists, where the names the other files declare are managed."""
+    if store is None and named_files(paths):
+        from reconciler.store.location import exists, resolve_location
+
+        store = resolve_location(None) if exists(None) else None
     return _validate(paths, offline=offline, snapshot=read_store(store), environ=environ, use_cache=use_cache)[0]
+
+
+def named_files(paths: Sequence[str]) -> list[str]:
+    """The paths that name files, not folders: a command over them covers part of a project."""
+    return [p for p in paths if os.path.isfile(p)]
 
 
 def _validate(
@@ -116,7 +128,7 @@ def _validate(
     roots = read_roots(paths, environ)
     loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None, roots=roots)
     facts = gather_facts(loaded.manifests, roots=roots)
-    ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas())
+    ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas(), partial=bool(named_files(paths)))
     diagnostics = loaded.diagnostics + check_all(ctx)
     diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
@@ -158,14 +170,20 @@ def make_plan(
     use_cache: bool = True,
     seed: str | None = None,
     snapshot: Snapshot | None = None,
+    select: SelectArgs | None = None,
 ) -> PlanReport:
-    """Validate the manifests, read the store once, and build the plan (pure) from both."""
+    """Validate the manifests, read the store once, and build the plan (pure) from both. A plan over
+    files (not folders), `--target`s or `-l` selectors is partial (`selection.choose`)."""
     environ = effective_environ(environ)
     if snapshot is None:
         snapshot = _read_for_plan(store)
     report, local, graph = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
     if report.has_errors():
         return PlanReport(report, None)
+    try:
+        scoped = choose(report.manifests, graph, select or SelectArgs(), files=named_files(paths), prune=policy.prune)
+    except SelectionError as exc:
+        raise EngineError(str(exc)) from exc
     from reconciler.backends.cml_registry import gather_registry_facts
     from reconciler.online.hubinfo import gather_hub_facts
 
@@ -179,10 +197,9 @@ def make_plan(
     observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ))
     facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
                       jobs=settings, observations=observations, registry=registry)
-    plan = build_plan(
-        report.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex,
-        graph=graph,
-    )
+    plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex,
+                      graph=graph if len(scoped.manifests) == len(report.manifests) else None,
+                      partial=scoped.partial, replace_addresses=scoped.replace)
     return PlanReport(report, plan, observations)
 
 
@@ -487,12 +504,17 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
     return ImportReport(written.files, written.objects, report, applied, written.variables)
 
 
-def status(paths: Sequence[str], *, store: str | None, offline: bool,
-           environ: Mapping[str, str] | None = None) -> tuple[PlanReport, list[ObjectStatus], list[JobStatus]]:
+def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: Mapping[str, str] | None = None,
+           select: SelectArgs | None = None) -> tuple[PlanReport, list[ObjectStatus], list[JobStatus]]:
+    """Each planned object's sync state and health, and the jobs of the managed ones (of the
+    selected ones only, for a partial plan)."""
     environ = effective_environ(environ)
     snapshot = _read_for_plan(store)
-    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ, select=select)
     jobs = job_statuses(snapshot, report.observations, Backends(job_settings(environ), environ))
+    if report.plan is not None and report.plan.partial is not None:
+        covered = {(c.kind, c.name) for c in report.plan.changes}
+        jobs = [j for j in jobs if (j.kind, j.name) in covered]
     return report, (assess(report.plan, snapshot) if report.plan else []), jobs
 
 
@@ -570,14 +592,14 @@ def pull_state(store: str | None, output: str) -> Pulled:
         raise EngineError(f"cannot write {output}: {exc.strerror}") from exc
 
 
-def drift(paths: Sequence[str], *, store: str | None, offline: bool,
-          environ: Mapping[str, str] | None = None) -> tuple[PlanReport, DriftReport | None]:
+def drift(paths: Sequence[str], *, store: str | None, offline: bool, environ: Mapping[str, str] | None = None,
+          select: SelectArgs | None = None) -> tuple[PlanReport, DriftReport | None]:
     """What differs between the manifests and the store (`ftctl drift`): one read, one plan (as
     `status` makes it), then the pure `drift.find_drift`. The report is None when the manifests do
     not validate (the plan report holds the errors)."""
     environ = effective_environ(environ)
     snapshot = _read_for_plan(store)
-    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ)
+    report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ, select=select)
     return report, (find_drift(report.plan, snapshot) if report.plan else None)
 
 

@@ -205,8 +205,7 @@ class _Planner:
         if record is None:
             change = self._create(desired, wave, spec_fp, protected)
         elif forced and not desired.waits_for:
-            change = self._replace(desired, record, wave, spec_fp, protected, "replacement requested (--replace)",
-                                   RERUN_KINDS.get(manifest.kind, Consequence.NONE), (), False)
+            change = self._force_replace(desired, record, wave, spec_fp, protected)
         elif adopting:
             change = self._adopt(desired, record, wave, spec_fp, protected)
         else:
@@ -417,6 +416,15 @@ class _Planner:
         new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, want_fp,
                             record.generation, record.origin, protected, backend=record.backend)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
+
+    def _force_replace(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
+        """`--replace`: a new row (a job: a new generation and its launch) whatever changed; the
+        field diffs still show what did."""
+        only = SHARED_COLUMNS if record.origin == "shared" else None
+        live = self._live_rows(record)
+        fields = _field_diffs(desired, live, only=only) if live else ()
+        return self._replace(desired, record, wave, spec_fp, protected, "replacement requested (--replace)",
+                             RERUN_KINDS.get(desired.kind, Consequence.NONE), fields, False)
 
     def _rows_match(self, desired: Desired, live: dict[str, Row | None], only: tuple[str, ...] | None) -> bool:
         """The owned columns of every desired row equal its live row's, as the Studio sees them."""

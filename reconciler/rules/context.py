@@ -39,6 +39,7 @@ class RuleContext:
     by_kind: dict[str, dict[str, list[Manifest]]] = field(default_factory=dict)
     validators: dict[tuple[str, str], Any] = field(default_factory=dict)  # compiled once per (body, key)
     produced: dict[str, list[Manifest]] = field(default_factory=dict)
+    partial: bool = False  # the manifests are some files of a project: other names may be in other files
 
     def __post_init__(self) -> None:
         for m in self.manifests:
@@ -70,12 +71,29 @@ class RuleContext:
             return Target(kind, ref, manifest=manifest), ""
         if kind == "Adapter" and ref in self.produced:
             return Target(kind, ref, produced_by=self.produced[ref][0]), ""
-        if self.snapshot is not None:
-            rows = self.snapshot.by_name(kind, ref)
-            if rows:
-                return Target(kind, ref, live=rows[0]), ""
+        managed = self._managed(kind, ref)
+        if managed is not None:
+            return managed, ""
         others = sorted(k for k, names in self.by_kind.items() if k != kind and ref in names)
-        return None, ("wrong-kind:" + ",".join(others)) if others else "missing"
+        return None, ("wrong-kind:" + ",".join(others)) if others and not self.partial else "missing"
+
+    def _managed(self, kind: str, ref: str) -> Target | None:
+        """An object outside the manifests that ftctl manages in the store (its row, when it has
+        one), or the adapter a managed FineTuningJob trains: what a plan of these manifests uses."""
+        if self.snapshot is None:
+            return None
+        record = self.snapshot.managed.get((kind, ref))
+        if record is not None:
+            return Target(kind, ref, live=self.snapshot.by_id(record.store_id))
+        if kind != "Adapter":
+            return None
+        for (job_kind, _), job in self.snapshot.managed.items():
+            row = self.snapshot.row("fine_tuning_jobs", job.store_id) if job_kind == "FineTuningJob" else None
+            if row is not None and row.get("adapter_name") == ref:
+                trained = [str(r["id"]) for r in self.snapshot.rows.get("adapters", {}).values()
+                           if r.get("name") == ref and r.get("fine_tuning_job_id") == job.store_id]
+                return Target(kind, ref, live=self.snapshot.by_id(trained[0]) if trained else None)
+        return None
 
     def _resolve_id(self, object_id: str, kind: str) -> tuple[Target | None, str]:
         if self.snapshot is None:
@@ -109,8 +127,12 @@ class RuleContext:
             others = problem.split(":", 1)[1]
             summary = f"{field_name}: {label} is a {others}, not a {kind}"
             return None, [make_diag("RF-002", summary, location=location, address=manifest.address)]
-        where = " in the manifests or the store" if self.snapshot is not None else " in the manifests"
-        summary = f"{field_name}: {kind} {label} not found{where}"
+        if self.partial:  # some files of a project: the name may be declared in others
+            where = "not managed in the store" if self.snapshot is not None else "no store was read (--store)"
+            summary = f"{field_name}: {kind} {label} is not in the files given, and {where}"
+        else:
+            where = " in the manifests or the store" if self.snapshot is not None else " in the manifests"
+            summary = f"{field_name}: {kind} {label} not found{where}"
         return None, [make_diag(missing_code, summary, location=location, address=manifest.address)]
 
 

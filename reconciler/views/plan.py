@@ -33,6 +33,14 @@ def store_label(store: str) -> str:
     return store.split(":///", 1)[1] if store.startswith("sqlite") and ":///" in store else store
 
 
+def partial_line(plan: Plan) -> str:
+    """The header of a partial plan: what selected it, and that nothing else is touched ("" when whole)."""
+    if plan.partial is None:
+        return ""
+    return (f"Partial plan: only {plan.partial.describe()} (and what they reference); objects outside it are "
+            "neither changed nor deleted.")
+
+
 def counts(plan: Plan) -> dict[str, int]:
     """Changes by action, with changes that wait for a job's output counted apart."""
     out = {a.value: 0 for a in Action} | {"waiting": 0}
@@ -56,6 +64,7 @@ def _orphans(plan: Plan) -> list[Change]:
 
 def text(plan: Plan) -> str:
     lines = [f"Plan for {store_label(plan.store)} (serial {plan.serial}): {summary_line(plan)}."]
+    lines += [partial_line(plan)] if plan.partial else []
     shown = plan.actionable()
     if shown:
         lines.append("")
@@ -121,6 +130,7 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
     head = [f"### ftctl plan for `{store_label(plan.store)}`", "",
             "| create | update | replace | delete | unchanged | waiting |", "|---:|---:|---:|---:|---:|---:|",
             f"| {n['create']} | {n['update']} | {n['replace']} | {n['delete']} | {n['noop']} | {n['waiting']} |", ""]
+    head += [f"**{_md(partial_line(plan))}**", ""] if plan.partial else []
     if plan.blockers:
         head += ["**Blocked** (exit 3): this plan will not be applied.", ""]
         head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]

@@ -10,7 +10,9 @@ Each case folder under tests/golden/plan/ holds:
   Studio's UI (drift), rows the Studio created itself (unmanaged rows);
 - `stale.sql` (optional): SQL run after planning; applying the plan must then be refused
   (`apply-error.txt` holds the expected message);
-- `args.json`: the policy (`prune`, `max_deletions`) and `offline` (always true: no network);
+- `args.json`: the policy (`prune`, `max_deletions`) and `offline` (always true: no network); for a
+  partial plan, `paths` (files to plan instead of `manifests/`), `targets`, `selectors`, and
+  `replace` (the --target, -l and --replace flags);
 - any data the manifests read (`data/`, `models/`), shared by `before/` and `manifests/`;
 - the expected `plan.json`, `plan.txt` and `plan.md`.
 
@@ -38,6 +40,7 @@ import pytest
 
 from reconciler.engine import EngineError, execute_plan, make_plan
 from reconciler.plan import Action, Consequence, Plan, Policy
+from reconciler.selection import SelectArgs
 from reconciler.store.write import StoreWriter
 from reconciler.views.plan import render_plan
 
@@ -50,7 +53,10 @@ EXPECTED_FILES = (*FORMATS.values(), "apply-error.txt")
 CASES = (
     "create", "update", "replace", "delete", "drift", "noop", "orphan-kept", "protection", "mass-deletion",
     "stale", "dedup", "unmanaged-clash", "waiting",
+    # partial plans and --replace, on the demo (before/ is specs/demo, applied first)
+    "subset-files", "subset-one-file", "target", "selector", "replace-forced",
 )
+SUBSET_CASES = ("subset-files", "subset-one-file", "target", "selector", "replace-forced")
 STUDIO_CONFIG_ID = "5e1b9c2a-8d3f-4c61-9a0e-3f2d7b6c1a01"  # inserted by dedup/mutations.sql
 STUDIO_DATASET_ID = "0b7e4a52-6c1d-4f3e-8a29-5d4c3b2a1f00"  # inserted by unmanaged-clash/mutations.sql
 UPDATE = os.environ.get("FTCTL_UPDATE_GOLDEN") == "1"
@@ -75,8 +81,9 @@ def _cwd(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def _plan(paths: list[str], policy: Policy) -> Plan:
-    report = make_plan(paths, store=STORE, policy=policy, offline=True, environ=ENVIRON, use_cache=False, seed=SEED)
+def _plan(paths: list[str], policy: Policy, select: SelectArgs | None = None) -> Plan:
+    report = make_plan(paths, store=STORE, policy=policy, offline=True, environ=ENVIRON, use_cache=False, seed=SEED,
+                       select=select)
     errors = [d for d in report.validation.diagnostics if d.severity.is_error()]
     assert report.plan is not None, errors
     return report.plan
@@ -120,6 +127,15 @@ def policy_of(args: dict[str, Any]) -> Policy:
     return Policy(prune=bool(args.get("prune", False)), max_deletions=int(args.get("max_deletions", 5)))
 
 
+def paths_of(args: dict[str, Any]) -> list[str]:
+    return list(args.get("paths", ["manifests"]))
+
+
+def select_of(args: dict[str, Any], *, replace: bool = True) -> SelectArgs:
+    return SelectArgs(tuple(args.get("targets", ())), tuple(args.get("selectors", ())),
+                      tuple(args.get("replace", ())) if replace else ())
+
+
 def prepare(case: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """Copy the case's inputs (not its expected files) to `root/case`."""
     work = root / case
@@ -144,7 +160,7 @@ def run_case(case: str, root: Path) -> Outcome:
     work, args = prepare(case, root)
     with _cwd(work):
         build_start(work)
-        plan = _plan(["manifests"], policy_of(args))
+        plan = _plan(paths_of(args), policy_of(args), select_of(args))
         outcome = Outcome(plan, {fmt: render_plan(fmt, plan) for fmt in FORMATS})
         if (work / "stale.sql").is_file():
             _run_sql("stale.sql")
@@ -372,12 +388,85 @@ def test_apply_then_replan_is_empty(tmp_path: Path, case: str) -> None:
     work, args = prepare(case, tmp_path)
     with _cwd(work):
         build_start(work)
-        plan = _plan(["manifests"], policy_of(args))
+        plan = _plan(paths_of(args), policy_of(args), select_of(args))
         assert not plan.is_blocked()
         _apply(plan)
-        again = _plan(["manifests"], policy_of(args))
+        again = _plan(paths_of(args), policy_of(args), select_of(args, replace=False))
         assert [(c.address, c.action.value, c.reason) for c in again.actionable()] == []  # waiting ones still wait
         assert not again.blockers
+
+
+# --- partial plans: what they did not read, they leave alone -------------------------------------
+
+# Studio columns that reference another object's row: a partial plan must resolve them, never blank them.
+REFERENCE_COLUMNS = {
+    "fine_tuning_jobs": ("base_model_id", "dataset_id", "prompt_id"),
+    "prompts": ("dataset_id",),
+    "evaluation_jobs": ("base_model_id", "dataset_id", "prompt_id"),
+}
+
+
+def _studio_rows() -> dict[tuple[str, str], str]:
+    """(table, id) -> the row as JSON, for every row of the Studio's tables."""
+    out = {}
+    with sqlite3.connect(STORE) as conn:
+        conn.row_factory = sqlite3.Row
+        for table in ("datasets", "models", "prompts", "adapters", "configs", "fine_tuning_jobs", "evaluation_jobs"):
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                out[(table, str(row["id"]))] = json.dumps(dict(row), sort_keys=True)
+    conn.close()
+    return out
+
+
+def _owned_rows() -> dict[str, list[tuple[str, str]]]:
+    """Kind/name -> the (table, id) of the Studio rows ftctl records for it."""
+    with sqlite3.connect(STORE) as conn:
+        rows = conn.execute("SELECT kind, name, store_table, row_ids FROM ftctl_objects").fetchall()
+    conn.close()
+    return {f"{k}/{n}": [(t, rid) for rid in json.loads(ids)] for k, n, t, ids in rows if t}
+
+
+@pytest.mark.parametrize("case", [c for c in SUBSET_CASES if c != "replace-forced"])
+def test_a_partial_plan_says_so_and_deletes_nothing(case: str) -> None:
+    plan = expected_plan(case)
+    assert plan.partial is not None
+    assert "Partial plan: only " in expected(case, "plan.txt").splitlines()[1]
+    assert "**Partial plan: only " in expected(case, "plan.md")
+    assert not [c for c in plan.changes if c.action is Action.DELETE or "--prune" in c.reason]
+    assert not [op for c in plan.changes for op in c.ops if op.op == "delete" and c.action is not Action.REPLACE]
+
+
+@pytest.mark.parametrize("case", SUBSET_CASES)
+def test_applying_a_subset_keeps_the_rows_outside_it_and_every_reference(tmp_path: Path, case: str) -> None:
+    """The rows of objects the plan does not cover stay byte for byte; rows it writes reference the
+    same objects as before (a new row of a replaced object aside), never NULL or ''."""
+    work, args = prepare(case, tmp_path)
+    with _cwd(work):
+        build_start(work)
+        before, owned = _studio_rows(), _owned_rows()
+        plan = _plan(paths_of(args), policy_of(args), select_of(args))
+        covered = {c.address for c in plan.changes}
+        _apply(plan)
+        after = _studio_rows()
+        outside = [key for address, keys in owned.items() if address not in covered for key in keys]
+        assert outside or case in ("selector", "replace-forced"), "a subset case leaves some objects out"
+        assert "Dataset/other-tickets" not in covered  # the selector case's object of another team
+        assert {k: after.get(k) for k in outside} == {k: before[k] for k in outside}
+        replaced = {before_id for (t, before_id) in before if (t, before_id) not in after}
+        for (table, _), text in after.items():
+            for column in REFERENCE_COLUMNS.get(table, ()):
+                value = json.loads(text)[column]
+                assert value not in (None, ""), (table, column, text)
+                assert value not in replaced, (table, column)
+
+
+def test_replace_runs_the_job_again_and_writes_the_row_anew() -> None:
+    plan = expected_plan("replace-forced")
+    assert plan.partial is None and plan.replace == ("FineTuningJob/demo-ticketing-lora", "Prompt/demo-ticketing")
+    job, prompt = _change(plan, "FineTuningJob/demo-ticketing-lora"), _change(plan, "Prompt/demo-ticketing")
+    assert job.action is Action.REPLACE and job.record is not None and job.record.generation == 2
+    assert [launch.kind for launch in job.launches] == ["train"]
+    assert prompt.action is Action.REPLACE and [op.op for op in prompt.ops] == ["delete", "insert"]
 
 
 # --- known problems: what a user should see, and does not yet (strict: a fix makes them XPASS) ---
