@@ -127,10 +127,11 @@ def _validate(
     planning reuses both."""
     roots = read_roots(paths, environ)
     loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None, roots=roots)
-    facts = gather_facts(loaded.manifests, roots=roots)
-    ctx = RuleContext(loaded.manifests, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas(), partial=bool(named_files(paths)))
+    checked = loaded.manifests + loaded.salvaged  # documents with schema errors too: all errors at once
+    facts = gather_facts(checked, roots=roots)
+    ctx = RuleContext(checked, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas(), partial=bool(named_files(paths)))
     diagnostics = loaded.diagnostics + check_all(ctx)
-    diagnostics += _online(loaded.manifests, offline=offline, environ=os.environ if environ is None else environ)
+    diagnostics += _online(checked, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
     report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
     return report, facts, ctx.graph

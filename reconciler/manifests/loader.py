@@ -3,7 +3,8 @@
 Fast path first: libyaml parses without positions, pydantic validates each document. Diagnostics
 carry a field path; `resolve_positions` re-reads, with marks, only the files that have something to
 report (perf.md: positions cost 2-3x the parse). Nothing here raises for bad input: every problem
-becomes a diagnostic naming the file, and where possible the line and column.
+becomes a diagnostic naming the file, and where possible the line and column. A document with
+schema errors is still checked by the rules, as far as it parsed (`salvage`), so errors come at once.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.catalog import make_diag
-from reconciler.diagnostics import Diagnostic, Location
+from reconciler.diagnostics import Diagnostic, FieldPath, Location
 from reconciler.manifests import yamlsafe
 from reconciler.manifests.cache import ParseCache, digest
 from reconciler.manifests.events import compose_positions, index_at
+from reconciler.manifests.salvage import salvage
 from reconciler.manifests.schema_errors import schema_diagnostics
 from reconciler.models import API_VERSION, MODELS, Resource
 from reconciler.safeio import TOO_LARGE, ReadRoots, UnsafePathError, project_root, read_checked
@@ -32,11 +34,14 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 @dataclass(frozen=True)
 class Manifest:
-    """One validated document: the resource, where it came from, and the folder paths resolve from."""
+    """One validated document: the resource, where it came from, and the folder paths resolve from.
+    A document with schema errors gives a salvaged manifest (`LoadResult.salvaged`): the fields
+    that failed are left out of `resource` and listed in `unknown`."""
 
     resource: Resource
     location: Location
     base_dir: str
+    unknown: frozenset[FieldPath] = frozenset()
 
     # Read for every object many times over (pairing, graph, rules): computed once each.
     @cached_property
@@ -84,6 +89,8 @@ class SourceTexts(dict[str, str]):
 @dataclass
 class LoadResult:
     manifests: list[Manifest] = field(default_factory=list)
+    # Documents with schema errors, as far as they parsed: checked by the rules, never planned.
+    salvaged: list[Manifest] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: SourceTexts = field(default_factory=SourceTexts)  # display path -> text
     files: list[str] = field(default_factory=list)
@@ -275,7 +282,11 @@ def _load_document(doc: Any, location: Location, base_dir: str, result: LoadResu
     try:
         resource = model.model_validate(doc)
     except ValidationError as exc:
-        out.extend(schema_diagnostics(model, exc.errors(include_url=False), location, address or str(kind)))
+        errors = exc.errors(include_url=False)
+        out.extend(schema_diagnostics(model, errors, location, address or str(kind)))
+        salvaged, unknown = salvage(model, doc, errors)
+        if salvaged is not None:
+            result.salvaged.append(Manifest(salvaged, location, base_dir, unknown=unknown))
         return
     result.manifests.append(Manifest(resource, location, base_dir))
 

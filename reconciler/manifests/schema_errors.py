@@ -1,6 +1,7 @@
 """Turning pydantic validation errors into diagnostics with field paths and "did you mean" hints.
 
-Pure: takes the model class and pydantic's error dicts, returns diagnostics without positions.
+Pure: takes the model class and pydantic's error dicts, returns diagnostics without positions (and,
+for `salvage`, the fields the errors name).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def schema_diagnostics(
             continue
         seen.add(path)
         out.append(_one(model, err, path, union_collapsed, location.at(*path), address))
+    return out
+
+
+def error_paths(model: type[BaseModel], errors: list[Any]) -> list[tuple[tuple[str | int, ...], bool]]:
+    """Each error's field path as its diagnostic names it, and whether a required key is missing
+    there (the path then ends in that key); `salvage` leaves these fields out."""
+    out = []
+    for err in errors:
+        path, union_collapsed = _clean_path(model, tuple(err["loc"]))
+        out.append((path, err["type"] == "missing" and not union_collapsed))
     return out
 
 

@@ -1,7 +1,9 @@
 """Validation rules: pure functions from a `RuleContext` to diagnostics.
 
-`check_all` runs every rule and returns all diagnostics at once (never the first only). Each rule
-module owns one domain of the catalog (`reconciler.catalog`).
+`check_all` runs every rule and returns all diagnostics at once (never the first only), also over the
+salvaged manifests of documents with schema errors, less what it says of a field that failed the
+schema (the schema error already says it). Each rule module owns one domain of the catalog
+(`reconciler.catalog`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from reconciler.catalog import make_diag
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Diagnostic, FieldPath
 from reconciler.graph import find_cycles
 from reconciler.rules.configs import check_config_sources, check_configs
 from reconciler.rules.context import RuleContext
@@ -49,10 +51,20 @@ RULES: tuple[Rule, ...] = (
 
 
 def check_all(ctx: RuleContext) -> list[Diagnostic]:
+    unknown = {(m.location.file, m.location.doc): m.unknown for m in ctx.manifests if m.unknown}
     out: list[Diagnostic] = []
     for rule in RULES:
-        out.extend(rule(ctx))
+        out.extend(d for d in rule(ctx) if not _about_unknown(d, unknown))
     return out
+
+
+def _about_unknown(diag: Diagnostic, unknown: dict[tuple[str, int], frozenset[FieldPath]]) -> bool:
+    """Whether `diag` is about a field its document's schema errors left out (at or under it)."""
+    loc = diag.location
+    if loc is None:
+        return False
+    left_out = unknown.get((loc.file, loc.doc), frozenset())
+    return any(loc.path[:n] in left_out for n in range(1, len(loc.path) + 1))
 
 
 __all__ = ["RULES", "RuleContext", "check_all"]

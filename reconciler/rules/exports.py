@@ -24,12 +24,12 @@ def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
             yield make_diag("EX-102", f"export type is {spec.type!r}", location=m.at("spec", "type"), address=addr)
         model = adapter = None
         if spec.base_model is None:
-            yield make_diag("EX-001", "base_model is required", location=m.at("spec"), address=addr)
+            yield make_diag("EX-001", "base_model is required", location=m.at("spec", "base_model"), address=addr)
         else:
             model, diags = ctx.check_ref(m, spec.base_model, "Model", ("spec", "base_model"), "EX-001")
             yield from diags
         if spec.adapter is None:
-            yield make_diag("EX-002", "adapter is required", location=m.at("spec"), address=addr)
+            yield make_diag("EX-002", "adapter is required", location=m.at("spec", "adapter"), address=addr)
         else:
             adapter, diags = ctx.check_ref(m, spec.adapter, "Adapter", ("spec", "adapter"), "EX-002")
             yield from diags

@@ -38,7 +38,7 @@ def _framework(m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
             if getattr(spec, field_name) is not None:
                 yield make_diag("FT-105", f"{field_name} is ignored by axolotl jobs", location=m.at("spec", field_name), address=addr)
     elif spec.prompt is None and spec.framework_type == "legacy":
-        yield make_diag("FT-101", location=m.at("spec"), address=addr)
+        yield make_diag("FT-101", location=m.at("spec", "prompt"), address=addr)
 
 
 def _numbers(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
@@ -65,15 +65,20 @@ def _numbers(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[Diag
         yield make_diag("FT-102", location=m.at("spec", "train_test_split"), address=addr)
 
 
+def _name_it(field_name: str, kind: str) -> str:
+    """The hint of a required reference left out (the code's own hint is for one that does not resolve)."""
+    return f"Set {field_name}: the name of a {kind} manifest, or {{id: UUID}} of a store row."
+
+
 def _references(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
     spec, addr = job.spec, m.address
     if spec.base_model is None:
-        yield make_diag("FT-013", "base_model is required", location=m.at("spec"), address=addr)
+        yield make_diag("FT-013", "base_model is required", location=m.at("spec", "base_model"), address=addr, hint=_name_it("base_model", "Model"))
     else:
         yield from ctx.check_ref(m, spec.base_model, "Model", ("spec", "base_model"), "FT-013")[1]
     dataset: Target | None = None
     if spec.dataset is None:
-        yield make_diag("FT-014", "dataset is required", location=m.at("spec"), address=addr)
+        yield make_diag("FT-014", "dataset is required", location=m.at("spec", "dataset"), address=addr, hint=_name_it("dataset", "Dataset"))
     else:
         dataset, diags = ctx.check_ref(m, spec.dataset, "Dataset", ("spec", "dataset"), "FT-014")
         yield from diags
@@ -119,7 +124,7 @@ def check_evaluation_jobs(ctx: RuleContext) -> Iterator[Diagnostic]:
         ):
             ref = getattr(spec, field_name)
             if ref is None:
-                yield make_diag(required_code, f"{field_name} is required", location=m.at("spec"), address=addr)
+                yield make_diag(required_code, f"{field_name} is required", location=m.at("spec", field_name), address=addr)
             else:
                 yield from ctx.check_ref(m, ref, kind, ("spec", field_name), missing_code)[1]
         yield from _eval_resources(m, m.resource)
@@ -131,19 +136,19 @@ def check_evaluation_jobs(ctx: RuleContext) -> Iterator[Diagnostic]:
 def _eval_resources(m: Manifest, job: EvaluationJob) -> Iterator[Diagnostic]:
     res = job.spec.resources
     if res is None:
-        yield make_diag("EV-004", "resources (cpu, gpu, memory) must be provided", location=m.at("spec"), address=m.address)
+        yield make_diag("EV-004", "resources (cpu, gpu, memory) must be provided", location=m.at("spec", "resources"), address=m.address)
         return
     for name, minimum in (("cpu", 1), ("gpu", 0), ("memory", 1)):
         value = getattr(res, name)
         if value is None or value < minimum:
             got = "missing" if value is None else str(value)
-            yield make_diag("EV-004", f"resources.{name} is {got}", location=m.at("spec", "resources", name) if value is not None else m.at("spec", "resources"), address=m.address)
+            yield make_diag("EV-004", f"resources.{name} is {got}", location=m.at("spec", "resources", name), address=m.address)
 
 
 def _combinations(ctx: RuleContext, m: Manifest, job: EvaluationJob) -> Iterator[Diagnostic]:
     combos = job.spec.combinations
     if not combos:
-        yield make_diag("EV-001", location=m.at("spec", "combinations") if "combinations" in job.spec.model_fields_set else m.at("spec"), address=m.address)
+        yield make_diag("EV-001", location=m.at("spec", "combinations"), address=m.address)
     seen: set[tuple[str, str]] = set()
     for index, combo in enumerate(combos):
         path = ("spec", "combinations", index)

@@ -24,15 +24,15 @@ def check_prompts(ctx: RuleContext) -> Iterator[Diagnostic]:
         spec, addr = m.resource.spec, m.address
         target = None
         if spec.dataset is None:
-            yield make_diag("PR-002", "prompt dataset is required", location=m.at("spec"), address=addr)
+            yield make_diag("PR-002", "prompt dataset is required", location=m.at("spec", "dataset"), address=addr)
         else:
             target, diags = ctx.check_ref(m, spec.dataset, "Dataset", ("spec", "dataset"))
             yield from diags
         if not (spec.prompt_template or "").strip():
-            yield make_diag("PR-003", location=m.at("spec", "prompt_template") if spec.prompt_template is not None else m.at("spec"), address=addr)
+            yield make_diag("PR-003", location=m.at("spec", "prompt_template"), address=addr)
         for name, code in REQUIRED_CODE.items():
             if getattr(spec, name) is None:
-                yield make_diag(code, location=m.at("spec"), address=addr)
+                yield make_diag(code, location=m.at("spec", name), address=addr)
         columns = dataset_columns(ctx, target)
         for name in TEMPLATE_FIELDS:
             template = getattr(spec, name)

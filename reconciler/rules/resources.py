@@ -25,10 +25,10 @@ def check_datasets(ctx: RuleContext) -> Iterator[Diagnostic]:
             continue
         if spec.type == "huggingface":
             if not (spec.huggingface_name or "").strip():
-                yield make_diag("DS-101", "huggingface dataset needs huggingface_name", location=m.at("spec"), address=addr)
+                yield make_diag("DS-101", "huggingface dataset needs huggingface_name", location=m.at("spec", "huggingface_name"), address=addr)
             continue
         if not (spec.location or "").strip():
-            yield make_diag("DS-101", f"{spec.type} dataset needs location", location=m.at("spec"), address=addr)
+            yield make_diag("DS-101", f"{spec.type} dataset needs location", location=m.at("spec", "location"), address=addr)
             continue
         yield from _local_dataset(ctx, m, spec.type, spec.location or "")
 
@@ -62,12 +62,12 @@ def check_models(ctx: RuleContext) -> Iterator[Diagnostic]:
         if spec.type not in MODEL_TYPES:
             yield unknown_type(m, "MD-001", "model", spec.type)
         elif spec.type == "huggingface" and not (spec.huggingface_model_name or "").strip():
-            yield make_diag("MD-101", "huggingface model needs huggingface_model_name", location=m.at("spec"), address=addr)
+            yield make_diag("MD-101", "huggingface model needs huggingface_model_name", location=m.at("spec", "huggingface_model_name"), address=addr)
         elif spec.type == "model_registry" and not (spec.cml_registered_model_id or "").strip():
-            yield make_diag("MD-003", "model_registry model needs cml_registered_model_id", location=m.at("spec"), address=addr)
+            yield make_diag("MD-003", "model_registry model needs cml_registered_model_id", location=m.at("spec", "cml_registered_model_id"), address=addr)
         elif spec.type == "project":
             if not (spec.location or "").strip():
-                yield make_diag("MD-101", "project model needs location", location=m.at("spec"), address=addr)
+                yield make_diag("MD-101", "project model needs location", location=m.at("spec", "location"), address=addr)
             elif (refusal := (fact := ctx.facts.path(m.path(spec.location or ""))).refusal) is not None:
                 yield make_diag(refusal.code, refusal.message, location=m.at("spec", "location"), address=addr)
             elif not fact.exists:
@@ -81,7 +81,7 @@ def check_adapters(ctx: RuleContext) -> Iterator[Diagnostic]:
         assert isinstance(m.resource, Adapter)
         spec, addr = m.resource.spec, m.address
         if spec.model is None:
-            yield make_diag("AD-002", "adapter model is required", location=m.at("spec"), address=addr)
+            yield make_diag("AD-002", "adapter model is required", location=m.at("spec", "model"), address=addr)
         else:
             yield from ctx.check_ref(m, spec.model, "Model", ("spec", "model"), "AD-002")[1]
         if spec.fine_tuning_job is not None:
@@ -97,7 +97,7 @@ def _adapter_source(ctx: RuleContext, m) -> Iterator[Diagnostic]:  # type: ignor
     field_name = needs[spec.type]
     value = getattr(spec, field_name)
     if not (value or "").strip():
-        yield make_diag("AD-101", f"{spec.type} adapter needs {field_name}", location=m.at("spec"), address=addr)
+        yield make_diag("AD-101", f"{spec.type} adapter needs {field_name}", location=m.at("spec", field_name), address=addr)
         return
     if spec.type != "project":
         return

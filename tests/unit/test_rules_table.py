@@ -896,7 +896,7 @@ CASES: list[Case] = [
         metadata: {name: model}
         spec:
           type: huggingface
-          huggingface_model_name: org/base-model
+          huggingface_model_name: org/other-model
           hf_token: hf_abcdef  # <--
         """, line=7),
     # ------------------------------------------------------------------ references
@@ -1208,7 +1208,7 @@ REGRESSIONS: list[tuple[Case, str]] = [
         metadata: {name: model}
         spec:
           type: huggingface
-          huggingface_model_name: org/base-model
+          huggingface_model_name: org/other-model
           tokenizer: org/base-tokenizer  # <-- an unknown field, not a written secret
         """, line=7),
      "manifests/schema_errors.py: any unknown key containing 'token' is SC-004, so a typo gets no "
