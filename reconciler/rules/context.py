@@ -1,11 +1,13 @@
 """What every rule reads: the manifests indexed by kind and name, local facts, the store snapshot,
-and the config-body schemas; plus reference resolution, shared by all rules.
+and the config-body schemas; plus reference resolution, shared by all rules, with a "did you mean"
+over the names of the kind a reference wants.
 
 Pure: built from values, never touches the disk, the network or the store.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -74,8 +76,10 @@ class RuleContext:
         managed = self._managed(kind, ref)
         if managed is not None:
             return managed, ""
-        others = sorted(k for k, names in self.by_kind.items() if k != kind and ref in names)
-        return None, ("wrong-kind:" + ",".join(others)) if others and not self.partial else "missing"
+        others = {k for k, names in self.by_kind.items() if k != kind and ref in names}
+        if self.snapshot is not None:
+            others |= {k for k, n in self.snapshot.managed if k != kind and n == ref}
+        return None, ("wrong-kind:" + ",".join(sorted(others))) if others and not self.partial else "missing"
 
     def _managed(self, kind: str, ref: str) -> Target | None:
         """An object outside the manifests that ftctl manages in the store (its row, when it has
@@ -94,6 +98,17 @@ class RuleContext:
                            if r.get("name") == ref and r.get("fine_tuning_job_id") == job.store_id]
                 return Target(kind, ref, live=self.snapshot.by_id(trained[0]) if trained else None)
         return None
+
+    def similar(self, kind: str, ref: str) -> str | None:
+        """The name of `kind` closest to a reference that does not resolve, if one is close: over
+        the manifests (and the adapters their jobs train) and the objects ftctl manages in the store."""
+        names = set(self.by_kind.get(kind, {}))
+        if kind == "Adapter":
+            names |= set(self.produced)
+        if self.snapshot is not None:
+            names |= {n for k, n in self.snapshot.managed if k == kind}
+        close = difflib.get_close_matches(ref, sorted(names), n=1)
+        return close[0] if close else None
 
     def _resolve_id(self, object_id: str, kind: str) -> tuple[Target | None, str]:
         if self.snapshot is None:
@@ -120,21 +135,26 @@ class RuleContext:
         location = manifest.at(*path)  # built only when there is something to report
         label = f"id {ref.id}" if isinstance(ref, IdRef) else repr(ref)
         field_name = ".".join(str(p) for p in path[1:])
+        close = self.similar(kind, ref) if isinstance(ref, str) else None
+        hint = f"Did you mean {close!r}?" if close else None
         if problem == "unchecked":
             summary = f"{field_name}: {kind} {label} is a store id; not checked without --store"
             return None, [make_diag("RF-004", summary, location=location, address=manifest.address)]
         if problem.startswith("wrong-kind:"):
             others = problem.split(":", 1)[1]
-            summary = f"{field_name}: {label} is a {others}, not a {kind}"
-            return None, [make_diag("RF-002", summary, location=location, address=manifest.address)]
+            summary = f"{field_name}: {label} is {' and '.join(_a(k) for k in others.split(','))}, not {_a(kind)}"
+            return None, [make_diag("RF-002", summary, location=location, address=manifest.address, hint=hint)]
         if self.partial:  # some files of a project: the name may be declared in others
             where = "not managed in the store" if self.snapshot is not None else "no store was read (--store)"
             summary = f"{field_name}: {kind} {label} is not in the files given, and {where}"
         else:
             where = " in the manifests or the store" if self.snapshot is not None else " in the manifests"
             summary = f"{field_name}: {kind} {label} not found{where}"
-        return None, [make_diag(missing_code, summary, location=location, address=manifest.address)]
+        return None, [make_diag(missing_code, summary, location=location, address=manifest.address, hint=hint)]
 
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind}"
 
 
 def unknown_type(m: Manifest, code: str, what: str, value: str | None) -> Diagnostic:
