@@ -37,8 +37,8 @@ def partial_line(plan: Plan) -> str:
     """The header of a partial plan: what selected it, and that nothing else is touched ("" when whole)."""
     if plan.partial is None:
         return ""
-    return (f"Partial plan: only {plan.partial.describe()} (and what they reference); objects outside it are "
-            "neither changed nor deleted.")
+    closure = " and what they reference" if plan.partial.targets or plan.partial.selectors else ""
+    return f"Partial plan: only {plan.partial.describe()}{closure}; objects outside it are neither changed nor deleted."
 
 
 def counts(plan: Plan) -> dict[str, int]:
