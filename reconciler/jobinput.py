@@ -77,6 +77,12 @@ def input_digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def records_its_input(job_name: str, document: Mapping[str, Any] | None) -> bool:
+    """Whether a job's recorded input (its folder's input.json, a CML job's FTCTL_JOB_INPUT) has the
+    digest its name ends with: a backend adopts a job found under a name only when it does."""
+    return isinstance(document, Mapping) and job_name.rpartition("-")[2] == input_digest(document)[:8]
+
+
 def named_input(kind: str, name: str, generation: int, index: int | None = None, *, store_id: str,
                 build: Callable[[str], dict[str, Any] | None]) -> tuple[str, dict[str, Any] | None]:
     """(job name, job input under that name): `build(job name)` makes the input; the name carries

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.runtime import JobObservation, RunnerKind
+from reconciler.jobinput import records_its_input
+from reconciler.runtime import JobObservation, JobState, RunnerKind
 
 # A job name every backend can take as a folder and as a CML job name: no separators, no `..`.
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+INPUT_MISMATCH = "input_mismatch"  # the error class of a job found under a name its recorded input does not have
 
 
 class BackendError(Exception):
@@ -37,6 +39,17 @@ class Backend(Protocol):
     def cancel(self, job_name: str) -> bool: ...
     def log_path(self, job_name: str) -> Path: ...
     def links(self, job_name: str, external_id: str) -> dict[str, str]: ...
+
+
+def unadoptable(job_name: str, recorded: Any, *, attempt: int, external_id: str = "") -> JobObservation | None:
+    """None when a found job's recorded input has the digest its name says (`jobinput.records_its_input`);
+    else what the job is reported as: failed (`input_mismatch`), so nothing of it (its result, its
+    adapter, its metrics) is adopted, and it is never launched again under that name."""
+    if records_its_input(job_name, recorded):
+        return None
+    return JobObservation(job_name, JobState.FAILED, attempt, INPUT_MISMATCH,
+                          "its recorded input is not the one its name says (edited or written by something else): not adopted; "
+                          "replace the object (--replace Kind/name) to run it again", external_id=external_id)
 
 
 def check_job_name(job_name: str) -> None:

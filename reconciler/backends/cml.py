@@ -2,10 +2,11 @@
 
 A ftctl job is one CML job named by its deterministic job name, the idempotency key: a launch
 looks the name up before creating anything, so a re-run after a crash finds the job instead of
-creating another. Attempts are the job's runs (each run carries FTCTL_ATTEMPT), so a retry adds a
-run and a re-run never adds a second run for the same attempt. The job is created from the
-runner script (`runners/<kind>.py`, a path in the project) with the job input as an environment
-value (FTCTL_JOB_INPUT, never space-split arguments), resources from the input, and the runtime
+creating another; a job found whose recorded input (FTCTL_JOB_INPUT) has not the digest its name
+ends with is reported failed (`input_mismatch`), never adopted nor run again. Attempts are the
+job's runs (each run carries FTCTL_ATTEMPT), so a retry adds a run and a re-run never adds a
+second run for the same attempt. The job is created from the runner script (`runners/<kind>.py`,
+a path in the project) with the job input as an environment value (FTCTL_JOB_INPUT, never space-split arguments), resources from the input, and the runtime
 configured (FTCTL_CML_RUNTIME) or taken from the Studio's template job (Accel_Finetuning_Base_Job,
 Mlflow_Evaluation_Base_Job). Secrets named by the input (`hf_token_env`, config bodies' `{from_env: NAME}`) are passed as
 environment variables of the run, never stored in the job.
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import check_job_name, check_runner, read_json, write_json
+from reconciler.backends import check_job_name, check_runner, read_json, unadoptable, write_json
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
 from reconciler.secrets import references
@@ -104,6 +105,9 @@ class CMLBackend:
         if _is_endpoint(kind, job_input):
             return self._launch_endpoint(job_name, job_input, attempt)
         job = self._find_job(job_name)
+        refused = self._unadoptable(job_name, job, self._latest_run(job)) if job is not None else None
+        if refused:
+            return refused
         if job is None:
             job = self._create_job(job_name, kind, job_input)
         _fault_point("create_job")
@@ -233,7 +237,20 @@ class CMLBackend:
         runs = self.client.list_job_runs(str(job["id"]))
         return max(runs, key=lambda r: (_attempt(r), str(r.get("created_at") or ""))) if runs else None
 
+    def _unadoptable(self, job_name: str, job: dict[str, Any], run: dict[str, Any] | None) -> JobObservation | None:
+        """A CML job whose recorded input (its latest run's FTCTL_JOB_INPUT, else the job's) has not
+        the digest its name says, as it is reported (`backends.unadoptable`); None for any other."""
+        recorded = _environment(run or {}).get(INPUT_ENV) or _environment(job).get(INPUT_ENV)
+        try:
+            document = json.loads(recorded) if recorded else None
+        except ValueError:
+            document = None
+        return unadoptable(job_name, document, attempt=_attempt(run) if run else 0, external_id=f"{job['id']}/{(run or {}).get('id', '')}")
+
     def _observation(self, job_name: str, job: dict[str, Any], run: dict[str, Any]) -> JobObservation:
+        refused = self._unadoptable(job_name, job, run)
+        if refused:
+            return refused
         status = str(run.get("status") or "ENGINE_UNKNOWN")
         attempt = _attempt(run)
         ids = f"{job['id']}/{run.get('id', '')}"
@@ -320,6 +337,9 @@ class CMLBackend:
 
     def _observe_endpoint(self, job_name: str, model: dict[str, Any] | None = None) -> JobObservation:
         job_input = self._endpoint_input(job_name) or {}
+        refused = unadoptable(job_name, job_input, attempt=0) if job_input else None
+        if refused:
+            return refused
         name = str((job_input.get("export") or {}).get("registered_model_name") or "")
         model = model or (self._find_model(name) if name else None)
         builds = self._builds(str(model["id"]), job_name) if model else []

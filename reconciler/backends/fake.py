@@ -33,6 +33,9 @@ class FakeBackend(LocalBackend):
     def observe(self, job_name: str) -> JobObservation:
         folder = self.job_dir(job_name)
         launch = read_json(folder / "launch.json")
+        refused = self.unadoptable(job_name, launch)
+        if refused:
+            return refused
         if launch and not (folder / "result.json").exists():
             return JobObservation(job_name, JobState.RUNNING, int(launch.get("attempt", 1)), external_id=str(folder))
         return super().observe(job_name)

@@ -5,6 +5,8 @@ Each job has a folder `<root>/<job name>/` holding `input.json`, `log.txt`, `pro
 `flock` on `lock` and holds it for its whole life, so any ftctl process, including one started
 after a crash, tells a running job from a finished or dead one without trusting pids: the lock
 is held -> running; else `result.json` -> finished; else launched but gone -> failed (killed).
+A job whose `input.json` has not the digest its name ends with is reported failed
+(`input_mismatch`) and never adopted nor started again under that name.
 Launching is idempotent by job name: a job that is running or has a result is never started
 again unless a retry asks for the next attempt. Jobs run in their own process group (cancel
 stops the whole group). At most `max_running` jobs run at once; the rest wait for a slot.
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.backends import (
+    INPUT_MISMATCH,
     BackendError,
     check_job_name,
     check_outputs,
     check_runner,
     read_json,
+    unadoptable,
     write_json,
 )
 from reconciler.runtime import JobObservation, JobState
@@ -74,7 +78,8 @@ class LocalBackend:
         check_outputs(job_input, folder, self.cwd)
         if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
             current = self.observe(job_name)
-            if current.state in (JobState.RUNNING, JobState.QUEUED) or (current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
+            if current.state in (JobState.RUNNING, JobState.QUEUED) or current.error_class == INPUT_MISMATCH or (
+                    current.attempt >= attempt and current.state is not JobState.NOT_LAUNCHED):
                 return current
         folder.mkdir(parents=True, exist_ok=True)
         if self.running_count() >= self.max_running:
@@ -138,6 +143,9 @@ class LocalBackend:
         folder = self.job_dir(job_name)
         launch = read_json(folder / "launch.json")
         queued = read_json(folder / "queued.json")
+        refused = self.unadoptable(job_name, launch or queued)
+        if refused:
+            return refused
         if not launch:
             if queued:
                 return JobObservation(job_name, JobState.QUEUED, int(queued.get("attempt", 1)))
@@ -161,6 +169,14 @@ class LocalBackend:
         state = JobState.SUCCEEDED if result.get("status") == "succeeded" else JobState.FAILED
         return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
                               dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
+
+    def unadoptable(self, job_name: str, launched: dict[str, Any]) -> JobObservation | None:
+        """A job launched (or queued) here whose input.json has not the digest its name says, as
+        it is reported (`backends.unadoptable`); None for any other job."""
+        if not launched:
+            return None
+        folder = self.job_dir(job_name)
+        return unadoptable(job_name, read_json(folder / "input.json"), attempt=int(launched.get("attempt", 1)), external_id=str(folder))
 
     def observe_many(self, job_names: Iterable[str]) -> dict[str, JobObservation]:
         return {name: self.observe(name) for name in job_names}

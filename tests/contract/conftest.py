@@ -11,10 +11,14 @@ Every harness works in a fresh project folder that is also the current directory
 their outputs at the input's relative paths, `.app/jobs/<name>/...`). A harness offers:
 
 - `backend`: the backend under test; `job_input(name, **extra)`: a valid job-input document;
+  `named(stem, **extra)`: a job name for that document (a backend adopts a job only under a name
+  that ends with its input's digest, as ftctl names jobs);
 - `finish(name)`: observe (starting queued jobs, as apply does) until the job is terminal;
 - `wait_working(name)`: observe until the job is running and its runner is at work;
 - `runs(name)`: one entry per run the backend really started for the name (what would show a
-  duplicate launch); `observe_all(names)`: several observations at once, the backend's way.
+  duplicate launch); `observe_all(names)`: several observations at once, the backend's way;
+- `tamper(name)`: change the input the backend recorded for a job (an edited `input.json`, a CML
+  job's FTCTL_JOB_INPUT), as a hand or another program could.
 
 `holding_harness` makes jobs that keep running until cancelled: FTCTL_STUB_SECONDS for the local
 stub runners; the fake harness leaves its jobs unplayed (running); on CML the runs are scripted to
@@ -36,11 +40,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends.cml import CMLBackend, CMLSettings
+from reconciler.backends.cml import INPUT_ENV, CMLBackend, CMLSettings
 from reconciler.backends.cml_http import CMLClient
 from reconciler.backends.fake import FakeBackend
 from reconciler.backends.local import LocalBackend
 from reconciler.contract import JobInput
+from reconciler.jobinput import input_digest
 from reconciler.runtime import JobObservation, JobState
 from tests.fakes.cml_engine import STUB_RUNNERS, RunnerEngine
 from tests.fakes.cml_server import FakeCML
@@ -64,11 +69,22 @@ def job_input(name: str, kind: str = "train", **extra: Any) -> dict[str, Any]:
                     "adapter_dir": f"{folder}/adapter" if kind == "train" else None},
         "tracking": {"tracking_uri": "sqlite:///.app/mlflow.db"},
         "resources": {"cpu": 1, "memory": 2, "gpu": 0},
-        **({"train": {"adapter_name": name}} if kind == "train" else {}),
+        **({"train": {"adapter_name": f"{PREFIX}adapter"}} if kind == "train" else {}),
         **extra,
     }
     JobInput.model_validate(document)
     return document
+
+
+def edited(document: dict[str, Any]) -> dict[str, Any]:
+    """A job input with another training setting: what the job computes from is no longer its name's."""
+    return {**document, "train": {**document["train"], "num_epochs": 7}}
+
+
+def named(stem: str, kind: str = "train", **extra: Any) -> str:
+    """`ct-<stem>-<input8>`: the name of the job `job_input(name, kind, **extra)` describes (the digest
+    leaves the name and its folders out, as `jobinput.job_name` does)."""
+    return f"{PREFIX}{stem}-{input_digest(job_input(f'{PREFIX}{stem}', kind, **extra))[:8]}"
 
 
 class Harness:
@@ -110,6 +126,11 @@ class Harness:
 
     def runs(self, name: str) -> list[Any]:
         raise NotImplementedError
+
+    def tamper(self, name: str) -> None:
+        """Edit the job folder's input.json (the local and fake backends' record of the input)."""
+        path = self.project / JOBS_ROOT / name / "input.json"
+        path.write_text(json.dumps(edited(json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
 
     def close(self) -> None:
         pass
@@ -197,6 +218,11 @@ class CMLHarness(Harness):
             runs = self.cml.runs_of(job)
             out += [(job.id, run.id) for run in runs] or [(job.id, "")]
         return sorted(out)
+
+    def tamper(self, name: str) -> None:
+        """Edit the input the CML job and its runs carry (FTCTL_JOB_INPUT; a run's overrides its job's)."""
+        for holder in [job := self.cml.jobs_named(name)[0], *self.cml.runs_of(job)]:
+            holder.environment[INPUT_ENV] = json.dumps(edited(json.loads(holder.environment[INPUT_ENV])))
 
     def close(self) -> None:
         assert self.cml.server_errors == [], self.cml.server_errors

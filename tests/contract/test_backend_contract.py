@@ -24,7 +24,7 @@ import pytest
 
 from reconciler.runtime import JobObservation, JobState
 
-from .conftest import PREFIX, Harness
+from .conftest import PREFIX, Harness, named
 
 
 def _same(a: JobObservation, b: JobObservation) -> None:
@@ -40,7 +40,7 @@ def test_a_fresh_name_is_not_launched(harness: Harness) -> None:
 
 
 def test_launch_answers_for_that_job_at_attempt_1(harness: Harness) -> None:
-    name = f"{PREFIX}launch"
+    name = named("launch")
     observation = harness.backend.launch(name, "train", harness.job_input(name))
     assert observation.job_name == name
     assert observation.attempt == 1
@@ -49,7 +49,7 @@ def test_launch_answers_for_that_job_at_attempt_1(harness: Harness) -> None:
 
 
 def test_a_successful_training_reports_its_adapter_and_metrics(harness: Harness) -> None:
-    name = f"{PREFIX}train-ok"
+    name = named("train-ok")
     job = harness.job_input(name)
     harness.backend.launch(name, "train", job)
     done = harness.finish(name)
@@ -63,7 +63,7 @@ def test_a_successful_training_reports_its_adapter_and_metrics(harness: Harness)
 
 
 def test_a_config_failure_is_reported_with_its_class(harness: Harness) -> None:
-    name = f"{PREFIX}train-config"
+    name = named("train-config", fail="config")
     harness.backend.launch(name, "train", harness.job_input(name, fail="config"))
     done = harness.finish(name)
     assert (done.state, done.attempt, done.error_class) == (JobState.FAILED, 1, "config")
@@ -74,7 +74,7 @@ def test_a_config_failure_is_reported_with_its_class(harness: Harness) -> None:
 def test_the_log_of_a_failed_job_shows_the_runners_error(harness: Harness) -> None:
     if harness.kind == "fake":
         pytest.skip("the fake backend starts no process: a fake job has no runner output to log")
-    name = f"{PREFIX}train-logged"
+    name = named("train-logged", fail="data")
     harness.backend.launch(name, "train", harness.job_input(name, fail="data"))
     assert harness.finish(name).error_class == "data"
     log = Path(harness.backend.log_path(name))
@@ -83,7 +83,7 @@ def test_the_log_of_a_failed_job_shows_the_runners_error(harness: Harness) -> No
 
 
 def test_launching_again_starts_no_second_run(harness: Harness) -> None:
-    name = f"{PREFIX}twice"
+    name = named("twice")
     job = harness.job_input(name)
     harness.backend.launch(name, "train", job)
     first = harness.runs(name)
@@ -100,7 +100,7 @@ def test_launching_again_starts_no_second_run(harness: Harness) -> None:
 
 
 def test_attempt_2_after_a_failure_is_one_more_run(harness: Harness) -> None:
-    name = f"{PREFIX}retry"
+    name = named("retry", fail="transient")
     job = harness.job_input(name, fail="transient")  # a retry relaunches the same input
     harness.backend.launch(name, "train", job)
     failed = harness.finish(name)
@@ -119,9 +119,27 @@ def test_attempt_2_after_a_failure_is_one_more_run(harness: Harness) -> None:
     assert harness.runs(name) == runs
 
 
+def test_a_job_whose_recorded_input_was_changed_is_reported_not_adopted(harness: Harness) -> None:
+    """Its name says which input it ran; a job found under that name with another input is failed
+    (input_mismatch): none of its result (adapter, metrics) is adopted, and it is not run again."""
+    name = named("tampered")
+    job = harness.job_input(name)
+    harness.backend.launch(name, "train", job)
+    assert harness.finish(name).state is JobState.SUCCEEDED
+    runs = harness.runs(name)
+    harness.tamper(name)
+    seen = harness.backend.observe(name)
+    assert (seen.state, seen.error_class, seen.metrics, seen.artifacts) == (JobState.FAILED, "input_mismatch", {}, {})
+    assert "not adopted" in seen.message
+    assert harness.observe_all([name])[name].error_class == "input_mismatch"
+    assert harness.backend.launch(name, "train", job).error_class == "input_mismatch"
+    assert harness.backend.launch(name, "train", job, attempt=2).error_class == "input_mismatch"
+    assert harness.runs(name) == runs, "nothing ran again under that name"
+
+
 def test_cancel_stops_a_running_job(holding_harness: Harness) -> None:
     h = holding_harness
-    name = f"{PREFIX}cancel"
+    name = named("cancel")
     h.backend.launch(name, "train", h.job_input(name))
     assert h.wait_working(name).state is JobState.RUNNING
     assert h.backend.cancel(name) is True
@@ -137,7 +155,7 @@ def test_cancel_of_an_unknown_job_returns_false(harness: Harness) -> None:
 
 
 def test_observing_many_agrees_with_observing_each(harness: Harness) -> None:
-    ok, failed = f"{PREFIX}many-ok", f"{PREFIX}many-failed"
+    ok, failed = named("many-ok"), named("many-failed", fail="config")
     harness.backend.launch(ok, "train", harness.job_input(ok))
     harness.backend.launch(failed, "train", harness.job_input(failed, fail="config"))
     harness.finish(ok)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.runtime import JobState
-from tests.contract.conftest import PREFIX, LocalHarness
+from tests.contract.conftest import LocalHarness, named
 
 
 def _one_running_one_queued(h: LocalHarness, running: str, waiting: str) -> None:
@@ -20,7 +20,7 @@ def _one_running_one_queued(h: LocalHarness, running: str, waiting: str) -> None
 def test_a_queued_job_starts_when_the_slot_frees(project: Path) -> None:
     h = LocalHarness(project, hold=True)
     try:
-        first, second = f"{PREFIX}slot-1", f"{PREFIX}slot-2"
+        first, second = named("slot-1"), named("slot-2")
         _one_running_one_queued(h, first, second)
         assert h.backend.start_queued() == [], "the one slot is taken"
         assert h.backend.cancel(first) is True
@@ -33,7 +33,7 @@ def test_a_queued_job_starts_when_the_slot_frees(project: Path) -> None:
 def test_a_cancelled_queued_job_never_starts_and_is_not_launched_again(project: Path) -> None:
     h = LocalHarness(project, hold=True)
     try:
-        running, waiting = f"{PREFIX}busy", f"{PREFIX}waiting"
+        running, waiting = named("busy"), named("waiting")
         _one_running_one_queued(h, running, waiting)
 
         assert h.backend.cancel(waiting) is True, "`ftctl cancel` must say it stopped the waiting job"

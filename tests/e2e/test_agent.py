@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     count,
     ftctl,
     ftctl_popen,
+    job_folders,
     jobs_env,
     launch_logs,
     make_demo,
@@ -114,7 +115,7 @@ def test_applies_new_commits_advances_jobs_and_remembers_the_last_commit(project
 
     # The training job finishes: an unchanged commit is planned again and its jobs advance.
     [training] = [name for name in launch_logs(project.jobs) if name.startswith("ftctl-train-")]
-    write_result(project.jobs, training, artifacts={"adapter_dir": str(project.jobs / training / "adapter")})
+    write_result(project.jobs, training, artifacts={"adapter_dir": str(job_folders(project.jobs)[training] / "adapter")})
     [advanced] = project.agent()
     assert (advanced["commit"], advanced["action"]) == (first, "applied"), advanced
     assert advanced["jobs"].get("launched", 0) >= 1 and advanced["jobs"].get("succeeded") == 1, advanced

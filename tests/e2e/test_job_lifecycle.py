@@ -43,6 +43,7 @@ from tests.e2e.helpers import (
     apply,
     count,
     ftctl,
+    job_folders,
     jobs_env,
     launch_logs,
     make_demo,
@@ -298,7 +299,7 @@ def test_retries_relaunch_only_killed_jobs_and_only_as_often_as_allowed(project:
     project.apply(*paths)
 
     assert project.launches() == {killed: "1\n2\n", data: "1\n", no_retry: "1\n"}
-    assert (project.jobs / killed / "attempt-1" / "result.json").is_file(), "attempt 1's result is kept aside"
+    assert (job_folders(project.jobs)[killed] / "attempt-1" / "result.json").is_file(), "attempt 1's result is kept aside"
     assert project.status(*paths)["FineTuningJob/retry-killed"]["health"] == "running"
 
     write_result(project.jobs, killed, "failed", error_class="killed")  # attempt 2 dies too: no retries left
@@ -328,13 +329,14 @@ def _retrain(p: Project) -> tuple[str, str, str]:
 
 def test_a_changed_lora_config_trains_a_new_adapter_version(project: Project) -> None:
     g1_job, g1_adapter, g1_row = _retrain(project)
-    g2_job = g1_job.removesuffix("-g1") + "-g2"
+    generation = g1_job.rpartition("-g1-")[0] + "-g2-"  # then the store's id and the new input's digest
 
     planned = project.plan()
     assert planned.returncode == 2, show(planned)
     assert f"-/+ {TRAIN}: Config/demo-lora changed [new adapter version]" in planned.stdout, show(planned)
     assert "fine_tuning_jobs.lora_config.r: 8 -> 4" in planned.stdout, show(planned)
-    assert f"=> launches job {g2_job} (attempt 1)" in planned.stdout, show(planned)
+    [g2_job] = re.findall(r"=> launches job (\S+) \(attempt 1\)", planned.stdout)
+    assert g2_job.startswith(generation) and g2_job.split("-")[-2] == g1_job.split("-")[-2], (g1_job, g2_job)
 
     project.apply()
 
@@ -371,7 +373,7 @@ def test_cancel_stops_a_running_job_and_logs_say_when_there_is_none(project: Pro
     cancelled = project.run("cancel", TRAIN)
 
     assert cancelled.returncode == 0 and f"Stopped {train}." in cancelled.stdout, show(cancelled)
-    result = json.loads((project.jobs / train / "result.json").read_text(encoding="utf-8"))
+    result = json.loads((job_folders(project.jobs)[train] / "result.json").read_text(encoding="utf-8"))
     assert result["status"] == "failed" and result["error"]["error_class"] == "cancelled", result
     planned = project.plan()
     assert planned.returncode == 0 and f"{TRAIN}: failed (cancelled)" in planned.stdout, show(planned)
@@ -396,7 +398,8 @@ def _retrained_with_evaluation(p: Project) -> None:
     configs = p.root / DEMO / "configs.yaml"
     configs.write_text(configs.read_text(encoding="utf-8").replace("r: 8,", "r: 4,"), encoding="utf-8")
     p.apply()
-    write_result(p.jobs, train.removesuffix("-g1") + "-g2", artifacts={"adapter_dir": str(p.root / "out" / "adapter-g2")})
+    [retrained] = [n for n in p.launches() if n.startswith(train.rpartition("-g1-")[0] + "-g2-")]
+    write_result(p.jobs, retrained, artifacts={"adapter_dir": str(p.root / "out" / "adapter-g2")})
     p.apply()
     assert {r[0] for r in p.rows("SELECT name FROM adapters")} == {ADAPTER, f"{ADAPTER}-g1"}
 
