@@ -28,7 +28,9 @@ def cli() -> None:
     `ftctl apply` makes the store match and runs the training, evaluation and export jobs
     (locally, or as CML jobs with --backend cml; `ftctl status`, `logs` and `cancel` follow them).
 
-    The store is FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db, or --store PATH|URL.
+    The store is a SQLite file: --store PATH|URL, else FINE_TUNING_STUDIO_SQLITE_DB (both relative to
+    the current folder), else .app/state.db in the project root: the nearest folder above the
+    manifests (or the current folder) holding ftctl.toml, else .git.
     """
 
 
@@ -79,7 +81,7 @@ def _manifest_args(f):  # type: ignore[no-untyped-def]
     for decorator in reversed([
         click.argument("paths", nargs=-1, type=click.Path()),
         click.option("-f", "--file", "files", multiple=True, type=click.Path(), help="A manifest file or folder (repeatable)."),
-        click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db)."),
+        click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root)."),
         click.option("--offline", is_flag=True, help="Skip the Hub (features of Hub datasets are then left as they are)."),
         click.option("--prune", is_flag=True, help="Delete managed objects that no manifest declares any more."),
         click.option("--max-deletions", default=5, show_default=True, type=click.IntRange(min=0), help="Block a plan that deletes more objects than this."),
@@ -142,7 +144,7 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
     from reconciler.views import render_plan
 
     report = _report_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
-                             policy=Policy(prune=prune, max_deletions=max_deletions), select=_select(target, selector, replace)).plan
+                           policy=Policy(prune=prune, max_deletions=max_deletions), select=_select(target, selector, replace)).plan
     if out:
         _emit(plan_file_text(report), out)
     _emit(render_plan(fmt, report), None)
@@ -179,9 +181,11 @@ def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool,
 @click.option("--wait", is_flag=True, help="Keep applying until every job has finished (train, then evaluate, then export).")
 @click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="With --wait: how often to look at running jobs.")
+@click.option("--create-store", is_flag=True,
+              help="Create the store if it does not exist (without it, apply refuses a missing store; a terminal asks).")
 def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
           no_cache: bool, target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...], auto_approve: bool,
-          lock_timeout: float, wait: bool, poll: float) -> None:
+          lock_timeout: float, wait: bool, poll: float, create_store: bool) -> None:
     """Make the store match the manifests: plan, show, confirm, apply; launch the jobs that are due.
 
     PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
@@ -204,7 +208,8 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     if asks and not sys.stdin.isatty():
         click.echo("ftctl: error: no terminal to confirm on: pass --auto-approve to apply without asking", err=True)
         sys.exit(EXIT_ERRORS)
-    start_queued_jobs()  # jobs an earlier apply queued take the slots that freed up, before anything new
+    manifests = () if saved else targets  # their project root holds the default store and the jobs (a saved plan: the current folder's)
+    start_queued_jobs(paths=manifests)  # jobs an earlier apply queued take the slots that freed up, before anything new
     policy = Policy(prune=prune, max_deletions=max_deletions)
     if saved:
         the_plan, chain = read_plan_file(targets[0]), []
@@ -215,12 +220,14 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     click.echo(render_plan("text", the_plan) + chain_text(chain), nl=False)
     if the_plan.is_blocked():
         sys.exit(EXIT_BLOCKED)
+    if the_plan.actionable():
+        _missing_store(store, manifests, create=create_store or (saved and not the_plan.store_exists))
     question = "Apply these changes?" if the_plan.actionable() else "Launch the jobs above as they become ready?"
     if asks and (the_plan.actionable() or later(chain)) and not click.confirm(question, default=False):
         click.echo("Nothing applied.")
         sys.exit(EXIT_OK)
     if the_plan.actionable():
-        _execute(the_plan, store=store, lock_timeout=lock_timeout)
+        _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=manifests)
     if not wait:
         sys.exit(EXIT_OK)
     if saved:
@@ -231,7 +238,22 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
                        select=_select(target, selector), approval=Approval.of(chain).after(the_plan), asks=asks))  # --replace is done: the later rounds only converge
 
 
-def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
+def _missing_store(store: str | None, paths: tuple[str, ...], *, create: bool) -> None:
+    """Refuse to write to a store that is not there unless --create-store says so, a saved plan
+    made for a missing store says so (its review showed the new store), or a terminal's user
+    does: a mistyped --store is named before anything is written."""
+    from reconciler.engine import missing_store_message, project, store_exists
+
+    location = project(paths, store).store
+    if create or store_exists(location):
+        return
+    if sys.stdin.isatty() and click.confirm(f"The store {location} does not exist. Create it?", default=False):
+        return
+    click.echo(f"ftctl: error: {missing_store_message(location)}", err=True)
+    sys.exit(EXIT_ERRORS)
+
+
+def _execute(the_plan: Any, *, store: str | None, lock_timeout: float, paths: tuple[str, ...]) -> None:
     from reconciler.engine import execute_plan
     from reconciler.views import summary_line
 
@@ -239,7 +261,7 @@ def _execute(the_plan: Any, *, store: str | None, lock_timeout: float) -> None:
         what = ", ".join(f"{c.action.value} {c.address}" for c in batch[:3]) + (f" (+{len(batch) - 3})" if len(batch) > 3 else "")
         click.echo(f"[{number}/{total}] {what}", err=True)
 
-    result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress)
+    result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress, paths=paths)
     note = f"; abandoned {result.abandoned_intents} unfinished step(s) of an interrupted apply" if result.abandoned_intents else ""
     launched = f"; launched {', '.join(o.job_name for o in result.launched)}" if result.launched else ""
     click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){launched}{note}.")
@@ -258,7 +280,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     _collect_garbage()
     shown: dict[str, str] = {}
     while True:
-        start_queued_jobs()
+        start_queued_jobs(paths=targets)
         report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, select=select)
         the_plan = report.plan
         for address, line in job_lines(the_plan):
@@ -269,7 +291,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
             return EXIT_BLOCKED
         if the_plan.actionable():
             approval = _approve_round(the_plan, report.validation.manifests, approval, asks=asks)
-            _execute(the_plan, store=store, lock_timeout=lock_timeout)
+            _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=targets)
             continue
         active = [c for c in the_plan.changes if any(part.startswith(("running", "queued")) for part in c.job.split("; "))]
         if not active:
@@ -366,7 +388,7 @@ def _interval(_ctx: Any, _param: Any, value: str) -> float:
 @click.option("--path", "path", default="specs/", show_default=True, help="The manifests' folder inside the repository.")
 @click.option("--interval", default="60s", show_default=True, callback=_interval, help="Time between cycles: 60s, 5m, or seconds.")
 @click.option("--self-heal", is_flag=True, help="Put drift (rows changed outside ftctl) back; without it drift is only reported.")
-@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("--offline", is_flag=True, help="Skip the Hub.")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (as --max-cycles 1).")
 @click.option("--max-cycles", type=click.IntRange(min=1), default=None, help="Exit after this many cycles (default: run until SIGTERM).")
@@ -390,9 +412,10 @@ def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, s
     import json as jsonlib
 
     from reconciler.agent import AgentSettings, run_agent
+    from reconciler.engine import project
 
     _collect_garbage()
-
+    store = project([], store).store  # the current folder's project's, not the clone's: the clone holds the manifests
     settings = AgentSettings(repo=repo, branch=branch, path=path, workdir=workdir, store=store, offline=offline,
                              self_heal=self_heal, max_failures=max_failures, lock_wait_s=lock_timeout, publish=publish)
     sys.exit(run_agent(settings, interval_s=interval, max_cycles=1 if once else max_cycles,
@@ -400,7 +423,7 @@ def agent(repo: str, branch: str, path: str, interval: float, self_heal: bool, s
 
 
 @cli.command(name="import")
-@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("--out", "out_dir", default="imported", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the manifests (one file per kind).")
 @click.option("--force", is_flag=True, help="Overwrite manifest files that already exist in --out.")
@@ -446,7 +469,7 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float, a
 
 
 @cli.command(name="export-manifests")
-@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("--out", "out_dir", default="exported", show_default=True, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite manifest files that already exist in --out.")
 def export_manifests(store: str | None, out_dir: str, force: bool) -> None:
@@ -466,7 +489,7 @@ def _secret_variables(names: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("--offline", is_flag=True, help="Skip the Hub.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_selection_args(replace=False)
@@ -684,7 +707,7 @@ def state() -> None:
 
 
 @state.command()
-@click.option("--store", metavar="PATH|URL", help="The Studio store (default: $FINE_TUNING_STUDIO_SQLITE_DB or .app/state.db).")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE.json",
               help="The snapshot file (written atomically; its name ends in .json).")
 def pull(store: str | None, output: str) -> None:

@@ -6,6 +6,8 @@ decides what to read and in which order, and returns values.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import uuid
@@ -34,7 +36,7 @@ from reconciler.inspection import (
     kinds_named,
     parse_address,
 )
-from reconciler.jobinput import DEFAULT_TRACKING_URI, JobSettings, job_name
+from reconciler.jobinput import DEFAULT_TRACKING_URI, JobSettings, job_prefix
 from reconciler.live import Snapshot
 from reconciler.localfiles import gather_facts
 from reconciler.manifests import Manifest, load_paths, resolve_positions
@@ -44,7 +46,7 @@ from reconciler.planner import build_plan
 from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
-from reconciler.safeio import ReadRoots, UnsafePathError, read_checked
+from reconciler.safeio import ReadRoots, UnsafePathError, project_root, read_checked
 from reconciler.selection import SelectArgs, SelectionError, choose
 from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled
@@ -87,6 +89,7 @@ def read_store(store: str | None) -> Snapshot | None:
     from reconciler.store.location import StoreError
     from reconciler.store.read import read_snapshot
 
+    store = project([], store).store  # a URL that is not SQLite is refused
     try:
         return read_snapshot(store)
     except StoreError as exc:
@@ -104,9 +107,8 @@ def validate(
     """The diagnostics of the manifests. Some files of a project (not a folder) are checked against
     the default store too when it exists, where the names the other files declare are managed."""
     if store is None and named_files(paths):
-        from reconciler.store.location import exists, resolve_location
-
-        store = resolve_location(None) if exists(None) else None
+        default = project(paths, None, environ).store  # the project root's store, as plan reads it
+        store = default if store_exists(default) else None
     return _validate(paths, offline=offline, snapshot=read_store(store), environ=environ, use_cache=use_cache)[0]
 
 
@@ -141,7 +143,7 @@ def read_roots(paths: Sequence[str], environ: Mapping[str, str] | None) -> ReadR
     """Where manifests and the files they name may be read from: the project root of `paths` and
     the folders in FTCTL_READ_ROOTS (or read_roots in ftctl.toml)."""
     try:
-        return ReadRoots.for_paths(paths, effective_environ(environ))
+        return ReadRoots.for_paths(paths, effective_environ(environ, project_root(paths)))
     except ValueError as exc:
         raise EngineError(str(exc)) from exc
 
@@ -174,8 +176,10 @@ def make_plan(
     select: SelectArgs | None = None,
 ) -> PlanReport:
     """Validate the manifests, read the store once, and build the plan (pure) from both. A plan over
-    files (not folders), `--target`s or `-l` selectors is partial (`selection.choose`)."""
-    environ = effective_environ(environ)
+    files (not folders), `--target`s or `-l` selectors is partial (`selection.choose`). The plan
+    says whether the store exists (`store_exists`): apply would create it."""
+    where = project(paths, store, environ)
+    environ, store = where.environ, where.store
     if snapshot is None:
         snapshot = _read_for_plan(store)
     report, local, graph = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
@@ -194,14 +198,45 @@ def make_plan(
                                   report.files, report.documents)
         if report.has_errors():
             return PlanReport(report, None)
-    settings = job_settings(environ)
-    observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ))
-    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=os.getcwd(),
+    seed = seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
+    snapshot = identified(snapshot, seed)
+    settings = store_jobs(job_settings(environ), snapshot.store_id)
+    observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ, where.root))
+    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=where.root,
                       jobs=settings, observations=observations, registry=registry)
-    plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex,
+    plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed,
                       graph=graph if len(scoped.manifests) == len(report.manifests) else None,
                       partial=scoped.partial, replace_addresses=scoped.replace)
+    if not store_exists(store):
+        plan = dataclasses.replace(plan, store_exists=False)
     return PlanReport(report, plan, observations)
+
+
+def missing_store_message(store: str) -> str:
+    """The refusal of a write to a store that is not there (`--create-store` creates it)."""
+    from reconciler.store.location import shown
+
+    return f"store {shown(store)} does not exist: pass --create-store to create it (or check --store and FINE_TUNING_STUDIO_SQLITE_DB for a typo)"
+
+
+def store_exists(store: str) -> bool:
+    """Whether the store (a resolved location, `Project.store`) is there; apply creates a missing
+    one only when asked to (`--create-store`)."""
+    from reconciler.store.location import StoreError, exists
+
+    try:
+        return exists(store)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+
+
+def identified(snapshot: Snapshot, seed: str) -> Snapshot:
+    """A store that has no identity yet (new, or written only by the Studio or an older ftctl) is
+    given one at plan time, from the plan's seed, so the job names in the plan are final; apply
+    writes it into the store (and refuses a store that has another)."""
+    if snapshot.store_id:
+        return snapshot
+    return dataclasses.replace(snapshot, store_id=str(uuid.UUID(hashlib.sha256(f"store/{seed}".encode()).hexdigest()[:32])))
 
 
 PROJECT_FILE = "ftctl.toml"
@@ -215,10 +250,14 @@ PROJECT_KEYS = {
 }
 
 
-def effective_environ(environ: Mapping[str, str] | None = None, project_file: str = PROJECT_FILE) -> Mapping[str, str]:
-    """The settings ftctl runs with: the environment, over the defaults in ./ftctl.toml if there is
-    one (never secrets: the CML API key comes from CDSW_APIV2_KEY only)."""
+def effective_environ(environ: Mapping[str, str] | None = None, root: str | None = None) -> Mapping[str, str]:
+    """The settings ftctl runs with: the environment, over the defaults in the project root's
+    ftctl.toml if there is one (root: the current folder's project root when not given; never
+    secrets: the CML API key comes from CDSW_APIV2_KEY only). A relative read root in the file is
+    the root's folder."""
     environ = os.environ if environ is None else environ
+    root = project_root([]) if root is None else root
+    project_file = os.path.join(root, PROJECT_FILE)
     if not os.path.isfile(project_file):
         return environ
     import tomllib
@@ -233,14 +272,44 @@ def effective_environ(environ: Mapping[str, str] | None = None, project_file: st
     unknown = sorted(set(flat) - set(PROJECT_KEYS))
     if unknown:
         raise EngineError(f"{project_file}: unknown setting {', '.join(unknown)} (known: {', '.join(PROJECT_KEYS)})")
+    if "read_roots" in flat:
+        entries = flat["read_roots"] if isinstance(flat["read_roots"], list) else [flat["read_roots"]]
+        flat["read_roots"] = [os.path.join(root, str(entry)) for entry in entries]
     return {**{PROJECT_KEYS[k]: os.pathsep.join(map(str, v)) if isinstance(v, list) else str(v) for k, v in flat.items()},
             **environ}
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a command works: the project root (the nearest folder holding ftctl.toml above the
+    manifests, else .git, else their folder; above the current folder for commands without
+    manifests), the settings there (`effective_environ`) and the store."""
+
+    root: str
+    environ: Mapping[str, str]
+    store: str
+
+
+def project(paths: Sequence[str], store: str | None, environ: Mapping[str, str] | None = None) -> Project:
+    """The project of the manifests `paths` (none: the current folder's) and the store a command
+    uses: --store, else FINE_TUNING_STUDIO_SQLITE_DB (both as typed: a relative path is the
+    current folder's), else the root's .app/state.db. Only SQLite stores (and snapshot files)."""
+    from reconciler.store.location import DEFAULT_DB, StoreError, require_sqlite
+
+    root = project_root(paths)
+    settings = effective_environ(environ, root)
+    location = store or settings.get("FINE_TUNING_STUDIO_SQLITE_DB") or os.path.join(root, DEFAULT_DB)
+    try:
+        require_sqlite(location)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from exc
+    return Project(root, settings, location)
 
 
 def job_settings(environ: Mapping[str, str]) -> JobSettings:
     """Where jobs run and log: FTCTL_BACKEND (the default backend: local or cml), FTCTL_JOBS_DIR
     (default .app/jobs), MLFLOW_TRACKING_URI (default a SQLite MLflow store under .app/),
-    MLFLOW_REGISTRY_URI."""
+    MLFLOW_REGISTRY_URI. Relative paths are the project root's: jobs run there (`Backends`)."""
     backend = environ.get("FTCTL_BACKEND") or "local"
     if backend not in (*BACKENDS, "fake"):
         raise EngineError(f"backend {backend!r}: choose local or cml (FTCTL_BACKEND, --backend or {PROJECT_FILE})")
@@ -253,14 +322,20 @@ def job_settings(environ: Mapping[str, str]) -> JobSettings:
     )
 
 
-def local_backend(settings: JobSettings, environ: Mapping[str, str]) -> LocalBackend:
-    """The backend that runs jobs on this machine; FTCTL_BACKEND=fake (tests) stands in a fake for it."""
+def store_jobs(settings: JobSettings, store_id: str) -> JobSettings:
+    """A store's own jobs folder, `<jobs folder>/<store id>/`: no two stores share a job's folder."""
+    return dataclasses.replace(settings, jobs_root=f"{settings.jobs_root.rstrip('/')}/{store_id}") if store_id else settings
+
+
+def local_backend(settings: JobSettings, environ: Mapping[str, str], root: str) -> LocalBackend:
+    """The backend that runs jobs on this machine, in the project root; FTCTL_BACKEND=fake (tests)
+    stands in a fake for it."""
     jobs = max(1, int(environ.get("FTCTL_MAX_RUNNING_JOBS") or 1))
     if environ.get("FTCTL_BACKEND") == "fake":
         from reconciler.backends.fake import FakeBackend
 
-        return FakeBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
-    return LocalBackend(settings.jobs_root, max_running=jobs, environ=dict(environ))
+        return FakeBackend(settings.jobs_root, max_running=jobs, environ=dict(environ), cwd=root)
+    return LocalBackend(settings.jobs_root, max_running=jobs, environ=dict(environ), cwd=root)
 
 
 def cml_backend(settings: JobSettings, environ: Mapping[str, str]) -> Backend:
@@ -280,8 +355,8 @@ class Backends:
     Routes a launch to the backend its plan names, and observes jobs where their records say
     they run: the local backend one job at a time, CML with one listing for all of them."""
 
-    def __init__(self, settings: JobSettings, environ: Mapping[str, str]) -> None:
-        self.settings, self.environ = settings, environ
+    def __init__(self, settings: JobSettings, environ: Mapping[str, str], root: str) -> None:
+        self.settings, self.environ, self.root = settings, environ, root  # root: the project's, where local jobs run
         self._made: dict[str, Backend] = {}
 
     def get(self, name: str) -> Backend:
@@ -289,7 +364,8 @@ class Backends:
         if name not in self._made:
             if name not in BACKENDS:
                 raise EngineError(f"backend {name!r}: this ftctl runs jobs with {' or '.join(BACKENDS)}")
-            self._made[name] = cml_backend(self.settings, self.environ) if name == "cml" else local_backend(self.settings, self.environ)
+            self._made[name] = (cml_backend(self.settings, self.environ) if name == "cml"
+                                else local_backend(self.settings, self.environ, self.root))
         return self._made[name]
 
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1, backend: str = "local") -> JobObservation:
@@ -309,23 +385,27 @@ class Backends:
         return self.get("local").start_queued()  # only the local backend queues (CML schedules itself)
 
 
-def job_names(snapshot: Snapshot) -> list[tuple[str, str, str, str]]:
-    """(kind, name, job name, backend) of every job the managed objects' current generations run."""
+def job_prefixes(snapshot: Snapshot) -> list[tuple[str, str, str, str]]:
+    """(kind, name, job-name prefix, backend) of every job the managed objects' current generations
+    run in this store (a job's full name ends with its input's digest: `jobinput.job_name`)."""
     out = []
     for record in snapshot.managed.values():
         backend = record.backend or "local"
-        if record.kind == "EvaluationJob":
-            out += [(record.kind, record.name, job_name(record.kind, record.name, record.generation, i), backend)
-                    for i in range(len(record.row_ids))]
-        elif record.kind in ("FineTuningJob", "ModelExport"):
-            out.append((record.kind, record.name, job_name(record.kind, record.name, record.generation), backend))
+        indices: list[int | None] = list(range(len(record.row_ids))) if record.kind == "EvaluationJob" else [None]
+        if record.kind in ("FineTuningJob", "EvaluationJob", "ModelExport"):
+            out += [(record.kind, record.name, job_prefix(record.kind, record.name, record.generation, i, store_id=snapshot.store_id),
+                     backend) for i in indices]
     return out
 
 
 def observe_jobs(snapshot: Snapshot, backends: Backends) -> dict[str, JobObservation]:
-    """What the backends say of each managed job. Read-only: plan and status start nothing."""
+    """What the backends say of each job of the managed objects (by name prefix: every input's job,
+    so a plan can name those it will not adopt). Read-only: plan and status start nothing."""
+    by_backend: dict[str, list[str]] = {}
+    for _, _, prefix, backend in job_prefixes(snapshot):
+        by_backend.setdefault(backend, []).append(prefix)
     try:
-        return backends.observe([(name, backend) for _, _, name, backend in job_names(snapshot)])
+        return backends.observe([(name, b) for b, prefixes in by_backend.items() for name in backends.get(b).find(prefixes)])
     except BackendError as exc:
         raise EngineError(str(exc)) from exc
 
@@ -380,15 +460,19 @@ def execute_plan(
     lock_wait_s: float,
     environ: Mapping[str, str] | None = None,
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
+    paths: Sequence[str] = (),
 ) -> ApplyResult:
-    """Apply a plan to the store it was made for: lock, stale check, journaled steps."""
+    """Apply a plan to the store it was made for: lock, stale check, journaled steps. `paths`: the
+    manifests it was made from (their project root holds the default store and runs the jobs;
+    none: the current folder's)."""
     from reconciler.store.location import StoreError, store_url
     from reconciler.store.snapshot_file import is_snapshot_location
     from reconciler.store.write import LockedError, StoreWriter
 
     if is_snapshot_location(store):
         raise EngineError(f"a snapshot is read-only: apply against the store it came from ({plan.store or 'see `ftctl state pull`'})")
-    environ = effective_environ(environ)
+    where = project(paths, store, environ)
+    environ, store = where.environ, where.store
     target = store_url(store)
     if plan.store and plan.store != target:
         raise EngineError(f"the plan was made for {plan.store}, not {target}; plan against this store")
@@ -397,7 +481,7 @@ def execute_plan(
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     try:
-        backends = Backends(job_settings(environ), environ)
+        backends = Backends(store_jobs(job_settings(environ), plan.store_id), environ, where.root)
         return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
                           lock_ttl_s=lock_ttl(environ), on_step=on_step, launcher=backends)
     except (LockedError, StalePlanError, PlanRefusedError, BackendError) as exc:
@@ -461,8 +545,9 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
     """Write manifests for the store's rows (all of them, or those ftctl does not manage) to out_dir."""
     from reconciler.importer import Layout, manifests_for, to_yaml, unnamed_secrets, variables_to_set
 
-    snapshot = _read_for_plan(store)
-    layout = Layout(root=os.getcwd(), out_dir=os.path.abspath(out_dir))
+    where = project([], store)
+    snapshot = _read_for_plan(where.store)
+    layout = Layout(root=where.root, out_dir=os.path.abspath(out_dir))
     files = manifests_for(snapshot, layout=layout, unmanaged_only=unmanaged_only)
     if unnamed_secrets(files):
         raise EngineError(f"{', '.join(unnamed_secrets(files))}: the Studio row holds a secret (a token in text, a URL "
@@ -482,13 +567,17 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
 def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False,
                 approve: Callable[[Plan], bool] | None = None) -> ImportReport:
     """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)
-    if `approve` (the CLI's confirmation; None: no question) agrees to the adoption's plan."""
-    from reconciler.store.location import StoreError
+    if `approve` (the CLI's confirmation; None: no question) agrees to the adoption's plan.
+    A store that is not there is refused before anything is written (a typo, not an empty store)."""
+    from reconciler.store.location import StoreError, shown
     from reconciler.store.snapshot_file import is_snapshot_location
     from reconciler.store.write import refuse_unwritable
 
     if is_snapshot_location(store):
         raise EngineError(f"{store} is a snapshot, read-only: import from the store it came from")
+    store = project([], store).store
+    if not store_exists(store):
+        raise EngineError(f"store {shown(store)} does not exist: nothing to import (check --store and FINE_TUNING_STUDIO_SQLITE_DB for a typo)")
     try:
         refuse_unwritable(store)  # before any manifest is written
     except StoreError as exc:
@@ -509,10 +598,11 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: M
            select: SelectArgs | None = None) -> tuple[PlanReport, list[ObjectStatus], list[JobStatus]]:
     """Each planned object's sync state and health, and the jobs of the managed ones (of the
     selected ones only, for a partial plan)."""
-    environ = effective_environ(environ)
+    where = project(paths, store, environ)
+    environ, store = where.environ, where.store
     snapshot = _read_for_plan(store)
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ, select=select)
-    jobs = job_statuses(snapshot, report.observations, Backends(job_settings(environ), environ))
+    jobs = job_statuses(snapshot, report.observations, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root))
     if report.plan is not None and report.plan.partial is not None:
         covered = {(c.kind, c.name) for c in report.plan.changes}
         jobs = [j for j in jobs if (j.kind, j.name) in covered]
@@ -522,11 +612,12 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: M
 def job_statuses(snapshot: Snapshot, observations: Mapping[str, JobObservation], backends: Backends) -> list[JobStatus]:
     """Each job of the managed objects' current generations, as its backend last said (with links)."""
     jobs = []
-    for kind, name, job, backend in sorted(job_names(snapshot)):
-        obs = observations.get(job) or JobObservation(job, JobState.NOT_LAUNCHED)
-        links = backends.get(backend).links(job, obs.external_id) if obs.external_id else {}
-        jobs.append(JobStatus(kind, name, job, backend, obs.state.value, obs.summary(), obs.external_id, links,
-                              obs.attempt, dict(obs.metrics)))
+    for kind, name, prefix, backend in sorted(job_prefixes(snapshot)):
+        found = [observations[n] for n in sorted(observations) if n.startswith(prefix)]
+        for obs in found or [JobObservation(prefix.rstrip("-"), JobState.NOT_LAUNCHED)]:
+            links = backends.get(backend).links(obs.job_name, obs.external_id) if obs.external_id else {}
+            jobs.append(JobStatus(kind, name, obs.job_name, backend, obs.state.value, obs.summary(), obs.external_id, links,
+                                  obs.attempt, dict(obs.metrics)))
     return jobs
 
 
@@ -535,6 +626,7 @@ def set_protection(store: str | None, address: str, protected: bool) -> None:
     from reconciler.store.write import StoreWriter
 
     kind, name = _parse_address(address)
+    store = project([], store).store
     try:
         if not exists(store):  # protection is of managed objects: a store that is not there has none
             raise StoreError(f"no store at {resolve_location(store)}")
@@ -558,25 +650,34 @@ def _parse_address(text: str) -> tuple[str, str]:
     return address.kind, address.name
 
 
-def start_queued_jobs(environ: Mapping[str, str] | None = None) -> list[str]:
+def start_queued_jobs(environ: Mapping[str, str] | None = None, paths: Sequence[str] = ()) -> list[str]:
     """Start queued jobs while slots are free: apply does this first, and --wait between its plans.
-    Plan and status never do: they only read."""
-    environ = effective_environ(environ)
-    try:
-        return Backends(job_settings(environ), environ).start_queued()
+    Plan and status never do: they only read. `paths`: the manifests (their project's jobs)."""
+    where = project(paths, None, environ)
+    environ = where.environ
+    settings = job_settings(environ)
+    root = Path(where.root) / settings.jobs_root
+    stores = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    try:  # each store has its own jobs folder (`store_jobs`)
+        return [job for store_id in stores for job in Backends(store_jobs(settings, store_id), environ, where.root).start_queued()]
     except BackendError as exc:
         raise EngineError(str(exc)) from exc
 
 
 def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[Backend, list[str]]:
     """The backend and the job names of a managed object's current generation (`Kind/name`)."""
-    environ = effective_environ(environ)
+    where = project([], store, environ)
+    environ = where.environ
     kind, name = _parse_address(address)
-    snapshot = _read_for_plan(store)
-    found = [(j, b) for k, n, j, b in job_names(snapshot) if (k, n) == (kind, name)]
+    snapshot = _read_for_plan(where.store)
+    found = [(p, b) for k, n, p, b in job_prefixes(snapshot) if (k, n) == (kind, name)]
     if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
-    return Backends(job_settings(environ), environ).get(found[0][1]), [j for j, _ in found]
+    backend = Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root).get(found[0][1])
+    try:
+        return backend, backend.find(p for p, _ in found)
+    except BackendError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 def pull_state(store: str | None, output: str) -> Pulled:
@@ -584,9 +685,11 @@ def pull_state(store: str | None, output: str) -> Pulled:
     from reconciler.store.location import StoreError
     from reconciler.store.snapshot_file import pull_to_file
 
-    environ = effective_environ(None)
+    where = project([], store)
+    environ = where.environ
     try:
-        return pull_to_file(store, output, lambda snapshot: observe_jobs(snapshot, Backends(job_settings(environ), environ)))
+        return pull_to_file(where.store, output, lambda snapshot: observe_jobs(
+            snapshot, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root)))
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     except OSError as exc:
@@ -598,7 +701,8 @@ def drift(paths: Sequence[str], *, store: str | None, offline: bool, environ: Ma
     """What differs between the manifests and the store (`ftctl drift`): one read, one plan (as
     `status` makes it), then the pure `drift.find_drift`. The report is None when the manifests do
     not validate (the plan report holds the errors)."""
-    environ = effective_environ(environ)
+    where = project(paths, store, environ)
+    environ, store = where.environ, where.store
     snapshot = _read_for_plan(store)
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ, select=select)
     return report, (find_drift(report.plan, snapshot) if report.plan else None)
@@ -625,7 +729,8 @@ def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | No
     from reconciler.store.location import StoreError
     from reconciler.store.read import read_snapshot
 
-    environ = effective_environ(environ)
+    where = project(paths, store, environ)
+    environ, store = where.environ, where.store
     try:
         snapshot = read_snapshot(store)  # never missing_ok: inspection names a store that is not there
     except StoreError as exc:
@@ -634,8 +739,9 @@ def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | No
     if report is not None and report.plan is None:
         return Inspected(report, snapshot, [], {}, [])
     observations = report.observations if report else (
-        dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(job_settings(environ), environ)))
-    jobs = job_statuses(snapshot, observations, Backends(job_settings(environ), environ))
+        dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(
+            snapshot, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root)))
+    jobs = job_statuses(snapshot, observations, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root))
     statuses = {(s.kind, s.name): s for s in assess(report.plan, snapshot)} if report and report.plan else {}
     try:
         activity = read_activity(store, kind=events_of[0], name=events_of[1])

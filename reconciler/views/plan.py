@@ -33,6 +33,11 @@ def store_label(store: str) -> str:
     return store.split(":///", 1)[1] if store.startswith("sqlite") and ":///" in store else store
 
 
+def new_store_line(plan: Plan) -> str:
+    """The warning of a plan whose store is not there (a new project, or a mistyped --store)."""
+    return f"A new store will be created at {store_label(plan.store)}: apply needs --create-store (or a yes on a terminal)."
+
+
 def partial_line(plan: Plan) -> str:
     """The header of a partial plan: what selected it, and that nothing else is touched ("" when whole)."""
     if plan.partial is None:
@@ -65,6 +70,8 @@ def _orphans(plan: Plan) -> list[Change]:
 def text(plan: Plan) -> str:
     lines = [f"Plan for {store_label(plan.store)} (serial {plan.serial}): {summary_line(plan)}."]
     lines += [partial_line(plan)] if plan.partial else []
+    if not plan.store_exists:
+        lines.append(new_store_line(plan))
     shown = plan.actionable()
     if shown:
         lines.append("")
@@ -131,6 +138,8 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
             "| create | update | replace | delete | unchanged | waiting |", "|---:|---:|---:|---:|---:|---:|",
             f"| {n['create']} | {n['update']} | {n['replace']} | {n['delete']} | {n['noop']} | {n['waiting']} |", ""]
     head += [f"**{_md(partial_line(plan))}**", ""] if plan.partial else []
+    if not plan.store_exists:
+        head += [f"**{_md(new_store_line(plan))}**", ""]
     if plan.blockers:
         head += ["**Blocked** (exit 3): this plan will not be applied.", ""]
         head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]

@@ -122,7 +122,7 @@ def test_a_lock_released_while_waiting_lets_apply_proceed(demo_root: Path) -> No
     """Whether the apply reaches the lock before or after it is freed, it must end applied."""
     db = _seed_store(demo_root)
     insert_lock(db, owner="ftctl-testhold", host=socket.gethostname(), pid=os.getpid(), expires_at=time.time() + 600)
-    waiting = ftctl_popen(demo_root, "apply", DEMO, "--auto-approve", "--offline", "--lock-timeout", "60")
+    waiting = ftctl_popen(demo_root, "apply", DEMO, "--auto-approve", "--create-store", "--offline", "--lock-timeout", "60")
     try:
         time.sleep(1.0)
         assert query(db, "SELECT owner FROM ftctl_lock") == [("ftctl-testhold",)], "the waiting apply took a live lock"
@@ -143,7 +143,7 @@ def test_a_lock_released_while_waiting_lets_apply_proceed(demo_root: Path) -> No
 # -- two applies at once -------------------------------------------------------------------------
 
 def _race(root: Path) -> list[tuple[int, str, str]]:
-    procs = [ftctl_popen(root, "apply", DEMO, "--auto-approve", "--offline", "--lock-timeout", "60") for _ in range(2)]
+    procs = [ftctl_popen(root, "apply", DEMO, "--auto-approve", "--create-store", "--offline", "--lock-timeout", "60") for _ in range(2)]
     results = []
     for proc in procs:
         try:
@@ -240,7 +240,7 @@ def test_schema_creation_tolerates_a_concurrent_creator(demo_root: Path) -> None
         "finally:\n"
         "    assert fired and fired[0].wait(60) == 0, 'the other creator failed'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", shim, "apply", DEMO, "--auto-approve", "--offline"], cwd=demo_root,
+    proc = subprocess.run([sys.executable, "-c", shim, "apply", DEMO, "--auto-approve", "--create-store", "--offline"], cwd=demo_root,
                           env=cli_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, show(proc)
     db = demo_root / STORE

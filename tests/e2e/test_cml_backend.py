@@ -99,7 +99,7 @@ class Project:
 
     def apply(self, *, wait: bool = True, expect: int | None = 0, **extra_env: str) -> subprocess.CompletedProcess[str]:
         flags = ["--wait", "--poll", "0.1"] if wait else []
-        return self.run("apply", "--offline", "--auto-approve", *flags, DEMO, ENDPOINT_FILE, expect=expect, **extra_env)
+        return self.run("apply", "--offline", "--auto-approve", "--create-store", *flags, DEMO, ENDPOINT_FILE, expect=expect, **extra_env)
 
     def status(self) -> dict[str, Any]:
         shown = self.run("status", "--offline", "--format", "json", DEMO, ENDPOINT_FILE, expect=None)

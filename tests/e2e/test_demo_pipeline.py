@@ -45,7 +45,7 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
-    done = ftctl(project, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.5", "specs/demo")
+    done = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Converged." in done.stderr
     db = project / ".app/state.db"
@@ -78,7 +78,7 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
 def test_second_apply_plans_and_launches_nothing(project: Path) -> None:
     launches = sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json"))
     history = rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history")
-    again = ftctl(project, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.5", "specs/demo")
+    again = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "No changes" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json")) == launches

@@ -51,7 +51,7 @@ def _start_paused(root: Path, point: int, *, ttl_s: float, seed: str) -> tuple[s
     go = root / f"go-{point}"
     env = {**jobs_env(root / "jobs"), "FTCTL_LOCK_TTL_S": str(ttl_s), "FTCTL_FAULT_PAUSE_AT": f"{point}:{go}",
            "FTCTL_PLAN_SEED": seed}
-    return ftctl_popen(root, "apply", DEMO, "--auto-approve", "--offline", "--store", STORE, env=env), go
+    return ftctl_popen(root, "apply", DEMO, "--auto-approve", "--create-store", "--offline", "--store", STORE, env=env), go
 
 
 def _wait_for(what: str, proc: subprocess.Popen[str], condition) -> None:  # type: ignore[no-untyped-def]

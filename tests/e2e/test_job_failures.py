@@ -53,6 +53,7 @@ def project(tmp_path: Path, tiny_model: Path, *, retries: int) -> Path:
     (tmp_path / "specs/demo/job.yaml").write_text(JOB.replace("RETRIES", str(retries)))
     (tmp_path / "specs/demo/models").mkdir()
     (tmp_path / "specs/demo/models/tiny-llama").symlink_to(tiny_model)
+    (tmp_path / "ftctl.toml").write_text(f"read_roots = [{str(tiny_model.parent)!r}]\n")  # the project root; the model is built outside it
     return tmp_path
 
 
@@ -63,24 +64,24 @@ def ftctl(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
 
 def results(root: Path) -> list[dict[str, object]]:
     """The job's results, attempt by attempt (archived attempts first)."""
-    [job] = (root / ".app/jobs").glob("ftctl-train-*")
+    [job] = (root / ".app/jobs").glob("*/ftctl-train-*")  # <jobs>/<store id>/<job>
     files = [attempt / "result.json" for attempt in sorted(job.glob("attempt-*"))] + [job / "result.json"]
     return [json.loads(p.read_text()) if p.exists() else {} for p in files]
 
 
 def test_dataset_gone_at_run_time_fails_as_data_and_is_not_retried(tmp_path: Path, tiny_model: Path) -> None:
     root = project(tmp_path, tiny_model, retries=2)
-    started = ftctl(root, "apply", "--offline", "--auto-approve", "specs/demo")
+    started = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo")
     assert started.returncode == 0, started.stderr
     data = root / "specs/demo/data/tickets.csv"
     kept = data.read_bytes()
     data.unlink()  # the runner is still importing torch: it will not find the file
-    [result] = [p / "result.json" for p in (root / ".app/jobs").glob("ftctl-train-*")]
+    [result] = [p / "result.json" for p in (root / ".app/jobs").glob("*/ftctl-train-*")]
     deadline = time.time() + 120
     while not result.exists() and time.time() < deadline:
         time.sleep(0.3)
     data.write_bytes(kept)  # back, so the manifests validate again; the failed run stays failed
-    waited = ftctl(root, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.3", "specs/demo")
+    waited = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
     assert waited.returncode == 1 and "failed (data)" in waited.stderr, waited.stderr[-2000:]
     [only] = results(root)  # one attempt: a data error is not transient
     assert only["status"] == "failed" and only["error"]["error_class"] == "data"  # type: ignore[index]
@@ -89,7 +90,7 @@ def test_dataset_gone_at_run_time_fails_as_data_and_is_not_retried(tmp_path: Pat
 
 def test_out_of_memory_fails_as_resources_and_is_not_retried(tmp_path: Path, tiny_model: Path) -> None:
     root = project(tmp_path, tiny_model, retries=2)
-    done = ftctl(root, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.3", "specs/demo", FTCTL_RUNNER_FAIL="resources")
+    done = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo", FTCTL_RUNNER_FAIL="resources")
     assert done.returncode == 1 and "failed (resources)" in done.stderr, done.stderr[-2000:]
     [only] = results(root)
     assert only["error"]["error_class"] == "resources"  # type: ignore[index]
@@ -100,7 +101,7 @@ def test_out_of_memory_fails_as_resources_and_is_not_retried(tmp_path: Path, tin
 
 def test_killed_job_is_relaunched_within_retries(tmp_path: Path, tiny_model: Path) -> None:
     root = project(tmp_path, tiny_model, retries=1)
-    first = ftctl(root, "apply", "--offline", "--auto-approve", "specs/demo", FTCTL_RUNNER_FAIL="killed")
+    first = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo", FTCTL_RUNNER_FAIL="killed")
     assert first.returncode == 0, first.stderr
     deadline = time.time() + 120
     while time.time() < deadline:  # the runner kills itself with SIGKILL: no result file, the lock released
@@ -110,7 +111,7 @@ def test_killed_job_is_relaunched_within_retries(tmp_path: Path, tiny_model: Pat
             break
         time.sleep(0.5)
     assert "killed" in job["job"], job
-    done = ftctl(root, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.3", "specs/demo")
+    done = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "relaunch (attempt 2 of 2)" in done.stdout + done.stderr
     killed, succeeded = results(root)

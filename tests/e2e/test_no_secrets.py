@@ -131,7 +131,7 @@ def _refuse_hostile(root: Path, outputs: list[str], env: dict[str, str]) -> None
     _assert_each_case_reported(root, outputs[-4])
     for fmt in ("text", "markdown"):
         _run(root, outputs, "plan", "--offline", "--format", fmt, "-o", "refused.json", str(bad), env=env, ok=(1,))
-    _run(root, outputs, "apply", "--offline", "--auto-approve", str(bad), env=env, ok=(1,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", str(bad), env=env, ok=(1,))
     assert not (root / "refused.json").exists()
 
 
@@ -142,7 +142,7 @@ def _every_command(root: Path, outputs: list[str], env: dict[str, str]) -> None:
     for fmt in ("text", "json", "markdown"):
         _run(root, outputs, "plan", "--offline", "--format", fmt, DEMO, env=env)
     _run(root, outputs, "plan", "--offline", "-o", "plan.json", DEMO, env=env)
-    _run(root, outputs, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.2", DEMO, env=env, ok=(0,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.2", DEMO, env=env, ok=(0,))
     for fmt in ("table", "json"):
         _run(root, outputs, "status", "--offline", "--format", fmt, DEMO, env=env)
     _run(root, outputs, "state", "pull", "-o", "snapshot.json", env=env, ok=(0,))
@@ -193,10 +193,10 @@ def test_no_secret_reaches_output_or_files_locally(tmp_path: Path, outputs: list
     for fmt in ("text", "json", "markdown"):
         _run(root, outputs, "plan", "--offline", "--format", fmt, DEMO, env=env)
     _run(root, outputs, "plan", "--offline", "-o", "plan.json", DEMO, env=env)
-    _run(root, outputs, "apply", "--offline", "--auto-approve", DEMO, env=env, ok=(0,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", DEMO, env=env, ok=(0,))
     _run(root, outputs, "status", "--offline", "--format", "json", DEMO, env=env)
     _run(root, outputs, "state", "pull", "-o", "snapshot.json", env=env, ok=(0,))
-    inputs = list((root / ".app" / "jobs").glob("*/input.json"))
+    inputs = list((root / ".app" / "jobs").glob("*/*/input.json"))  # <jobs>/<store id>/<job>/input.json
     assert inputs and all("HUGGINGFACE_ACCESS_TOKEN" in p.read_text() for p in inputs)  # named, not valued
     assert any("PLANTED_REF_TOKEN" in p.read_text() for p in inputs)
     _assert_no_secret(root, outputs)
@@ -270,14 +270,14 @@ def test_a_studio_rows_secret_stays_in_the_studios_row(tmp_path: Path, outputs: 
     assert f"from_env: {variable}" in written
     # Adopting replaced the row (its body now names the variable); changing it again replaces it again.
     (root / "imported" / "configs.yaml").write_text(written.replace("num_train_epochs: 1", "num_train_epochs: 2"), encoding="utf-8")
-    _run(root, outputs, "apply", "--offline", "--auto-approve", "m", "imported", env=env, ok=(0,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", "m", "imported", env=env, ok=(0,))
     _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "m", "imported", env=env, ok=(0,))
     # The Studio writes a token into the adopted row again: drift, shown masked, and put back by apply.
     _studio_writes(db, DRIFTED_TOKEN)
     for fmt in ("text", "json", "markdown"):
         _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "--format", fmt, "m", "imported", env=env, ok=(2,))
     _run(root, outputs, "drift", "--offline", "m", "imported", env=env, ok=(2,))
-    _run(root, outputs, "apply", "--offline", "--auto-approve", "m", "imported", env=env, ok=(0,))
+    _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", "m", "imported", env=env, ok=(0,))
     _run(root, outputs, "plan", "--offline", "--detailed-exitcode", "m", "imported", env=env, ok=(0,))
 
     printed = "\n".join(outputs)
@@ -303,7 +303,7 @@ def test_a_job_echoing_its_arguments_leaks_no_secret(tmp_path: Path, outputs: li
         cml.on_run(lambda job, run, environment: engine(job, run, {**environment, "FTCTL_STUB_ECHO_FAIL": "1"}))
         env = {**cml.env(), "FTCTL_BACKEND": "cml", "FTCTL_CACHE_DIR": str(root / ".cache"), "FTCTL_CML_RUNNERS_DIR": str(STUB_RUNNERS),
                "HUGGINGFACE_ACCESS_TOKEN": HF_TOKEN, "PLANTED_REF_TOKEN": REFERENCED}
-        _run(root, outputs, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.2", DEMO, env=env, ok=(1,))
+        _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.2", DEMO, env=env, ok=(1,))
         _run(root, outputs, "status", "--offline", "--format", "json", DEMO, env=env)
         _run(root, outputs, "logs", "FineTuningJob/demo-ticketing-lora", env=env, ok=(0,))
     printed = "\n".join(outputs)

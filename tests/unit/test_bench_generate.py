@@ -65,7 +65,7 @@ def test_generated_project_applies_and_plans_offline(tmp_path: Path) -> None:
     def ftctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(FTCTL), *args], capture_output=True, text=True, timeout=120, env=env)
 
-    applied = ftctl("apply", "--offline", "--auto-approve", "--store", str(store), str(root))
+    applied = ftctl("apply", "--offline", "--auto-approve", "--create-store", "--store", str(store), str(root))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     # Evaluations and exports wait for their fine-tuning job's adapter; everything else is created.
     assert "40 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged, 10 waiting" in applied.stdout

@@ -109,6 +109,7 @@ PLAN_FIELDS = {
     "blockers": st.lists(blockers, max_size=3).map(tuple),
     "policy": policies,
     "labels": st.dictionaries(st.uuids().map(str), short, max_size=3),
+    "store_exists": st.booleans(),
 }
 plans = st.builds(Plan, **PLAN_FIELDS)
 

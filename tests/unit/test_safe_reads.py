@@ -63,7 +63,7 @@ def test_a_dataset_linked_to_the_environment_leaks_nothing_anywhere(tmp_path: Pa
     env = {"CDSW_APIV2_KEY": PLANTED, "HF_TOKEN": PLANTED}
     outputs = [run(root, "validate", "--offline", "specs", env=env),
                run(root, "plan", "--offline", "specs", "--store", "state.db", "-o", "plan.json", env=env),
-               run(root, "apply", "--offline", "--auto-approve", "specs", "--store", "state.db", env=env)]
+               run(root, "apply", "--offline", "--auto-approve", "--create-store", "specs", "--store", "state.db", env=env)]
     for proc in outputs:
         refused(proc, "LD-014", str(root / "specs" / "env.csv"))
         assert PLANTED not in proc.stdout + proc.stderr, show(proc)

@@ -248,7 +248,7 @@ def test_plan_and_apply_refuse_a_huge_integer_and_write_nothing(tmp_path: Path) 
     create_studio_store(store)
     before = studio_row_ids(store)
     for run in (_ftctl(root, "plan", ".", "--offline", "--store", str(store)),
-                _ftctl(root, "apply", ".", "--auto-approve", "--offline", "--store", str(store))):
+                _ftctl(root, "apply", ".", "--auto-approve", "--create-store", "--offline", "--store", str(store))):
         assert run.returncode == 1, show(run)
         assert "SC-005" in run.stdout + run.stderr and "spec.user_config.batch" in run.stdout + run.stderr, show(run)
         assert "Traceback" not in run.stderr and "OverflowError" not in run.stdout + run.stderr, show(run)
