@@ -259,7 +259,7 @@ def _apply_and_plan(n: int, *, runs: int, apply_target: float | None, plan_targe
         # Each repetition: a fresh store, the first apply into it, then the first plan after it.
         for i in range(runs + 1):
             db = fresh_store(f"apply-{n}")
-            apply = [FTCTL, "apply", "--offline", "--auto-approve", "--store", str(db), str(root)]
+            apply = [FTCTL, "apply", "--offline", "--auto-approve", "--create-store", "--store", str(db), str(root)]
             current = apply_m
             elapsed, proc = run_ftctl(apply, expect=0)
             applied = expect_counts(apply, proc, update=0, replace=0, delete=0, noop=0)
@@ -427,12 +427,13 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
             root = BENCH_DIR / f"launch-{run}"
             shutil.rmtree(root, ignore_errors=True)
             copy_specs(root)
+            (root / "ftctl.toml").touch()  # the project root (.bench is inside the checkout): its store stays here
             (root / DEMO_MODEL).parent.mkdir(parents=True)
             (root / DEMO_MODEL).symlink_to(TINY_MODEL.resolve())
             env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db",
                    "FTCTL_JOBS_DIR": str(root / ".app/jobs")}  # each run its own jobs folder (CHILD_ENV's is shared)
             started = time.time()
-            argv = [FTCTL, "apply", "--offline", "--auto-approve", "specs/demo"]
+            argv = [FTCTL, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo"]
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root)
             if proc.returncode != 0:
                 raise BenchError(failure(argv, proc))

@@ -249,7 +249,7 @@ def measure_cli(runs: int = RUNS) -> tuple[Figure, Counter[str]]:
             "HF_HUB_OFFLINE": "1",
         }
         cml.reset_counters()
-        _ftctl([FTCTL, "apply", "--offline", "--auto-approve", "--backend", "cml", "--store", str(db), str(manifest)], env)
+        _ftctl([FTCTL, "apply", "--offline", "--auto-approve", "--create-store", "--backend", "cml", "--store", str(db), str(manifest)], env)
         applied = Counter(cml.calls)
         launched = [j for j in cml.jobs.values() if j.name.startswith("ftctl-train-")]
         if len(launched) != N_JOBS or applied["create_job_run"] != N_JOBS:
