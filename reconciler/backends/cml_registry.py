@@ -25,6 +25,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.facts import RegisteredModelFact, RegistryFacts
 from reconciler.manifests import Manifest, SourceTexts, resolve_positions
 from reconciler.models import Adapter, Model
+from reconciler.safeio import ReadRoots
 
 SETTINGS = ("CDSW_API_URL", "CDSW_APIV2_KEY", "CDSW_PROJECT_ID")
 FIELD = "cml_registered_model_id"
@@ -75,7 +76,7 @@ def gather_registry_facts(
             summary = (f"registered model {model_id!r} ({found[model_id].name}) has no version: the Studio "
                        "imports the MLflow experiment and run of its first version")
             diags.append(_diag(manifest, code, summary))
-    return RegistryFacts(models=found, missing=missing), _positioned(diags)
+    return RegistryFacts(models=found, missing=missing), _positioned(diags, environ)
 
 
 def _diag(manifest: Manifest, code: str, summary: str, *, detail: str | None = None, hint: str | None = None) -> Diagnostic:
@@ -96,8 +97,10 @@ def _fact(answer: Mapping[str, Any]) -> RegisteredModelFact:
     )
 
 
-def _positioned(diags: list[Diagnostic]) -> list[Diagnostic]:
-    """Line and column for each diagnostic, read from its manifest file (as the loader reads it)."""
-    sources = SourceTexts()
-    sources.deferred.update(diag.location.file for diag in diags if diag.location is not None)
+def _positioned(diags: list[Diagnostic], environ: Mapping[str, str]) -> list[Diagnostic]:
+    """Line and column for each diagnostic, read from its manifest file (as the loader reads it:
+    through the same read roots)."""
+    files = sorted({diag.location.file for diag in diags if diag.location is not None})
+    sources = SourceTexts(ReadRoots.for_paths(files, environ) if files else None)
+    sources.deferred.update(files)
     return sorted(resolve_positions(diags, sources), key=Diagnostic.sort_key)
