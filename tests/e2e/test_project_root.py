@@ -120,3 +120,17 @@ def test_the_studio_variable_is_relative_to_the_current_folder(project: Path) ->
     planned = ftctl(project / "specs", "plan", "demo", "--offline", env={"FINE_TUNING_STUDIO_SQLITE_DB": "here.db"})
     assert planned.returncode == 0, show(planned)
     assert f"{NEW_STORE} here.db" in planned.stdout, show(planned)
+
+
+def test_a_relative_read_root_in_ftctl_toml_is_the_roots(project: Path) -> None:
+    shared = project.parent / "shared"
+    shared.mkdir()
+    (project / DEMO / "data" / "tickets.csv").rename(shared / "tickets.csv")
+    resources = project / DEMO / "resources.yaml"
+    resources.write_text(resources.read_text(encoding="utf-8").replace("location: data/tickets.csv", "location: ../../../shared/tickets.csv"),
+                         encoding="utf-8")
+    outside = ftctl(project / DEMO, "validate", ".", "--offline")
+    assert outside.returncode == 1 and "LD-014" in outside.stdout, show(outside)
+    (project / "ftctl.toml").write_text('read_roots = ["../shared"]\n', encoding="utf-8")
+    allowed = ftctl(project / DEMO, "validate", ".", "--offline")
+    assert allowed.returncode == 0, show(allowed)
