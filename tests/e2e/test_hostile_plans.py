@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.jobinput import job_name
+from reconciler.jobinput import input_digest
 from reconciler.plan import Plan
-from tests.e2e.helpers import REPO, SEED, dump_all, ftctl, jobs_env, make_demo, show
+from tests.e2e.helpers import REPO, SEED, dump_all, ftctl, job_folders, jobs_env, make_demo, show
 from tests.fakes.studio_store import create_studio_store
 
 STORE = ".app/state.db"
@@ -98,9 +98,19 @@ def _train_input(data: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _another_model(data: dict[str, Any]) -> None:
+    """Train another model, renaming the job after the edited input (its name carries the input's
+    digest), so only the check of the input against the plan's rows is left to catch it."""
+    launch = _change(data, "FineTuningJob")["launches"][0]
+    launch["input"]["model"]["name_or_path"] = "evil/model"
+    old = launch["job_name"]
+    new = f"{old.rpartition('-')[0]}-{input_digest(launch['input'])[:8]}"
+    launch["job_name"], launch["input"] = new, json.loads(json.dumps(launch["input"]).replace(old, new))
+
+
 EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "inserts another huggingface_model_name than its diff shows": _insert_model_name,
-    "trains another model than the rows name": lambda data: _train_input(data)["model"].update(name_or_path="evil/model"),
+    "trains another model than the rows name": _another_model,
     "writes a job's outputs elsewhere": lambda data: _train_input(data)["outputs"].update(dir="/tmp/evil"),
     "deletes a row ftctl does not manage": _delete_theirs,
     "changes huggingface_model_name silently": _silent_model_name,
@@ -175,8 +185,8 @@ def test_a_signed_plan_applies_with_its_key_only(project: Path, tmp_path: Path) 
     for proc in (wrong, refused, applied):
         assert KEY not in proc.stdout + proc.stderr
     assert KEY.encode() not in (work / STORE).read_bytes()
-    train = job_name("FineTuningJob", _change(json.loads(text), "FineTuningJob")["name"], 1)
-    assert (work / "jobs" / train / "launch.json").is_file()  # the fake backend recorded the launch
+    train = _change(json.loads(text), "FineTuningJob")["launches"][0]["job_name"]
+    assert (job_folders(work / "jobs")[train] / "launch.json").is_file()  # the fake backend recorded the launch
 
 
 @pytest.mark.parametrize(("name", "make", "expected"), [
