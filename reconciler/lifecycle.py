@@ -7,7 +7,9 @@ record, register the adapter a successful training produced (renaming the previo
 relaunch a transient failure while `retries` allow, hold an export at its gate, or report a
 running or failed job. Each launch carries a deterministic job name and its job-input document;
 the name carries the store's identity and the digest of that document, so a job is adopted only
-when it ran this very input for this store (one of another input is named, never adopted).
+when it ran this very input for this store (one of another input is named, never adopted). A
+generation whose row records its job follows that job: an in-place change to the manifest since
+(a token's name, resources) does not run it again; a change that forces a re-run is a new generation.
 """
 
 from __future__ import annotations
@@ -104,6 +106,18 @@ def _cml_job_id(table: str, row_id: str, name: str, ctx: JobContext) -> tuple[Ro
     return ()
 
 
+def _followed(table: str, row_id: str, name: str, ctx: JobContext) -> JobObservation:
+    """The job this generation runs: the one the store's row records (this store launched it, under
+    the input of its day: an in-place change since never runs it again), else the one named after
+    the current input (`name`; the backend adopts it only when its recorded input has that digest)."""
+    recorded = str((ctx.snapshot.row(table, row_id) or {}).get("cml_job_id") or "")
+    if recorded != name and recorded.startswith(name[: name.rfind("-") + 1]):
+        obs = ctx.observe(recorded)
+        if obs.state is not JobState.NOT_LAUNCHED:
+            return obs
+    return ctx.observe(name)
+
+
 def _next_step(obs: JobObservation, retries: int, launch: Callable[[int], Launch | None],
                done: Callable[[JobObservation], tuple[str, Consequence, tuple[RowOp, ...]]],
                others: Sequence[str] = ()) -> tuple[str, Consequence, tuple[RowOp, ...], tuple[Launch, ...]]:
@@ -144,8 +158,8 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     if _fresh(change):
         first = launch(1)
         return replace(_with_backend(change, backend), launches=(first,) if first else ())
-    obs = ctx.observe(name)
-    adopt = _cml_job_id("fine_tuning_jobs", row_id, name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
+    obs = _followed("fine_tuning_jobs", row_id, name, ctx)
+    adopt = _cml_job_id("fine_tuning_jobs", row_id, obs.job_name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
@@ -215,9 +229,9 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
         if _fresh(change):
             launches += [Launch(name, "evaluate", 1, document, row=f"evaluation_jobs/{row_id}", backend=backend)] if document else []
             continue
-        obs = ctx.observe(name)
+        obs = _followed("evaluation_jobs", row_id, name, ctx)
         if obs.state is not JobState.NOT_LAUNCHED:
-            ops += _cml_job_id("evaluation_jobs", row_id, name, ctx)
+            ops += _cml_job_id("evaluation_jobs", row_id, obs.job_name, ctx)
         launcher = _launcher(name, document, row_id, backend)
         reason, _, _, more = _next_step(obs, job.spec.retries, launcher, _succeeded, ctx.others(name))
         launches += more

@@ -117,3 +117,25 @@ def test_two_stores_from_one_folder_run_separate_cml_jobs(tmp_path: Path) -> Non
             ran[store] = job
         assert set(ran.values()) == trainings and len(trainings) == 2, (ran, trainings)
         assert cml.server_errors == [] and cml.callback_errors == []
+
+
+def test_an_in_place_change_after_the_training_ran_does_not_run_it_again(tmp_path: Path) -> None:
+    """The job input names the Hub token's variable; naming one later changes the input's digest, not
+    what was trained: the store's row records its job, and the generation keeps following it."""
+    root = make_demo(tmp_path / "project")
+    assert apply(root, DEMO, env=FAKE).returncode == 0
+    [job] = _trainings(root)
+    write_result(root / ".app" / "jobs", job, metrics={"train_loss": A_LOSS},
+                 artifacts={"adapter_dir": str(_trainings(root)[job] / "adapter")})
+    assert apply(root, DEMO, env=FAKE).returncode == 0  # registers the adapter
+    pipeline = root / DEMO / "pipeline.yaml"
+    text = pipeline.read_text(encoding="utf-8")
+    named = text.replace("  adapter_name: demo-ticketing-lora\n", "  adapter_name: demo-ticketing-lora\n  hf_token_env: HF_TOKEN\n")
+    assert named != text
+    pipeline.write_text(named, encoding="utf-8")
+
+    done = apply(root, DEMO, env=FAKE)
+    assert done.returncode == 0 and "=> launches job ftctl-train-" not in done.stdout, show(done)
+    assert list(_trainings(root)) == [job]
+    [training] = _training_jobs(_status(root, ".app/state.db", FAKE))
+    assert (training["job"], training["state"]) == (job, "succeeded")
