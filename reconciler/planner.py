@@ -12,7 +12,6 @@ last wrote is drift: the plan shows it before/after and puts the manifest's valu
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from reconciler.plan import (
     RowOp,
     Selection,
 )
-from reconciler.records import JSON_COLUMNS, Row, comparable, digest
+from reconciler.records import JSON_COLUMNS, Row, as_shown, comparable, digest
 
 # Read from the declarations beside each model (`RERUN`, `REPLACE_COLUMNS`).
 RERUN_KINDS = {kind: Consequence(model.RERUN) for kind, model in MODELS.items() if model.RERUN}
@@ -562,7 +561,7 @@ def _readable(change: Change) -> Change:
         if column not in JSON_COLUMNS.get(table, ()):
             out.append(diff)
             continue
-        before, after = _json_or_text(diff.before), _json_or_text(diff.after)
+        before, after = as_shown(table, column, diff.before), as_shown(table, column, diff.after)
         if isinstance(before, dict) and isinstance(after, dict):
             keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
             out.extend(FieldDiff(f"{diff.path}.{k}", before.get(k), after.get(k), diff.forces_replace) for k in keys)
@@ -574,15 +573,6 @@ def _readable(change: Change) -> Change:
 
 
 _ABSENT = object()
-
-
-def _json_or_text(value: object) -> object:
-    if not isinstance(value, str) or not value:
-        return value if value != "" else None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def _with_parent(desired: Desired, parent: str) -> Desired:

@@ -25,7 +25,7 @@ from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.models import MODELS
 from reconciler.models.base import MAX_RETRIES
 from reconciler.plan import Action, Change, Launch, Plan, RowOp
-from reconciler.records import COLUMN_KINDS, JSON_COLUMNS, YAML_CONFIG_TYPES, Row, comparable
+from reconciler.records import COLUMN_KINDS, JSON_COLUMNS, YAML_CONFIG_TYPES, Row, as_shown, comparable
 from reconciler.runtime import BACKENDS, RunnerKind
 
 # Tables a kind writes besides its own: a training registers the adapter it produced (and renames
@@ -204,11 +204,11 @@ class _ChangeCheck:
             if column == "id" or column in masked or (create and value in (None, "")):
                 continue
             if column in shown:
-                if _as_shown(op.table, column, value) not in shown[column]:
+                if as_shown(op.table, column, value) not in shown[column]:
                     yield f"sets {column} to another value than its field diff shows"
             elif column in keyed:
-                if old is not None and _keys_differ(_as_shown(op.table, column, old.get(column)),
-                                                    _as_shown(op.table, column, value), keyed[column]):
+                if old is not None and _keys_differ(as_shown(op.table, column, old.get(column)),
+                                                    as_shown(op.table, column, value), keyed[column]):
                     yield f"sets {column} to another value than its field diffs show"
             elif create:
                 yield f"sets {column}, which no field diff of the change shows"
@@ -342,13 +342,3 @@ def _keys_differ(before: Any, after: Any, shown: dict[str, Any]) -> bool:
                if before.get(key, absent) != after.get(key, absent))
 
 
-def _as_shown(table: str, column: str, value: Any) -> Any:
-    """A value as a field diff shows it: JSON text parsed (text that does not parse stays text)."""
-    if column not in JSON_COLUMNS.get(table, ()):
-        return value
-    if not isinstance(value, str) or not value:
-        return value if value != "" else None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value

@@ -139,6 +139,20 @@ def parsed_config(text: str, *, yaml: bool = False) -> Any:
         return text
 
 
+def as_shown(table: str, column: str, value: Any) -> Any:
+    """A column's value as a field diff shows it: a JSON column's text parsed ('' is None; text that
+    does not parse stays text), any other column as it is. The planner shows diffs this way and
+    plan verification compares ops with them this way."""
+    if column not in JSON_COLUMNS.get(table, ()):
+        return value
+    if not isinstance(value, str) or not value:
+        return value if value != "" else None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def fingerprint(table: str, row: Row) -> str:
     """A short digest of what the Studio sees in a row; equal rows have equal fingerprints."""
     return digest(comparable(table, row))
