@@ -28,6 +28,7 @@ mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train)
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     copy_specs(root)
+    (root / "ftctl.toml").touch()  # the project root, as the checkout's .git is: its store and jobs are under root/.app
     subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", "specs/demo/data/tickets.csv",
                     "--out", DEMO_MODEL], cwd=root, check=True, capture_output=True)
     return root
@@ -76,12 +77,13 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
 
 
 def test_second_apply_plans_and_launches_nothing(project: Path) -> None:
-    launches = sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json"))
+    launches = sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/*/launch.json"))  # <store id>/<job>/
+    assert len(launches) == 4, "the training, two evaluations and the export ran"
     history = rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history")
     again = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "No changes" in again.stdout
-    assert sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/launch.json")) == launches
+    assert sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/*/launch.json")) == launches
     assert rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history") == history
     plan = ftctl(project, "plan", "--offline", "--detailed-exitcode", "specs/demo")
     assert plan.returncode == 0, plan.stdout
