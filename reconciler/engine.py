@@ -373,6 +373,14 @@ class Backends:
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1, backend: str = "local") -> JobObservation:
         return self.get(backend).launch(job_name, kind, job_input, attempt=attempt)
 
+    def refusal(self, job_name: str, kind: str, job_input: dict[str, Any], *, backend: str = "local") -> str | None:
+        """Why the backend would refuse this launch (its name, runner or outputs), or None."""
+        try:
+            self.get(backend).check_launch(job_name, kind, job_input)
+        except BackendError as exc:
+            return str(exc)
+        return None
+
     def observe(self, jobs: Sequence[tuple[str, str]]) -> dict[str, JobObservation]:
         """(job name, backend) pairs -> what each backend says of them."""
         by_backend: dict[str, list[str]] = {}

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.plan import Change, Consequence, Plan
-from reconciler.planverify import check_plan
+from reconciler.planverify import PlanRefusedError, check_plan
 from reconciler.runtime import JobObservation
 
 STEP_SIZE = 500  # store-only changes of one wave written in one step
@@ -50,6 +50,7 @@ class Writer(Protocol):
 
 class Launcher(Protocol):
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1, backend: str = "local") -> JobObservation: ...
+    def refusal(self, job_name: str, kind: str, job_input: dict[str, Any], *, backend: str = "local") -> str | None: ...
 
 
 @dataclass
@@ -81,6 +82,7 @@ def apply_plan(
         if changed:
             raise StalePlanError(changed)
         check_plan(plan, current)  # bounded by the objects it names, before anything is written
+        _check_launches(plan, launcher)  # and every launch as its backend would take it (folders, runners)
         result.apply_id, result.serial, result.abandoned_intents = writer.begin_apply(
             plan_digest=plan.digest(), actor=actor, commit_sha=commit_sha, store_id=plan.store_id
         )
@@ -103,6 +105,18 @@ def apply_plan(
     finally:
         writer.release_lock()
     return result
+
+
+def _check_launches(plan: Plan, launcher: Launcher | None) -> None:
+    """Refuse the plan before its first step when a backend would refuse one of its launches (a job
+    folder outside its jobs root, outputs elsewhere): a refusal at launch time would come after
+    earlier steps had written their rows."""
+    if launcher is None:
+        return
+    problems = [f"{change.address} launch {launch.job_name}: {why}" for change in plan.changes for launch in change.launches
+                if (why := launcher.refusal(launch.job_name, launch.kind, launch.input, backend=launch.backend))]
+    if problems:
+        raise PlanRefusedError(problems)
 
 
 def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int,

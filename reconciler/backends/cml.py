@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import check_job_name, check_runner, read_json, unadoptable, write_json
+from reconciler.backends import (
+    check_job_name,
+    check_outputs,
+    check_runner,
+    read_json,
+    unadoptable,
+    write_json,
+)
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
 from reconciler.secrets import references
@@ -98,10 +105,16 @@ class CMLBackend:
 
     # -- launch ----------------------------------------------------------------------------------
 
-    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
-        """Find or create the job, then add the run for `attempt` unless it has one already."""
+    def check_launch(self, job_name: str, kind: str, job_input: dict[str, Any]) -> None:
+        """A name CML takes, a runner of the closed set, and outputs in the job's folder of the project
+        (relative paths are the project's, as the run sees them)."""
         check_job_name(job_name)
         check_runner(kind)
+        check_outputs(job_input, Path(self.jobs_root) / job_name, Path(self.settings.project_dir).resolve())
+
+    def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
+        """Find or create the job, then add the run for `attempt` unless it has one already."""
+        self.check_launch(job_name, kind, job_input)
         if _is_endpoint(kind, job_input):
             return self._launch_endpoint(job_name, job_input, attempt)
         job = self._find_job(job_name)

@@ -71,11 +71,16 @@ class LocalBackend:
 
     # -- launch ----------------------------------------------------------------------------------
 
+    def check_launch(self, job_name: str, kind: str, job_input: dict[str, Any]) -> None:
+        """A plain name whose folder is inside the jobs root, a runner of the closed set, and an input
+        whose outputs are that folder: refused (BackendError) otherwise, before anything is written."""
+        check_runner(kind)
+        check_outputs(job_input, self.job_dir(job_name), self.cwd)
+
     def launch(self, job_name: str, kind: str, job_input: dict[str, Any], *, attempt: int = 1) -> JobObservation:
         """Start the job unless it is running or already has this attempt; return what it is now."""
-        check_runner(kind)
+        self.check_launch(job_name, kind, job_input)
         folder = self.job_dir(job_name)
-        check_outputs(job_input, folder, self.cwd)
         if folder.is_dir():  # launched before (by a run that crashed, or another ftctl): maybe still there
             current = self.observe(job_name)
             if current.state in (JobState.RUNNING, JobState.QUEUED) or current.error_class == INPUT_MISMATCH or (

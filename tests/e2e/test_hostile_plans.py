@@ -108,7 +108,18 @@ def _another_model(data: dict[str, Any]) -> None:
     launch["job_name"], launch["input"] = new, json.loads(json.dumps(launch["input"]).replace(old, new))
 
 
+def _outputs_in_another_jobs_folder(data: dict[str, Any]) -> None:
+    """Outputs in a folder that is named after the job, but not in this machine's jobs folder: only
+    the backend knows its jobs folder, and it is asked before the first step writes anything."""
+    outputs = _train_input(data)["outputs"]
+    jobs_folder = outputs["dir"].rsplit("/", 1)[0]
+    for key, value in outputs.items():
+        if isinstance(value, str):
+            outputs[key] = value.replace(jobs_folder, "/tmp/elsewhere", 1)
+
+
 EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "writes outputs in another jobs folder": _outputs_in_another_jobs_folder,
     "inserts another huggingface_model_name than its diff shows": _insert_model_name,
     "trains another model than the rows name": _another_model,
     "writes a job's outputs elsewhere": lambda data: _train_input(data)["outputs"].update(dir="/tmp/evil"),
@@ -151,6 +162,7 @@ def test_an_edited_plan_file_is_refused_and_the_store_keeps_its_bytes(project: P
     ("inserts another huggingface_model_name than its diff shows", "sets huggingface_model_name, which no field diff of the change shows"),
     ("trains another model than the rows name", "its job input differs at model.name_or_path from what the plan's rows give"),
     ("writes a job's outputs elsewhere", "its job input's outputs are not in a folder named"),
+    ("writes outputs in another jobs folder", "job input refused: its outputs are not in the job's folder"),
 ])
 def test_an_edited_plan_with_a_recomputed_digest_is_refused_before_any_write(project: Path, tmp_path: Path, case: str,
                                                                               expected: str) -> None:
