@@ -232,13 +232,11 @@ def store_exists(store: str) -> bool:
 
 def identified(snapshot: Snapshot, seed: str) -> Snapshot:
     """A store that has no identity yet (new, or written only by the Studio or an older ftctl) is
-    given one at plan time, from the plan's seed and the store's location (two stores planned with
-    one seed, as tests and FTCTL_PLAN_SEED do, still get two identities), so the job names in the
-    plan are final; apply writes it into the store (and refuses a store that has another)."""
+    given one at plan time, from the plan's seed, so the job names in the plan are final; apply
+    writes it into the store (and refuses a store that has another)."""
     if snapshot.store_id:
         return snapshot
-    key = f"store/{snapshot.source}/{seed}"
-    return dataclasses.replace(snapshot, store_id=str(uuid.UUID(hashlib.sha256(key.encode()).hexdigest()[:32])))
+    return dataclasses.replace(snapshot, store_id=str(uuid.UUID(hashlib.sha256(f"store/{seed}".encode()).hexdigest()[:32])))
 
 
 PROJECT_FILE = "ftctl.toml"

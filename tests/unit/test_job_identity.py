@@ -73,17 +73,6 @@ def test_two_stores_from_one_folder_with_a_spec_changed_launch_their_own_jobs(fo
     assert _store_id("a.db") != _store_id("b.db")
 
 
-def test_two_stores_planned_with_one_seed_still_get_two_identities(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fixed FTCTL_PLAN_SEED (tests, reproducible CI plans) must not make two new stores one."""
-    monkeypatch.setenv("FTCTL_PLAN_SEED", "one-seed")
-    _epochs(folder, 3)
-    [first] = _apply("a.db")
-    [second] = _apply("b.db")
-    assert _store_id("a.db") != _store_id("b.db") and first != second
-    jobs = job_folders(folder / "jobs")
-    assert jobs[first].parent != jobs[second].parent
-
-
 def test_a_stale_job_of_another_input_is_not_adopted(folder: Path) -> None:
     """The store's 3-epoch job is there (same store, same generation); the manifest now says 5 epochs
     before the store recorded anything of a launch: the new plan names the old job and launches another."""
