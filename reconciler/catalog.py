@@ -108,6 +108,7 @@ _RULES: list[Rule] = [
     Rule("CF-103", E, "config body is required and must be a mapping", "Write the config's fields as a YAML mapping under config:.", False),
     Rule("CF-105", W, "config key is a legacy key the pinned library no longer accepts", "The job runner translates it (e.g. warmup_ratio becomes warmup_steps below 1); prefer the new key.", False),
     Rule("CF-106", E, "bitsandbytes config loads in 4-bit and 8-bit at once", "BitsAndBytesConfig refuses both; set only one of load_in_4bit and load_in_8bit.", False),
+    Rule("CF-107", E, "config body cannot be checked: ftctl's schema for its type is missing", "The schemas ship inside the package (reconciler/_schemas/): reinstall ftctl from a wheel built from the repository, or run `make schemas` in a checkout.", False),
     Rule("CF-104", E, "config reference has the wrong config type", "Point lora_config at a lora_config Config, bnb_config at a bitsandbytes_config Config, and so on.", False),
     # --- the Studio's export rules ---
     Rule("EX-001", E, "export base_model is required and must exist", "Name the base Model.", True),

@@ -629,22 +629,26 @@ def unprotect(address: str, store: str | None) -> None:
 
 
 @cli.command()
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder to write (default: schemas/).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each stale file.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder to write (default: the checkout's schemas/).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each stale file (default: the schemas in use).")
 @click.option("--with-libraries", is_flag=True, help="Also regenerate config-body schemas from the installed ML libraries.")
 def schema(out: str | None, check: bool, with_libraries: bool) -> None:
     """Regenerate the JSON Schemas in schemas/ (editor completion, config-body checks)."""
     from pathlib import Path
 
     from reconciler import schemagen
-    from reconciler.engine import schemas_dir
+    from reconciler.engine import EngineError, schemas_dir
 
-    folder = Path(out) if out else schemas_dir()
+    checkout = schemagen.checkout_folder()
     if check:
-        problems = schemagen.check(folder)
+        problems = schemagen.check(Path(out) if out else checkout or schemas_dir())
         for problem in problems:
             click.echo(f"stale: {problem}", err=True)
         sys.exit(EXIT_ERRORS if problems else EXIT_OK)
+    folder = Path(out) if out else checkout
+    if folder is None:
+        raise EngineError(f"ftctl schema regenerates a checkout's schemas/, and this ftctl is installed ({schemas_dir()}): "
+                          "run it in a checkout of ftctl, or give --out FOLDER")
     for path in schemagen.write(folder, with_libraries=with_libraries):
         click.echo(f"wrote {path}")
 

@@ -68,13 +68,13 @@ class ValidationReport:
 
 
 def schemas_dir() -> Path:
-    """The committed schemas/ folder (beside the package in a checkout or editable install)."""
-    override = os.environ.get("FTCTL_SCHEMAS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "schemas"
+    """The schemas ftctl ships: package data in an installed wheel; in a checkout or editable
+    install, reconciler/_schemas is a link to the committed schemas/."""
+    return Path(__file__).resolve().parent / "_schemas"
 
 
 def load_body_schemas(folder: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Config-body JSON Schemas by config type; missing files mean those bodies go unchecked."""
+    """Config-body JSON Schemas by config type; a body whose schema is missing is CF-107."""
     folder = (folder or schemas_dir()) / "config-bodies"
     out: dict[str, dict[str, Any]] = {}
     if folder.is_dir():

@@ -24,6 +24,13 @@ BODIES = "config-bodies"
 RUNNER = Path(__file__).resolve().parent.parent / "runners" / "config_schemas.py"
 
 
+def checkout_folder() -> Path | None:
+    """The checkout's schemas/, which `ftctl schema` regenerates; None for an installed ftctl,
+    whose package data is written only by building a wheel (never into site-packages)."""
+    root = Path(__file__).resolve().parent.parent
+    return root / "schemas" if (root / "pyproject.toml").is_file() and (root / "schemas").is_dir() else None
+
+
 def manifest_schema() -> dict[str, Any]:
     """One schema for any manifest document, discriminated by kind, with typed config bodies."""
     union = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

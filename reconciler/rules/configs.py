@@ -1,4 +1,4 @@
-"""Config rules: Config manifests and configs given inline in jobs (CF-001…CF-004, CF-101…CF-106).
+"""Config rules: Config manifests and configs given inline in jobs (CF-001…CF-004, CF-101…CF-107).
 
 Bodies of library-backed types are checked key by key against JSON Schemas generated from the
 pinned libraries (`schemas/config-bodies/`), so a typo such as `lora_alpah` is caught before a
@@ -87,10 +87,13 @@ def checked_body(
     body, code, message = parse_body(config_type, raw)
     if body is None:
         return None, [make_diag(code, message, location=m.at(*path), address=m.address)]
-    body_name = LIBRARY_BACKED.get(config_type, "")
+    body_name = LIBRARY_BACKED.get(config_type)
+    if body_name is None:
+        return body, []  # custom and axolotl bodies: no library class types them
     schema = ctx.body_schemas.get(body_name)
-    if schema is None:
-        return body, []
+    if schema is None:  # never a silent pass: an install without its schemas says so
+        message = f"{config_type} body cannot be checked: ftctl's schema for it ({body_name}.schema.json) is missing"
+        return body, [make_diag("CF-107", message, location=m.at(*path), address=m.address)]
     # A secret reference ({from_env: NAME}) stands for a string: checked as one (rules/secrets.py owns secrets).
     return body, [*_library_keys(ctx, m, with_placeholders(body), body_name, schema, path), *_cross_field(m, body_name, body, path)]
 

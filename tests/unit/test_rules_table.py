@@ -1084,6 +1084,10 @@ UNREACHABLE: dict[str, str] = {
     ),
     "MD-103": "raised by plan, which asks the CML Model Registry (validate does not); tested in test_registry_import.py",
     "AD-103": "raised by plan, which asks the CML Model Registry (validate does not); tested in test_registry_import.py",
+    "CF-107": (
+        "validate always finds the schemas the package ships; an install without them is tested in "
+        "tests/e2e/test_installed_wheel.py, and the rule directly below"
+    ),
 }
 
 
@@ -1367,3 +1371,30 @@ def test_check_cycles_reports_rf003_at_the_first_object(tmp_path: Path) -> None:
     assert diag.summary == "reference cycle: FineTuningJob/base-job -> Prompt/base-prompt -> FineTuningJob/base-job"
     assert diag.location is not None and diag.location.file == str(tmp_path / "base.yaml")
     assert diag.location == loaded.manifests[[m.address for m in loaded.manifests].index(diag.address)].location
+
+
+def test_a_config_body_without_its_schema_is_cf107_never_a_silent_pass(tmp_path: Path) -> None:
+    import reconciler.rules as rules
+    from reconciler.manifests import load_paths
+
+    (tmp_path / "case.yaml").write_text(dedent("""
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: lora}
+        spec:
+          type: lora_config
+          config: {r: 8, lora_alpah: 16}
+        ---
+        apiVersion: ftctl/v1
+        kind: Config
+        metadata: {name: free-form}
+        spec:
+          type: custom
+          config: {anything: goes}
+        """).lstrip("\n"), encoding="utf-8")
+    loaded = load_paths([str(tmp_path)])
+    ctx = rules.RuleContext(loaded.manifests, body_schemas={})  # what an install without its schemas loads
+    [diag] = rules.check_configs(ctx)
+    assert (diag.code, diag.severity, diag.address) == ("CF-107", RULES["CF-107"].severity, "Config/lora")
+    assert diag.summary == "lora_config body cannot be checked: ftctl's schema for it (lora_config.schema.json) is missing"
+    assert diag.location is not None and diag.location.file == str(tmp_path / "case.yaml")
