@@ -1,6 +1,9 @@
 """Generating `schemas/`: JSON Schemas for manifests and the job contract (from the pydantic models) and for config bodies
 (from the pinned ML libraries, by running `runners/config_schemas.py` in a subprocess, so ftctl
 itself never imports them). `check` reports files that are stale.
+
+The files reference each other by relative paths and carry no `$id`: an editor's language server
+resolves them beside the manifest schema, offline (an `$id` URL sends it to the web for every body).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import Field, TypeAdapter
 from reconciler.contract import contract_schemas
 from reconciler.models import MODELS
 from reconciler.models.config import LIBRARY_BACKED
+from reconciler.rules.configs import SOURCE_FIELDS
 
 MANIFEST_SCHEMA = "manifest.schema.json"
 BODIES = "config-bodies"
@@ -36,7 +40,6 @@ def manifest_schema() -> dict[str, Any]:
     union = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
     schema = TypeAdapter(union).json_schema()  # type: ignore[arg-type]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://ftctl.dev/schemas/manifest.schema.json"
     schema["title"] = "ftctl manifest (apiVersion ftctl/v1)"
     config_spec = schema["$defs"]["ConfigSpec"]
     config_spec["allOf"] = [
@@ -46,7 +49,22 @@ def manifest_schema() -> dict[str, Any]:
         }
         for config_type, body in sorted(LIBRARY_BACKED.items())
     ]
+    _type_inline_bodies(schema["$defs"])
     return schema
+
+
+def _type_inline_bodies(defs: dict[str, Any]) -> None:
+    """A body given inline in a job or export (`lora_config: {r: 16}`) gets its library's schema."""
+    for kind, fields in SOURCE_FIELDS.items():
+        properties = defs[f"{kind}Spec"]["properties"]
+        for field, config_type in fields.items():
+            if field in properties and config_type in LIBRARY_BACKED:
+                body_ref = {"$ref": f"{BODIES}/{LIBRARY_BACKED[config_type]}.schema.json"}
+                properties[field]["anyOf"] = [body_ref if _is_mapping(a) else a for a in properties[field]["anyOf"]]
+
+
+def _is_mapping(alternative: dict[str, Any]) -> bool:
+    return alternative.get("type") == "object" and "$ref" not in alternative
 
 
 def dump(schema: dict[str, Any]) -> str:
