@@ -48,8 +48,16 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/ftctl schema --check
 
+# The editor test (tests/e2e/test_language_server.py) drives the real YAML language server, the one
+# VS Code's YAML extension and Neovim run: installed from npm into .tools/ (ignored), pinned.
+YAML_LS_VERSION := 1.25.0
+YAML_LS_STAMP := .tools/.stamp-yaml-language-server-$(YAML_LS_VERSION)
+$(YAML_LS_STAMP):
+	npm install --silent --no-audit --no-fund --prefix .tools yaml-language-server@$(YAML_LS_VERSION)
+	touch $@
+
 # The tests run real jobs on a tiny model, so they need the job side installed too.
-test: lint $(TRAIN_STAMP)
+test: lint $(TRAIN_STAMP) $(YAML_LS_STAMP)
 	$(BIN)/python -m pytest
 
 # Regenerates schemas/: manifest schemas from the pydantic models, config-body schemas from the
@@ -61,4 +69,4 @@ bench: install
 	$(BIN)/python tests/bench/bench.py
 
 clean:
-	rm -rf $(VENV) .app .bench $(DEMO_MODEL)
+	rm -rf $(VENV) .app .bench .tools $(DEMO_MODEL)
