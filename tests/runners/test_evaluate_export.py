@@ -262,7 +262,7 @@ def test_evaluate_base_and_adapter(tmp_path: Path, mlflow_store: str, tiny_model
     metrics = result["metrics"]
     assert set(metrics) == {f"{label}.{m}" for label in ("base", "lora")
                             for m in ("exact_match", "rougeL", "latency_s", "rows")}
-    assert metrics["base.rows"] == metrics["lora.rows"] == 8  # ceil(72 * 0.1)
+    assert metrics["base.rows"] == metrics["lora.rows"] == 32  # ceil(320 * 0.1)
     assert all(0 <= metrics[f"{label}.{m}"] <= 1 for label in ("base", "lora") for m in ("exact_match", "rougeL"))
     rows = read_csv(result["artifacts"]["rows_csv"])
     by_label = {label: [r for r in rows if r["label"] == label] for label in ("base", "lora")}

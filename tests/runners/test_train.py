@@ -76,17 +76,17 @@ class TestTraining:
         assert config["base_model_name_or_path"] == str(tiny_model)
         assert (adapter / "adapter_model.safetensors").is_file()
         assert (adapter / "tokenizer_config.json").is_file()
-        assert not (Path(trained["job"]["outputs"]["dir"]) / "trainer" / "checkpoint-16").exists()  # save_strategy no
+        assert not (Path(trained["job"]["outputs"]["dir"]) / "trainer" / "checkpoint-72").exists()  # save_strategy no
 
     def test_progress_ends_succeeded(self, trained: dict[str, Any]) -> None:
         progress = trained["progress"]
         assert progress["stage"] == "succeeded"
-        assert progress["step"] == progress["total_steps"] == 16 and progress["epoch"] == 2
+        assert progress["step"] == progress["total_steps"] == 72 and progress["epoch"] == 2
 
     def test_metrics(self, trained: dict[str, Any]) -> None:
         metrics = trained["result"]["metrics"]
-        assert metrics["train_rows"] == 64 and metrics["test_rows"] == 8  # 72 rows split 0.9 (ceil of the test share)
-        assert metrics["epochs"] == 2 and metrics["train_steps"] == 16  # num_epochs overrides num_train_epochs
+        assert metrics["train_rows"] == 288 and metrics["test_rows"] == 32  # 320 rows split 0.9 (ceil of the test share)
+        assert metrics["epochs"] == 2 and metrics["train_steps"] == 72  # num_epochs overrides num_train_epochs
         assert 0 < metrics["train_loss"] < 7
         assert metrics["train_runtime_s"] > 0 and metrics["tokens_per_second"] > 0
         assert metrics["train_tokens"] == pytest.approx(metrics["tokens_per_second"] * metrics["train_runtime_s"], rel=0.01)
@@ -108,7 +108,7 @@ class TestTraining:
         assert params["warmup_steps"] == "0.1" and "warmup_ratio" not in params  # translated for transformers 5
         assert params["dataset_text_field"] == "prediction" and params["report_to"] == "none"
         losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
-        assert len(losses) == 16  # logging_steps 1
+        assert len(losses) == 72  # logging_steps 1
         assert losses[-1] < losses[0]
         assert run.data.metrics["train_loss"] == pytest.approx(trained["result"]["metrics"]["train_loss"])
         assert run.data.metrics["tokens_per_second"] > 0
@@ -194,13 +194,13 @@ class TestData:
 
         dd = runner.load_data({"type": "project_csv", "name_or_path": str(DEMO_CSV)})
         train, test = runner.sample_and_split(dd, 1.0, 0.9, 42)
-        assert (len(train), len(test)) == (64, 8)
+        assert (len(train), len(test)) == (288, 32)
         again, _ = runner.sample_and_split(dd, 1.0, 0.9, 42)
         assert train["instruction"] == again["instruction"]  # seeded: the same split every run
         half, half_test = runner.sample_and_split(dd, 0.5, 0.75, 42)
-        assert (len(half), len(half_test)) == (27, 9)
+        assert (len(half), len(half_test)) == (120, 40)
         all_train, none = runner.sample_and_split(dd, 1.0, 1.0, 42)
-        assert (len(all_train), len(none)) == (72, 0)
+        assert (len(all_train), len(none)) == (320, 0)
         own = datasets.DatasetDict({"train": dd["train"].select(range(10)), "test": dd["train"].select(range(10, 13))})
         train, test = runner.sample_and_split(own, 1.0, 0.5, 42)
         assert (len(train), len(test)) == (10, 3)  # a dataset's own test split is kept
