@@ -34,6 +34,8 @@ demo: install-train
 	$(BIN)/python runners/build_tiny_model.py --data specs/demo/data/tickets.csv --out $(DEMO_MODEL)
 	$(BIN)/ftctl apply --offline --auto-approve --create-store --wait specs/demo
 	$(BIN)/ftctl status --offline specs/demo
+	@echo "Training and evaluation runs (base vs adapter), and the registered model, in MLflow:"
+	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.app/mlflow.db   (then open http://127.0.0.1:5000)"
 
 # Optional: the same demo on the CML backend, without CML. A fake CML API (tests/fakes/cml_server.py)
 # runs in-process and each job run runs the real runner in this folder (tests/fakes/demo_cml.py);
