@@ -15,10 +15,36 @@ from typing import Any
 import click
 
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT)
+
+
+def _no_color(_ctx: Any, _param: Any, value: bool) -> None:
+    if value:
+        os.environ["NO_COLOR"] = "1"  # read where the screen is decided (views.terminal.screen_of), as a user's NO_COLOR is
+
+
+FORMAT_NAMES = frozenset({"text", "json", "yaml", "yml", "markdown", "md", "table", "github", "sarif"})
+
+
+def _output_file(_ctx: Any, param: Any, value: str | None) -> str | None:
+    """-o/--output is always a file: a value that is a format's name is refused (a file named
+    `yaml` is never what `plan -o yaml` meant); ./yaml writes such a file on purpose."""
+    if value is not None and value.lower() in FORMAT_NAMES:
+        raise click.BadParameter(f"{value!r} is a format's name, and -o writes a file: did you mean --format {value}? "
+                                 f"(to write a file named {value}, give ./{value})", param=param)
+    return value
+
+
+def _output_option(help_text: str, *, required: bool = False, metavar: str = "FILE"):  # type: ignore[no-untyped-def]
+    """-o/--output FILE, the same on every command that writes a report."""
+    return click.option("-o", "--output", "output", required=required, metavar=metavar, callback=_output_file,
+                        type=click.Path(dir_okay=False), help=help_text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="ftctl", prog_name="ftctl")
+@click.option("--no-color", is_flag=True, expose_value=False, callback=_no_color, is_eager=True,
+              help="No colour (as NO_COLOR=1 does). Colour is shown only on a terminal, or with FORCE_COLOR set.")
 def cli() -> None:
     """Declarative, GitOps-style reconciler for Cloudera's Fine Tuning Studio.
 
@@ -47,7 +73,7 @@ def cli() -> None:
 )
 @click.option("--offline", is_flag=True, help="Skip checks that need the network (Hub names); say so.")
 @click.option("--store", metavar="PATH|URL", help="Also resolve references against this Studio store.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to a file.")
+@_output_option("Write the report to this file instead of the screen.")
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -67,7 +93,7 @@ def validate(
 
     report = run_validate(list(paths + files) or ["."], offline=offline, store=store, use_cache=not no_cache)
     text = render_diagnostics(fmt, report.diagnostics, files=len(report.files), manifests=report.documents)
-    _emit(text, output)
+    _show(text, fmt, output)
     sys.exit(EXIT_ERRORS if report.has_errors() else EXIT_OK)
 
 
@@ -126,12 +152,12 @@ def _select(target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[s
 @_selection_args(replace=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="text for people; json is the plan file; markdown for a pull-request comment.")
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False),
-              help="Write the plan (JSON, with its digest; signed when $FTCTL_PLAN_KEY is set) to this file for `ftctl apply FILE`.")
+@_output_option("Write the plan file (JSON, with its digest; signed when $FTCTL_PLAN_KEY is set) for `ftctl apply FILE`; "
+                "--format still says what is shown.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes, 3 blocked by policy, 1 error.")
 def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
          no_cache: bool, target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...], fmt: str,
-         out: str | None, detailed_exitcode: bool) -> None:
+         output: str | None, detailed_exitcode: bool) -> None:
     """Show what apply would change in the store, and why.
 
     Reads the manifests (PATHS, default: the current folder) and the store once; writes nothing
@@ -145,9 +171,9 @@ def plan(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offl
 
     report = _report_or_exit(paths + files, store=store, offline=offline, no_cache=no_cache,
                            policy=Policy(prune=prune, max_deletions=max_deletions), select=_select(target, selector, replace)).plan
-    if out:
-        _emit(plan_file_text(report), out)
-    _emit(render_plan(fmt, report), None)
+    if output:
+        _emit(plan_file_text(report), output)
+    _show(render_plan(fmt, report), fmt, None)
     if report.is_blocked():
         sys.exit(EXIT_BLOCKED)
     sys.exit(EXIT_CHANGES if detailed_exitcode and report.has_changes() else EXIT_OK)
@@ -272,26 +298,54 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     """Plan and apply again until no job is running and nothing is left to do; show progress. A
     round that would launch a job the approved chain did not show is asked for again (`asks`), or
     announced (--auto-approve)."""
+    from reconciler.views.terminal import WaitDisplay
+
+    _collect_garbage()
+    display = WaitDisplay(sys.stderr, _screen(sys.stdout, sys.stderr))
+    try:
+        with display:
+            return _rounds(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout,
+                           poll=poll, select=select, approval=approval, asks=asks, display=display)
+    except KeyboardInterrupt:
+        _interrupted(display.running())
+        return EXIT_INTERRUPTED
+
+
+def _interrupted(running: list[tuple[str, str]]) -> None:
+    """Ctrl-C during --wait: ftctl stops waiting, the jobs do not; say which, and how to follow or cancel them."""
+    from reconciler.views.printable import printable
+
+    if not running:
+        click.echo("Interrupted: ftctl stopped waiting; no job was running. `ftctl apply --wait` again goes on.", err=True)
+        return
+    lines = ["Interrupted: ftctl stopped waiting; these jobs keep running:",
+             *(f"  {address}: {line}" for address, line in running),
+             "Follow one:  " + "   ".join(f"ftctl logs {address} -f" for address, _ in running),
+             "Cancel one:  " + "   ".join(f"ftctl cancel {address}" for address, _ in running),
+             "`ftctl apply --wait` again follows them and launches what waits on them."]
+    click.echo(printable("\n".join(lines)), err=True)
+
+
+def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any, lock_timeout: float,
+            poll: float, select: Any, approval: Any, asks: bool, display: Any) -> int:
+    """The rounds of --wait, each job's line shown on `display`."""
     import time
 
     from reconciler.engine import start_queued_jobs
     from reconciler.views import job_lines
 
-    _collect_garbage()
-    shown: dict[str, str] = {}
     while True:
         start_queued_jobs(paths=targets)
         report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, select=select)
         the_plan = report.plan
-        for address, line in job_lines(the_plan):
-            if shown.get(address) != line:
-                click.echo(f"  {address}: {line}", err=True)
-                shown[address] = line
+        display.update(job_lines(the_plan))
         if the_plan.is_blocked():
             return EXIT_BLOCKED
         if the_plan.actionable():
-            approval = _approve_round(the_plan, report.validation.manifests, approval, asks=asks)
+            approval = _approve_round(the_plan, report.validation.manifests, approval, asks=asks, display=display)
             _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=targets)
+            display.update([(c.address, f"running: launched {', '.join(launch.job_name for launch in c.launches)}")
+                            for c in the_plan.changes if c.launches], quiet=True)
             continue
         active = [c for c in the_plan.changes if any(part.startswith(("running", "queued")) for part in c.job.split("; "))]
         if not active:
@@ -306,7 +360,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
         time.sleep(poll)
 
 
-def _approve_round(the_plan: Any, manifests: Any, approval: Any, *, asks: bool) -> Any:
+def _approve_round(the_plan: Any, manifests: Any, approval: Any, *, asks: bool, display: Any) -> Any:
     """The approval after this round of --wait: launches the approved chain did not show are asked
     for on the terminal (exit on no) or, with --auto-approve, printed; their own chain is added."""
     from reconciler.views import chain_text, render_plan
@@ -323,8 +377,10 @@ def _approve_round(the_plan: Any, manifests: Any, approval: Any, *, asks: bool) 
         for note in notes:
             click.echo(f"ftctl: {note} (--auto-approve: going on)", err=True)
         return approval.extended(chain).after(the_plan)
-    click.echo(render_plan("text", the_plan) + chain_text(chain) + "".join(f"\n  {note}" for note in notes) + "\n", nl=False)
-    if not click.confirm("Apply this round too?", default=False):
+    with display.paused():
+        click.echo(render_plan("text", the_plan) + chain_text(chain) + "".join(f"\n  {note}" for note in notes) + "\n", nl=False)
+        confirmed = click.confirm("Apply this round too?", default=False)
+    if not confirmed:
         click.echo("Stopped: nothing more applied; jobs already launched keep running (`ftctl status`).")
         sys.exit(EXIT_OK)
     return approval.extended(chain).after(the_plan)
@@ -491,40 +547,25 @@ def _secret_variables(names: tuple[str, ...]) -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
 @click.option("--offline", is_flag=True, help="Skip the Hub.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people (fitted to the terminal, 100 columns when unknown); json for machines.")
+@_output_option("Write the report to this file instead of the screen.")
 @_selection_args(replace=False)
-def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, target: tuple[str, ...],
+def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None, target: tuple[str, ...],
            selector: tuple[str, ...]) -> None:
     """Each object's sync state (synced, out of sync, drifted, missing, waiting, orphaned) and health.
 
     PATHS are the manifests (default: the current folder). Exit 0 when everything is synced,
     2 when something is not.
     """
-    import json as jsonlib
-    from dataclasses import asdict
-
     from reconciler.engine import status as run_status
+    from reconciler.views.status import render_status
 
     report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline, select=_select(target, selector))
     if report.plan is None:
         _report_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
-    if fmt == "json":
-        click.echo(jsonlib.dumps({"objects": [asdict(r) for r in rows], "jobs": [asdict(j) for j in jobs]}, indent=1))
-    else:
-        _table(("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID", "JOB"),
-               [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-", r.job or "") for r in rows])
-        if jobs:
-            click.echo()
-            _table(("JOB", "BACKEND", "STATE", "ID", "LINK"),
-                   [(j.job, j.backend, j.state, j.external_id or "-", j.links.get("run") or j.links.get("job") or "") for j in jobs])
+    _show(render_status(fmt, rows, jobs, width=_width()), fmt, output)
     sys.exit(EXIT_OK if all(r.sync.is_synced() for r in rows) else EXIT_CHANGES)
-
-
-def _table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
-    table = [header, *body]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def _inspect_args(f):  # type: ignore[no-untyped-def]
@@ -536,7 +577,7 @@ def _inspect_args(f):  # type: ignore[no-untyped-def]
         click.option("--offline", is_flag=True, help="With -f: skip the Hub."),
         click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
                      help="table for people; json or yaml for machines (kubectl's -o json is --format json here)."),
-        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the output to this file (as every command's -o)."),
+        _output_option("Write the output to this file instead of the screen."),
     ]):
         f = decorator(f)
     return f
@@ -562,7 +603,7 @@ def get(kind: str, name: str | None, files: tuple[str, ...], store: str | None, 
 
     inspected = get_objects(kind, name, files, store=store, offline=offline, unmanaged=unmanaged or name is not None)
     _inspection_errors(inspected.report)
-    _emit(render_items(fmt, inspected.items, now=time.time(), width=_width()), output)
+    _show(render_items(fmt, inspected.items, now=time.time(), width=_width()), fmt, output)
 
 
 @cli.command()
@@ -582,7 +623,7 @@ def describe(address: str, files: tuple[str, ...], store: str | None, offline: b
 
     report, documents = describe_object(address, files, store=store, offline=offline)
     _inspection_errors(report)
-    _emit(render_described(fmt, documents, now=time.time()), output)
+    _show(render_described(fmt, documents, now=time.time()), fmt, output)
 
 
 def _inspection_errors(report: Any) -> None:
@@ -676,7 +717,7 @@ def rules(code: str | None) -> None:
 @click.option("--offline", is_flag=True, help="Skip the Hub.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="text for people; json (versioned); markdown for an issue or pull-request comment.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to a file.")
+@_output_option("Write the report to this file instead of the screen.")
 @_selection_args(replace=False)
 def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, output: str | None, target: tuple[str, ...],
           selector: tuple[str, ...]) -> None:
@@ -697,7 +738,7 @@ def drift(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, ou
                    err=True, nl=False)
         click.echo("ftctl: no drift report: fix the errors above first", err=True)
         sys.exit(EXIT_ERRORS)
-    _emit(render_drift(fmt, found), output)
+    _show(render_drift(fmt, found), fmt, output)
     sys.exit(EXIT_CHANGES if found.has_drift() else EXIT_OK)
 
 
@@ -712,8 +753,7 @@ def state() -> None:
 
 @state.command()
 @click.option("--store", metavar="PATH|URL", help="The Studio store, a SQLite file (default: $FINE_TUNING_STUDIO_SQLITE_DB, else .app/state.db in the project root).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE.json",
-              help="The snapshot file (written atomically; its name ends in .json).")
+@_output_option("The snapshot file (written atomically; its name ends in .json).", required=True, metavar="FILE.json")
 def pull(store: str | None, output: str) -> None:
     """Write every table of the store (the Studio's and ftctl's) to a JSON file.
 
@@ -728,12 +768,32 @@ def pull(store: str | None, output: str) -> None:
     click.echo(f"Wrote {pulled.path}: {pulled.rows} rows in {pulled.tables} tables of {store_label(pulled.store)} (serial {pulled.serial}).")
 
 
+def _show(text: str, fmt: str, output: str | None) -> None:
+    """A report to its file, or to the screen: a text report painted when the screen takes colour."""
+    if output is None and fmt in ("text", "table"):
+        text = _paint(text, sys.stdout)
+    _emit(text, output)
+
+
+def _paint(text: str, stream: Any) -> str:
+    from reconciler.views.terminal import paint
+
+    return paint(text, _screen(stream))
+
+
+def _screen(*streams: Any) -> Any:
+    """What the screen is: a terminal when every stream given is one; colour as NO_COLOR, FORCE_COLOR say."""
+    from reconciler.views.terminal import screen_of
+
+    return screen_of(terminal=all(s.isatty() for s in streams), environ=os.environ)
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)  # escapes in it are ours (views.terminal.paint decided); click's stripping is not
 
 
 def main(argv: list[str] | None = None) -> Any:

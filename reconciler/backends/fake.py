@@ -37,7 +37,8 @@ class FakeBackend(LocalBackend):
         if refused:
             return refused
         if launch and not (folder / "result.json").exists():
-            return JobObservation(job_name, JobState.RUNNING, int(launch.get("attempt", 1)), external_id=str(folder))
+            return JobObservation(job_name, JobState.RUNNING, int(launch.get("attempt", 1)),
+                                  progress=read_json(folder / "progress.json"), external_id=str(folder))
         return super().observe(job_name)
 
     def running_count(self) -> int:

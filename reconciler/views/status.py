@@ -1,0 +1,30 @@
+"""`ftctl status` output: each object's sync and health, then its jobs, as tables fitted to a width
+(100 columns when the terminal's is unknown, as when piped), or JSON for machines.
+
+Pure: the status rows and jobs in, text out (the CLI passes the width and paints the text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from reconciler.views.inspection import WIDTH, table
+from reconciler.views.printable import printable
+
+FORMATS = ("table", "json")
+
+
+def render_status(fmt: str, rows: Sequence[Any], jobs: Sequence[Any], *, width: int = WIDTH) -> str:
+    if fmt == "json":
+        return json.dumps({"objects": [asdict(r) for r in rows], "jobs": [asdict(j) for j in jobs]}, indent=1) + "\n"
+    text = table(("KIND", "NAME", "SYNC", "HEALTH", "GEN", "STORE ID", "JOB"),
+                 [(r.kind, r.name, r.sync.value, r.health.value, str(r.generation or "-"), r.store_id or "-", r.job or "")
+                  for r in rows], width=width, keep=2)
+    if jobs:
+        text += "\n" + table(("JOB", "BACKEND", "STATE", "ID", "LINK"),
+                             [(j.job, j.backend, j.state, j.external_id or "-", j.links.get("run") or j.links.get("job") or "")
+                              for j in jobs], width=width)
+    return printable(text)
