@@ -124,7 +124,7 @@ def compose(*, key: str, validate_exit: int, validation: str, plan_exit: int | N
     where = f" `{key}`" if key else ""
     verdict_v = _last_line(validation) or f"exit {validate_exit}"  # "valid: 0 errors, 1 warning in ..."
     if validate_exit != 0:
-        summary = f"❌ **Validation failed** ({verdict_v}): see the annotations on the changed lines."
+        summary = f"❌ **Validation failed** ({verdict_v}): see the report below."
     elif plan_exit in VERDICT:
         summary = VERDICT[plan_exit].format(counts=plan_counts(plan_json) or "see below")
     else:
@@ -168,23 +168,39 @@ def fit(body: str, link: str, budget: int = BUDGET) -> str:
     return body
 
 
-# -- the GitHub API ------------------------------------------------------------------------------
+# -- the forge's API: one request's comments ---------------------------------------------------------
 
-class GitHub:
-    def __init__(self, api: str, repo: str, token: str, *, backoff: float = 1.0, timeout: float = 30.0) -> None:
-        self.api, self.repo, self._token = api.rstrip("/"), repo, token
+class Forge:
+    """The comments of one pull or merge request over a JSON REST API: list them (every page), edit
+    the marked one, or create one. Subclasses say where and how (GitHub here, GitLab in mr_note.py)."""
+
+    edit_method = "PATCH"
+
+    def __init__(self, api: str, token: str, *, backoff: float = 1.0, timeout: float = 30.0) -> None:
+        self.api, self._token = api.rstrip("/"), token
         self.backoff, self.timeout = backoff, timeout
 
     def __repr__(self) -> str:  # never show the token
-        return f"GitHub({self.api!r}, {self.repo!r})"
+        return f"{type(self).__name__}({self.api!r})"
+
+    def headers(self, token: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def list_path(self, page: int) -> str:
+        raise NotImplementedError
+
+    def create_path(self) -> str:
+        raise NotImplementedError
+
+    def edit_path(self, comment_id: int) -> str:
+        raise NotImplementedError
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None, *, retry: bool = True) -> Any:
         url = f"{self.api}{path}"
         data = json.dumps(payload).encode() if payload is not None else None
         for attempt in range(ATTEMPTS):
             request = urllib.request.Request(url, data=data, method=method, headers={
-                "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-                "User-Agent": "ftctl-pr-comment", "Authorization": f"Bearer {self._token}",
+                "User-Agent": "ftctl-comment", **self.headers(self._token),
                 **({"Content-Type": "application/json"} if data is not None else {})})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -205,38 +221,62 @@ class GitHub:
             time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def comments(self, number: int) -> list[dict[str, Any]]:
+    def comments(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
-            batch = self.call("GET", f"/repos/{self.repo}/issues/{number}/comments?per_page={PER_PAGE}&page={page}")
+            batch = self.call("GET", self.list_path(page))
             out += batch or []
             if not batch or len(batch) < PER_PAGE:
                 break
         return out
 
-    def find(self, number: int, mark: str) -> dict[str, Any] | None:
+    def find(self, mark: str) -> dict[str, Any] | None:
         """The oldest comment that starts with the marker (a quote of it, "> <!-- ...", does not)."""
-        return next((c for c in self.comments(number) if (c.get("body") or "").lstrip().startswith(mark)), None)
+        found = [c for c in self.comments() if (c.get("body") or "").lstrip().startswith(mark)]
+        return min(found, key=lambda c: int(c["id"])) if found else None
 
-    def upsert(self, number: int, mark: str, body: str) -> tuple[str, int]:
-        """PATCH the marked comment, or POST one; ('updated'|'created', comment id)."""
-        found = self.find(number, mark)
+    def edit(self, comment_id: int, body: str) -> tuple[str, int]:
+        self.call(self.edit_method, self.edit_path(comment_id), {"body": body})
+        return "updated", comment_id
+
+    def upsert(self, mark: str, body: str) -> tuple[str, int]:
+        """Edit the marked comment, or create one; ('updated'|'created', comment id)."""
+        found = self.find(mark)
         if found:
-            self.call("PATCH", f"/repos/{self.repo}/issues/comments/{found['id']}", {"body": body})
-            return "updated", int(found["id"])
+            return self.edit(int(found["id"]), body)
         for attempt in range(ATTEMPTS):
             try:
-                made = self.call("POST", f"/repos/{self.repo}/issues/{number}/comments", {"body": body}, retry=False)
+                made = self.call("POST", self.create_path(), {"body": body}, retry=False)
                 return "created", int(made["id"])
             except CommentError as exc:
                 if (exc.status is not None and exc.status not in RETRY_STATUS) or attempt == ATTEMPTS - 1:
                     raise
                 time.sleep(min(self.backoff * 2**attempt, 30.0))
-                found = self.find(number, mark)  # the lost answer may hide a comment that was made
+                found = self.find(mark)  # the lost answer may hide a comment that was made
                 if found:
-                    self.call("PATCH", f"/repos/{self.repo}/issues/comments/{found['id']}", {"body": body})
-                    return "updated", int(found["id"])
+                    return self.edit(int(found["id"]), body)
         raise AssertionError("unreachable")
+
+
+class GitHub(Forge):
+    """A pull request's issue comments (GitHub REST API, a Bearer token)."""
+
+    def __init__(self, api: str, repo: str, number: int, token: str, *, backoff: float = 1.0) -> None:
+        super().__init__(api, token, backoff=backoff)
+        self.repo, self.number = repo, number
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                "Authorization": f"Bearer {token}"}
+
+    def list_path(self, page: int) -> str:
+        return f"/repos/{self.repo}/issues/{self.number}/comments?per_page={PER_PAGE}&page={page}"
+
+    def create_path(self) -> str:
+        return f"/repos/{self.repo}/issues/{self.number}/comments"
+
+    def edit_path(self, comment_id: int) -> str:
+        return f"/repos/{self.repo}/issues/comments/{comment_id}"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -275,26 +315,37 @@ def _exit_code(text: str) -> int | None:
     return int(text) if text.strip() else None
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(description="Post or update ftctl's pull-request comment.")
-    parser.add_argument("--key", default="", help="Tells apart the comments of several ftctl actions in one repository.")
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options both forges' scripts take: what ftctl's steps wrote, and whether to post."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--key", default="", help="Tells apart the comments of several ftctl checks in one repository.")
     parser.add_argument("--validate-exitcode", type=_exit_code, default=0)
     parser.add_argument("--validation", help="ftctl validate's text report.")
     parser.add_argument("--plan-exitcode", type=_exit_code, default=None, help="Empty when there was no plan.")
     parser.add_argument("--plan", help="ftctl plan --format markdown's output.")
     parser.add_argument("--plan-json", help="The plan file (ftctl plan -o) for the summary's counts.")
     parser.add_argument("--plan-errors", help="ftctl plan's stderr, shown when there is no plan.")
+    parser.add_argument("--no-post", action="store_true", help="Compose only.")
+    return parser
+
+
+def body_of(args: argparse.Namespace, *, secrets: list[str], link: str) -> str:
+    """The redacted comment, cut to fit, from the files the arguments name."""
+    body = compose(key=args.key, validate_exit=1 if args.validate_exitcode is None else args.validate_exitcode,
+                   validation=_read(args.validation), plan_exit=args.plan_exitcode, plan=_read(args.plan),
+                   plan_json=_read(args.plan_json), plan_errors=_read(args.plan_errors), link=link)
+    return fit(redact(body, secrets), link)
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    parser = arguments("Post or update ftctl's pull-request comment.")
     parser.add_argument("--write", help="Also write the (redacted) body to this file, e.g. $GITHUB_STEP_SUMMARY.")
-    parser.add_argument("--no-post", action="store_true", help="Compose and write only.")
     args = parser.parse_args(argv)
 
     secrets = secret_values(env)
     link = run_url(env)
-    body = compose(key=args.key, validate_exit=1 if args.validate_exitcode is None else args.validate_exitcode, validation=_read(args.validation),
-                   plan_exit=args.plan_exitcode, plan=_read(args.plan), plan_json=_read(args.plan_json),
-                   plan_errors=_read(args.plan_errors), link=link)
-    body = fit(redact(body, secrets), link)
+    body = body_of(args, secrets=secrets, link=link)
     if args.write:
         with open(args.write, "a", encoding="utf-8") as handle:
             handle.write(body)
@@ -309,10 +360,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     if not token or not repo:
         print("::warning::ftctl comment: GITHUB_TOKEN or GITHUB_REPOSITORY is not set; no comment posted")
         return 0
-    github = GitHub(env.get("GITHUB_API_URL") or "https://api.github.com", repo, token,
+    github = GitHub(env.get("GITHUB_API_URL") or "https://api.github.com", repo, number, token,
                     backoff=float(env.get("FTCTL_COMMENT_BACKOFF_S", "1")))
     try:
-        done, comment_id = github.upsert(number, marker(args.key), body)
+        done, comment_id = github.upsert(marker(args.key), body)
     except CommentError as exc:
         message = redact(str(exc), secrets)
         if exc.status in (403, 404):  # a fork's pull request gets a read-only token

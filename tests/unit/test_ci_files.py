@@ -172,15 +172,40 @@ def test_the_gitlab_pipeline() -> None:
     for job in ("validate", "plan", "apply"):
         assert ci[job]["stage"] == job and isinstance(ci[job]["script"], list) and ci[job]["rules"]
     plan = "\n".join(ci["plan"]["script"])
-    assert "--format markdown" in plan and "--detailed-exitcode" in plan and "merge_requests/$CI_MERGE_REQUEST_IID/notes" in plan
+    assert "--format markdown" in plan and "--detailed-exitcode" in plan and '"$FTCTL_SRC/ci/mr_note.py"' in plan
+    assert (REPO / "ci" / "mr_note.py").is_file() and ci["plan"]["needs"] == []  # a note even when validation fails
     assert "plan.md" in ci["plan"]["artifacts"]["paths"]
     assert ci["plan"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
     assert ci["apply"]["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
     assert ci["apply"]["resource_group"] and "--auto-approve" in "\n".join(ci["apply"]["script"])
-    for job in ("validate", "plan", "apply"):
-        for line in ci[job]["script"]:
-            done = subprocess.run(["bash", "-n"], input=line, capture_output=True, text=True, check=False)
-            assert done.returncode == 0, f"{job}: {line!r}: {done.stderr}"
+
+
+@pytest.mark.parametrize("job", ["validate", "plan", "apply"])
+def test_the_gitlab_scripts_pass_shellcheck(job: str, tmp_path: Path) -> None:
+    """before_script and the job's script run in one shell (bash, or sh where the image has none)."""
+    ci = _load("examples/ci/gitlab-ci.yml")
+    script = tmp_path / f"{job}.sh"
+    script.write_text("#!/bin/sh\n" + "\n".join([*ci["default"]["before_script"], *ci[job]["script"]]) + "\n",
+                      encoding="utf-8")
+    done = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); sh -n passed")
+    done = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
+
+
+def test_ftctl_is_installed_from_its_repository_never_from_the_package_index() -> None:
+    """ftctl is not on PyPI: the examples install it from the repository and ref the user sets once."""
+    texts = {p.name: p.read_text(encoding="utf-8") for p in [*WORKFLOWS, REPO / "examples/ci/gitlab-ci.yml"]}
+    for name, text in texts.items():
+        assert not re.search(r"ftctl==|pip install[^\n]*\bftctl\b(?!@)", text), f"{name} installs ftctl from the index"
+    for name in ("ftctl-apply.yml", "ftctl-drift.yml"):
+        assert "${{ vars.FTCTL_REPOSITORY }}" in texts[name] and "${{ vars.FTCTL_REF }}" in texts[name]
+        assert 'pip install --quiet "git+$FTCTL_REPOSITORY@$FTCTL_REF"' in texts[name]
+    gitlab = "\n".join(_load("examples/ci/gitlab-ci.yml")["default"]["before_script"])
+    assert '"$FTCTL_REPOSITORY" "$FTCTL_REF"' in gitlab and 'pip install --quiet "$FTCTL_SRC"' in gitlab
 
 
 def test_the_pre_commit_hooks() -> None:
