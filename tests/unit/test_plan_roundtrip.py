@@ -37,6 +37,7 @@ from reconciler.plan import (
     Policy,
     Record,
     RowOp,
+    Selection,
 )
 
 GOLDEN_PLAN = Path(__file__).resolve().parents[1] / "golden" / "plan"
@@ -110,6 +111,10 @@ PLAN_FIELDS = {
     "policy": policies,
     "labels": st.dictionaries(st.uuids().map(str), short, max_size=3),
     "store_exists": st.booleans(),
+    "partial": st.none() | st.builds(Selection, files=st.lists(short, max_size=2).map(tuple),
+                                     targets=st.lists(short, max_size=2).map(tuple), selectors=st.lists(short, max_size=2).map(tuple)),
+    "replace": st.lists(short, max_size=2).map(tuple),
+    "store_id": st.just("") | st.uuids().map(str),
 }
 plans = st.builds(Plan, **PLAN_FIELDS)
 
@@ -127,6 +132,7 @@ def test_the_strategies_cover_every_field() -> None:
                  "protected", "spec", "backend"},
         Blocker: {"address", "code", "message"},
         Policy: {"prune", "max_deletions"},
+        Selection: {"files", "targets", "selectors"},
     }
     for cls, names_ in covered.items():
         assert {f.name for f in dataclasses.fields(cls)} == names_, cls.__name__
