@@ -109,6 +109,6 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         return subprocess.run(["git", "--git-dir", str(remote), *args], check=True, capture_output=True,
                               text=True).stdout
     assert "to create" in done.stdout, show(done)  # step 1's plan of the new project
-    assert "num_train_epochs: 5" in remote_git("show", "five-epochs:specs/configs.yaml")
-    assert "num_train_epochs: 3" in remote_git("show", "main:specs/configs.yaml")
+    assert "num_train_epochs: 20 " in remote_git("show", "twenty-epochs:specs/configs.yaml")
+    assert "num_train_epochs: 15 " in remote_git("show", "main:specs/configs.yaml")
     assert "specs/pipeline.yaml" in remote_git("ls-tree", "-r", "--name-only", "main")
