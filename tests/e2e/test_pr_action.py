@@ -292,7 +292,7 @@ def leaks(run: Run, github: FakeGitHub, *folders: Path) -> list[str]:
 
 def test_changes_pass_and_the_one_comment_is_updated(repo: Path, tmp_path: Path, github: FakeGitHub) -> None:
     github.seed(120)  # ftctl's comment lands on the second page
-    edit(repo, "specs/demo/resources.yaml", "labelled with the action to take.", "labelled with the next action.")
+    edit(repo, "specs/demo/resources.yaml", "labelled with one of 8 actions.", "labelled with the next action.")
     edit(repo, "specs/demo/pipeline.yaml", "  adapter_name: demo-ticketing-lora\n",
          "  adapter_name: demo-ticketing-lora\n  hf_token_env: HUGGINGFACE_ACCESS_TOKEN\n")
 
@@ -386,7 +386,7 @@ def test_the_default_plans_against_the_snapshot(repo: Path, tmp_path: Path, gith
     # Pulled where the apply ran (it sees the jobs): the snapshot records the training as running.
     done = ftctl(repo, "state", "pull", "--store", STORE, "-o", ".ftctl/snapshot.json", env=jobs_env(tmp_path / "jobs"))
     assert done.returncode == 0, show(done)
-    edit(repo, "specs/demo/resources.yaml", "labelled with the action to take.", "labelled with the next action.")
+    edit(repo, "specs/demo/resources.yaml", "labelled with one of 8 actions.", "labelled with the next action.")
     run = run_action(repo, tmp_path, github, path="specs/demo")  # store: empty, snapshot: .ftctl/snapshot.json
     assert run.rc == 0 and run.outputs["plan"]["exitcode"] == "2", run
     assert "no snapshot" not in run.stdout
