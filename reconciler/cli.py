@@ -255,6 +255,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     if the_plan.actionable():
         _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=manifests)
     if not wait:
+        _show_evaluations(the_plan)
         sys.exit(EXIT_OK)
     if saved:
         targets = ()  # a saved plan is applied once; --wait then follows the manifests' jobs
@@ -291,6 +292,15 @@ def _execute(the_plan: Any, *, store: str | None, lock_timeout: float, paths: tu
     note = f"; abandoned {result.abandoned_intents} unfinished step(s) of an interrupted apply" if result.abandoned_intents else ""
     launched = f"; launched {', '.join(o.job_name for o in result.launched)}" if result.launched else ""
     click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){launched}{note}.")
+
+
+def _show_evaluations(the_plan: Any) -> None:
+    """After an apply: base vs adapter of the evaluations the store has results for (none: nothing)."""
+    from reconciler.views.evaluations import evaluations_text
+    from reconciler.views.printable import printable
+
+    if the_plan.evaluations:
+        click.echo(printable(evaluations_text(the_plan.evaluations, width=_width())), nl=False)
 
 
 def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
@@ -356,6 +366,7 @@ def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_ca
             for change in waiting:
                 click.echo(f"ftctl: {change.address} still waits: {change.reason}", err=True)
             click.echo("Converged." if not failed else "Stopped: a job failed.", err=True)
+            _show_evaluations(the_plan)
             return EXIT_ERRORS if failed else EXIT_OK
         time.sleep(poll)
 
@@ -564,7 +575,8 @@ def status(paths: tuple[str, ...], store: str | None, offline: bool, fmt: str, o
     report, rows, jobs = run_status(list(paths) or ["."], store=store, offline=offline, select=_select(target, selector))
     if report.plan is None:
         _report_or_exit(paths, store=store, offline=offline, no_cache=False, policy=None)
-    _show(render_status(fmt, rows, jobs, width=_width()), fmt, output)
+    evaluations = report.plan.evaluations if report.plan else ()
+    _show(render_status(fmt, rows, jobs, evaluations=evaluations, width=_width()), fmt, output)
     sys.exit(EXIT_OK if all(r.sync.is_synced() for r in rows) else EXIT_CHANGES)
 
 

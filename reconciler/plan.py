@@ -174,6 +174,23 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One metric of one evaluation the store has results for: the base model's figure beside an
+    adapter's (what fine-tuning changed), as the plan read them (`evaluations.compare`)."""
+
+    evaluation: str
+    metric: str
+    base_label: str
+    base: float
+    adapter_label: str
+    adapter: float
+
+    @property
+    def delta(self) -> float:
+        return self.adapter - self.base
+
+
+@dataclass(frozen=True)
 class Plan:
     store: str
     serial: int
@@ -188,6 +205,7 @@ class Plan:
     # apply writes into it.
     store_id: str = ""
     store_exists: bool = True  # False: the store is not there yet, and apply would create it (`--create-store`)
+    evaluations: tuple[Comparison, ...] = ()  # base vs adapter of the evaluations planned, from the results the store has
     format_version: int = FORMAT_VERSION
 
     def actionable(self) -> list[Change]:
@@ -212,10 +230,11 @@ class Plan:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; a whole-project plan without `--replace` leaves those two keys out, and a plan
-        of a store that exists leaves out `store_exists` (it says `"store_exists": false` otherwise)."""
+        """Every field; a whole-project plan without `--replace` leaves those two keys out, a plan
+        without evaluation results leaves out `evaluations`, and a plan of a store that exists leaves
+        out `store_exists` (it says `"store_exists": false` otherwise)."""
         data = asdict(self)
-        for key in ("partial", "replace"):
+        for key in ("partial", "replace", "evaluations"):
             if not data[key]:
                 del data[key]
         if self.store_exists:
@@ -257,12 +276,18 @@ class Plan:
             replace=tuple(str(a) for a in data.get("replace", ())),
             store_id=str(data["store_id"]),
             store_exists=data.get("store_exists", True) is not False,
+            evaluations=tuple(_comparison(c) for c in data.get("evaluations", ())),
             format_version=int(data["format_version"]),
         )
 
 
 def _selection(data: dict[str, Any]) -> Selection:
     return Selection(**{k: tuple(str(v) for v in data[k]) for k in ("files", "targets", "selectors")})
+
+
+def _comparison(data: dict[str, Any]) -> Comparison:
+    return Comparison(evaluation=str(data["evaluation"]), metric=str(data["metric"]), base_label=str(data["base_label"]),
+                      base=float(data["base"]), adapter_label=str(data["adapter_label"]), adapter=float(data["adapter"]))
 
 
 def sign(plan_digest: str, key: str) -> str:

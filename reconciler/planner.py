@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
+from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
@@ -97,6 +98,7 @@ def build_plan(
         policy=policy,
         partial=partial,
         replace=replace_addresses,
+        evaluations=tuple(compare(snapshot, facts.observations, names={c.name for c in changes if c.kind == "EvaluationJob"})),
     )
 
 

@@ -1,7 +1,8 @@
 """Rendering a `Plan` for people and machines: text (terminal), json (the plan file), markdown (PR).
 
 Pure: a plan in, a string out. The markdown view fits a pull-request comment: the summary counts
-first, blockers next, every change folded under <details>, and the whole kept under a size budget.
+first, blockers next, base vs adapter of the evaluations with results, every change folded under
+<details>, and the whole kept under a size budget.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.plan import Action, Change, Plan
+from reconciler.views.evaluations import by_pair, change_text
 from reconciler.views.printable import printable
 from reconciler.waitchain import Step
 
@@ -145,6 +147,7 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
         head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]
     if not plan.has_changes():
         head += [_no_changes(plan), ""]
+    head += _md_evaluations(plan)
     changes = plan.actionable()
     body: list[str] = []
     if changes:
@@ -179,6 +182,15 @@ def fit_comment(head: list[str], body: list[str], footer: list[str], *, budget: 
         kept.append(line)
         size += len(line) + 1
     return "\n".join(head + kept + ["", "</details>", "", note, ""] + footer)
+
+
+def _md_evaluations(plan: Plan) -> list[str]:
+    """Base vs adapter of the planned evaluations the store has results for; nothing without."""
+    if not plan.evaluations:
+        return []
+    bullets = [f"- **{_md(f'EvaluationJob/{evaluation}')}**: {_md(base)} → {_md(adapter)}: "
+               + ", ".join(f"`{change_text(c)}`" for c in group) for (evaluation, base, adapter), group in by_pair(plan.evaluations)]
+    return ["**Evaluations** (base → adapter, from the results in the store):", "", *bullets, ""]
 
 
 def _md_change(change: Change, labels: dict[str, str]) -> list[str]:

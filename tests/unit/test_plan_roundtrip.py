@@ -29,6 +29,7 @@ from reconciler.plan import (
     Action,
     Blocker,
     Change,
+    Comparison,
     Consequence,
     FieldDiff,
     Launch,
@@ -115,6 +116,9 @@ PLAN_FIELDS = {
                                      targets=st.lists(short, max_size=2).map(tuple), selectors=st.lists(short, max_size=2).map(tuple)),
     "replace": st.lists(short, max_size=2).map(tuple),
     "store_id": st.just("") | st.uuids().map(str),
+    "evaluations": st.lists(st.builds(Comparison, evaluation=names, metric=names, base_label=short,
+                                      base=st.floats(allow_nan=False, allow_infinity=False), adapter_label=short,
+                                      adapter=st.floats(allow_nan=False, allow_infinity=False)), max_size=3).map(tuple),
 }
 plans = st.builds(Plan, **PLAN_FIELDS)
 
@@ -133,6 +137,7 @@ def test_the_strategies_cover_every_field() -> None:
         Blocker: {"address", "code", "message"},
         Policy: {"prune", "max_deletions"},
         Selection: {"files", "targets", "selectors"},
+        Comparison: {"evaluation", "metric", "base_label", "base", "adapter_label", "adapter"},
     }
     for cls, names_ in covered.items():
         assert {f.name for f in dataclasses.fields(cls)} == names_, cls.__name__
