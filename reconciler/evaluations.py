@@ -48,5 +48,5 @@ def _label(snapshot: Snapshot, row: Mapping[str, Any]) -> str:
     adapter = snapshot.row("adapters", str(row["adapter_id"])) if row.get("adapter_id") else None
     if adapter is not None:
         return str(adapter.get("name") or row["adapter_id"])
-    model = snapshot.row("models", str(row.get("model_id"))) or {}
-    return f"{model.get('name') or row.get('model_id')} (base)"
+    model = snapshot.row("models", str(row.get("base_model_id"))) or {}
+    return f"{model.get('name') or row.get('base_model_id')} (base)"

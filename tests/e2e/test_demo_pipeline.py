@@ -4,7 +4,8 @@
 two evaluations (base alone, base + adapter) into MLflow, passes the export gate and registers the
 merged model in MLflow's registry. The adapter has learnt the task: on the held-out rows its exact
 match is at least 0.8 while the base model's stays near 0, so a change that breaks training fails here.
-Then a second apply plans nothing and launches nothing.
+The apply summary, `ftctl status` (text and JSON) and the markdown plan show those figures as base vs
+adapter. Then a second apply plans nothing and launches nothing.
 """
 
 from __future__ import annotations
@@ -75,8 +76,23 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
 
     status = ftctl(project, "status", "--offline", "--format", "json", "specs/demo")
     assert status.returncode == 0, status.stdout
-    health = {(r["kind"], r["name"]): r["health"] for r in json.loads(status.stdout)["objects"]}
+    report = json.loads(status.stdout)
+    health = {(r["kind"], r["name"]): r["health"] for r in report["objects"]}
     assert health[("ModelExport", "demo-ticketing")] == "succeeded"
+    assert sorted(j["metrics"]["exact_match"] for j in report["jobs"] if j["kind"] == "EvaluationJob") == sorted(exact.values())
+    [compared] = [e for e in report["evaluations"] if e["metric"] == "exact_match"]
+    assert compared == {"evaluation": "demo-base-vs-lora", "metric": "exact_match", "base_label": "tiny-llama (base)",
+                        "base": exact[True], "adapter_label": "demo-ticketing-lora", "adapter": exact[False],
+                        "delta": exact[False] - exact[True]}
+
+    shown = f"exact_match {exact[True]:.2f} → {exact[False]:.2f} ({exact[False] - exact[True]:+.2f})"
+    assert shown in done.stdout  # the apply summary, after "Converged."
+    table = ftctl(project, "status", "--offline", "specs/demo")
+    lines = table.stdout.splitlines()  # 100 columns when piped: one metric a line
+    assert "EvaluationJob/demo-base-vs-lora: tiny-llama (base) → demo-ticketing-lora:" in lines, table.stdout
+    assert f"  {shown}" in lines and max(len(row) for row in lines) <= 100, table.stdout
+    comment = ftctl(project, "plan", "--offline", "--format", "markdown", "specs/demo")
+    assert f"tiny-llama (base) → demo-ticketing-lora: `{shown}`" in comment.stdout, comment.stdout
 
 
 def test_second_apply_plans_and_launches_nothing(project: Path) -> None:

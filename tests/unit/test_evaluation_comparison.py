@@ -23,8 +23,8 @@ FOUND = [Comparison(NAME, "exact_match", "tiny-llama (base)", 0.0, "demo-ticketi
 def snapshot() -> Snapshot:
     rows = {"models": {"m1": {"id": "m1", "name": "tiny-llama"}},
             "adapters": {"a1": {"id": "a1", "name": "demo-ticketing-lora"}},
-            "evaluation_jobs": {"e0": {"id": "e0", "model_id": "m1", "adapter_id": None},
-                                "e1": {"id": "e1", "model_id": "m1", "adapter_id": "a1"}}}
+            "evaluation_jobs": {"e0": {"id": "e0", "base_model_id": "m1", "adapter_id": None},
+                                "e1": {"id": "e1", "base_model_id": "m1", "adapter_id": "a1"}}}
     record = ManagedRecord("EvaluationJob", NAME, "evaluation_jobs", "e0", ("e0", "e1"), "s", "r")
     return Snapshot(rows=rows, managed={("EvaluationJob", NAME): record}, store_id=STORE)
 
