@@ -4,7 +4,7 @@
 
 Against the fake CML API (tests/fakes/cml_server.py) on loopback, in a project holding the Studio's
 two template jobs, 50 jobs of other people and 100 ftctl training jobs, launched with the real
-`CMLBackend.launch` from valid job inputs (names from `jobinput.job_name`) and scripted to hang, so
+`CMLBackend.launch` from valid job inputs (names from `jobinput.named_input`, as the planner makes them) and scripted to hang, so
 they stay ENGINE_RUNNING. Measured, each the median of 5 counted runs after a warm-up:
 
 - `CMLBackend.observe_many(names)`: one paginated listing of the project's jobs with their latest
@@ -41,11 +41,12 @@ if str(REPO) not in sys.path:
 from reconciler.backends.cml import CMLBackend, CMLSettings  # noqa: E402
 from reconciler.backends.cml_http import CMLClient  # noqa: E402
 from reconciler.contract import JobInput  # noqa: E402
-from reconciler.jobinput import JobSettings, job_name, train_input  # noqa: E402
+from reconciler.jobinput import JobSettings, named_input, train_input  # noqa: E402
 from reconciler.runtime import JobState  # noqa: E402
 from tests.fakes.cml_server import DEFAULT_RUNTIME, RUNNING, FakeCML  # noqa: E402
 
 N_JOBS = 100  # running ftctl jobs whose status is reconciled
+BENCH_STORE_ID = "0be4c4a5-0000-4000-8000-000000000000"  # the store the jobs belong to (it names them)
 N_OTHER = 50  # unrelated jobs in the project (plus the Studio's two templates)
 RUNS = 5  # counted runs per figure (after one warm-up)
 CLIENT_PAGE_SIZE = CMLClient.__dataclass_fields__["page_size"].default  # 100: what ftctl asks for
@@ -95,10 +96,10 @@ def train_inputs(n: int, settings: JobSettings) -> list[tuple[str, dict[str, Any
     }
     out = []
     for i in range(n):
-        name = job_name("FineTuningJob", f"bench-lora-{i:03d}", 1)
         job = {"base_model_id": "m-1", "dataset_id": "d-1", "prompt_id": "p-1", "adapter_name": f"bench-lora-{i:03d}",
                "lora_config": json.dumps({"r": 8, "lora_alpha": 16}), "num_cpu": 2, "num_memory": 8, "num_gpu": 1}
-        job_input = train_input(name, job, rows=lambda table, _id: rows[table], settings=settings)
+        name, job_input = named_input("FineTuningJob", f"bench-lora-{i:03d}", 1, store_id=BENCH_STORE_ID,
+                                      build=lambda n, job=job: train_input(n, job, rows=lambda table, _id: rows[table], settings=settings))
         assert job_input is not None
         JobInput.model_validate(job_input)  # exactly what ftctl would send
         out.append((name, job_input))
