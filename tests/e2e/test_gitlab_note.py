@@ -18,7 +18,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from tests.e2e.helpers import cli_env, make_demo
+from tests.fakes.json_api import json_api
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = yaml.safe_load((REPO / "examples" / "ci" / "gitlab-ci.yml").read_text(encoding="utf-8"))
@@ -98,33 +98,9 @@ class FakeGitLab:
 @pytest.fixture
 def gitlab() -> Iterator[FakeGitLab]:
     fake = FakeGitLab()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            headers = {k.upper(): v for k, v in self.headers.items()}  # header names are case-insensitive
-            status, answer = fake.handle(self.command, self.path, headers, self.rfile.read(length))
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with json_api(fake.handle) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _env(gitlab: FakeGitLab) -> dict[str, str]:
