@@ -260,8 +260,11 @@ def test_the_export_gate_holds_then_opens_and_the_export_is_reported(project: Pr
     assert all(row["sync"] == "synced" for row in status.values()), status
     assert (status[EXPORT]["health"], status[EXPORT]["job"]) == ("succeeded", "succeeded: demo-ticketing version 1")
     assert status[TRAIN]["health"] == status[EVAL]["health"] == "succeeded"
-    table = project.run("status", DEMO, "--offline")
-    assert table.returncode == 0 and "demo-ticketing version 1" in table.stdout, show(table)
+    wide = ftctl(project.root, "status", DEMO, "--offline", env={**jobs_env(project.jobs), "COLUMNS": "200"}, timeout=60)
+    assert wide.returncode == 0 and "demo-ticketing version 1" in wide.stdout, show(wide)  # a wide terminal shows it whole
+    table = project.run("status", DEMO, "--offline")  # piped: 100 columns, long cells cut
+    assert table.returncode == 0 and "succeeded: demo" in table.stdout, show(table)
+    assert max(map(len, table.stdout.splitlines())) <= 100, show(table)
 
 
 def test_a_second_apply_after_everything_succeeded_does_nothing(project: Project) -> None:

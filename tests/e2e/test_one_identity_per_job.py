@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -28,9 +29,9 @@ FAKE = {"FTCTL_BACKEND": "fake"}  # jobs in the project's own jobs folder (.app/
 
 def _epochs(root: Path, epochs: int) -> None:
     configs = root / DEMO / "configs.yaml"
-    text = configs.read_text(encoding="utf-8")
-    assert "num_train_epochs: 3" in text
-    configs.write_text(text.replace("num_train_epochs: 3", f"num_train_epochs: {epochs}"), encoding="utf-8")
+    text, changed = re.subn(r"num_train_epochs: \d+", f"num_train_epochs: {epochs}", configs.read_text(encoding="utf-8"), count=1)
+    assert changed == 1 and str(epochs) != "15", "the demo trains 15 epochs; set another number"
+    configs.write_text(text, encoding="utf-8")
 
 
 def _trainings(root: Path) -> dict[str, Path]:

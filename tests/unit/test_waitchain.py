@@ -11,6 +11,7 @@ then checked table-driven on hand-built changes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,9 @@ def test_a_retraining_shows_the_evaluation_rerun_and_the_reexport_it_causes(demo
     engine.execute_plan(first.plan, store=STORE, lock_wait_s=1)
     _wait_rounds(Approval.of(wait_chain(first.plan, first.validation.manifests)).after(first.plan), demo.parent / "jobs")
     configs = demo / DEMO / "configs.yaml"
-    configs.write_text(configs.read_text(encoding="utf-8").replace("num_train_epochs: 3", "num_train_epochs: 5"), encoding="utf-8")
+    text, changed = re.subn(r"num_train_epochs: \d+", "num_train_epochs: 5", configs.read_text(encoding="utf-8"), count=1)
+    assert changed == 1
+    configs.write_text(text, encoding="utf-8")
 
     report = _plan()
     assert report.plan is not None
