@@ -428,8 +428,7 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
             shutil.rmtree(root, ignore_errors=True)
             copy_specs(root)
             (root / "ftctl.toml").touch()  # the project root (.bench is inside the checkout): its store stays here
-            (root / DEMO_MODEL).parent.mkdir(parents=True)
-            (root / DEMO_MODEL).symlink_to(TINY_MODEL.resolve())
+            shutil.copytree(TINY_MODEL, root / DEMO_MODEL)  # inside the project: ftctl reads no file outside its root
             env = {**CHILD_ENV, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db",
                    "FTCTL_JOBS_DIR": str(root / ".app/jobs")}  # each run its own jobs folder (CHILD_ENV's is shared)
             started = time.time()
@@ -437,7 +436,7 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root)
             if proc.returncode != 0:
                 raise BenchError(failure(argv, proc))
-            [launch] = (root / ".app/jobs").glob("ftctl-train-*/launch.json")
+            [launch] = (root / ".app/jobs").glob("*/ftctl-train-*/launch.json")  # <jobs>/<store id>/<job>
             m.times.append(json.loads(launch.read_text())["launched_at"] - started)
             subprocess.run([FTCTL, "cancel", "FineTuningJob/demo-ticketing-lora"], capture_output=True, env=env, cwd=root)
     except (BenchError, subprocess.CalledProcessError, ValueError) as exc:
