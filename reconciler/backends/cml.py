@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from reconciler.runtime import JobObservation, JobState
 from reconciler.secrets import references
 
 INPUT_ENV = "FTCTL_JOB_INPUT"
+LISTING_FRESH_S = 5.0  # how long find's listing of the project's jobs stands for the observation after it
 ATTEMPT_ENV = "FTCTL_ATTEMPT"
 TEMPLATE_JOBS = {"train": "Accel_Finetuning_Base_Job", "evaluate": "Mlflow_Evaluation_Base_Job", "export": "Mlflow_Evaluation_Base_Job"}
 ENDPOINT_SCRIPT = "endpoint.py"  # in the runners folder: `api_wrapper` serves base model + adapter
@@ -89,6 +91,7 @@ class CMLBackend:
         self.jobs_root = jobs_root
         self.environ = dict(os.environ if environ is None else environ)
         self._runtimes: dict[str, str] = {}
+        self._listed: tuple[float, list[dict[str, Any]]] | None = None  # find's listing (when, jobs), for the observation after it
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -221,7 +224,9 @@ class CMLBackend:
         wanted = tuple(prefixes)
         if not wanted:
             return []
-        names = {str(job.get("name")) for job in self.client.list_jobs()}
+        listed = self.client.list_jobs()
+        self._listed = (time.monotonic(), listed)
+        names = {str(job.get("name")) for job in listed}
         folder = Path(self.settings.project_dir) / self.jobs_root
         if folder.is_dir():
             names |= {p.name for p in folder.iterdir() if p.is_dir() and self._endpoint_input(p.name) is not None}
@@ -229,12 +234,16 @@ class CMLBackend:
 
     def _listing(self, wanted: int) -> dict[str, dict[str, Any]] | None:
         """Every job of the project by name (one paginated listing: a call per 100 jobs of the
-        project), when more than a few are wanted (a lookup by name is one call each); the oldest
-        of two jobs with one name (made by something else) is the one."""
-        if wanted <= BY_NAME_UP_TO:
-            return None
+        project), when more than a few are wanted (a lookup by name is one call each) or when `find`
+        has just listed them; the oldest of two jobs with one name (made by something else) is the one."""
+        recent, self._listed = self._listed, None  # find's listing serves once, while it is fresh
+        listed = recent[1] if recent is not None and time.monotonic() - recent[0] < LISTING_FRESH_S else None
+        if listed is None:
+            if wanted <= BY_NAME_UP_TO:
+                return None
+            listed = self.client.list_jobs()
         jobs: dict[str, dict[str, Any]] = {}
-        for job in sorted(self.client.list_jobs(), key=lambda j: str(j.get("created_at") or "")):
+        for job in sorted(listed, key=lambda j: str(j.get("created_at") or "")):
             jobs.setdefault(str(job.get("name")), job)
         return jobs
 
