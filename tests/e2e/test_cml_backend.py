@@ -339,3 +339,12 @@ def test_status_names_the_deployed_endpoint(project: Project) -> None:
     [endpoint] = [o for o in project.status()["objects"] if o["name"] == ENDPOINT]
     assert endpoint["health"] == "succeeded"
     assert ENDPOINT in endpoint["reason"] and "?" not in endpoint["reason"], endpoint["reason"]
+
+
+def test_status_lists_the_projects_jobs_once(project: Project) -> None:
+    """Jobs are found by name prefix (their names carry the input's digest) and observed from the
+    same listing: one paginated list_jobs, not one to find them and another to observe them."""
+    project.apply()
+    project.cml.calls.clear()
+    project.status()
+    assert project.cml.calls["list_jobs"] == 1, dict(project.cml.calls)
