@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -233,7 +233,7 @@ class Plan:
         """Every field; a whole-project plan without `--replace` leaves those two keys out, a plan
         without evaluation results leaves out `evaluations`, and a plan of a store that exists leaves
         out `store_exists` (it says `"store_exists": false` otherwise)."""
-        data = asdict(self)
+        data: dict[str, Any] = _plain(self)
         for key in ("partial", "replace", "evaluations"):
             if not data[key]:
                 del data[key]
@@ -325,6 +325,22 @@ def _check_integrity(plan: Plan, data: dict[str, Any], *, key: str | None, name:
                                  "(`ftctl plan -o` with the same FTCTL_PLAN_KEY) is applied")
     if not hmac.compare_digest(signature.encode("utf-8", "replace"), sign(actual, key).encode("ascii")):
         raise PlanIntegrityError(f"{name} has a wrong signature: it was signed with another FTCTL_PLAN_KEY")
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, looked up once per class
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, tuples as lists, the rest as it is: what `asdict` gives for JSON, without
+    its deep copy of every leaf (a 1,000-object plan's digest took 0.35 s through asdict)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS.get(type(value)) or _FIELDS.setdefault(type(value), tuple(f.name for f in fields(value)))
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def _refuse_constant(name: str) -> Any:
