@@ -70,13 +70,18 @@ def check_outputs(job_input: dict[str, Any], folder: Path, cwd: Path | None = No
     """Refuse a job input whose outputs are not in `folder`, the job's own (the runner writes there).
     Relative paths, in the input or the folder, are the runner's: from `cwd` (default: this directory)."""
     outputs = job_input.get("outputs")
-    base = cwd or Path.cwd()
-    folder = (base / folder).resolve()
-    want = {"dir": folder, "result": folder / "result.json", "progress": folder / "progress.json", "adapter_dir": folder / "adapter"}
+    base = str(cwd or Path.cwd())
+
+    def absolute(path: str) -> str:  # compared as text: `..` folded, no symlink followed (job_dir checked those)
+        return os.path.normpath(os.path.join(base, path))
+
+    own = absolute(str(folder))
+    want = {"dir": own, "result": os.path.join(own, "result.json"), "progress": os.path.join(own, "progress.json"),
+            "adapter_dir": os.path.join(own, "adapter")}
     if not isinstance(outputs, dict) or set(outputs) != set(want) or any(
-            not (isinstance(v, str) and "\0" not in v and (base / v).resolve() == want[k]) and not (k == "adapter_dir" and v is None)
+            not (isinstance(v, str) and "\0" not in v and absolute(v) == want[k]) and not (k == "adapter_dir" and v is None)
             for k, v in outputs.items()):
-        raise BackendError(f"job input refused: its outputs are not in the job's folder {folder}")
+        raise BackendError(f"job input refused: its outputs are not in the job's folder {own}")
 
 
 def read_json(path: Path) -> dict[str, Any]:

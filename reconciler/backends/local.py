@@ -60,8 +60,8 @@ class LocalBackend:
         """`<root>/<job name>`, refused unless the name is plain and the folder inside the root."""
         check_job_name(job_name)
         folder = self.root / job_name
-        root = self.root.resolve()
-        if folder.resolve() == root or not folder.resolve().is_relative_to(root):
+        root, real = self.root.resolve(), folder.resolve()
+        if real == root or not real.is_relative_to(root):
             raise BackendError(f"job name {job_name!r} refused: its folder is outside the jobs folder {self.root}")
         return folder
 
