@@ -19,10 +19,12 @@ in ftctl's history.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,17 +164,25 @@ def _received(root: Path) -> set[str]:
     return {digest for r in results for digest in r["artifacts"].get("secret_digests", {}).values()}
 
 
-def test_no_secret_reaches_output_or_files_on_cml(tmp_path: Path, outputs: list[str]) -> None:
+@contextlib.contextmanager
+def _demo_on_cml(tmp_path: Path, **run_env: str) -> Iterator[tuple[Path, FakeCML, RunnerEngine, dict[str, str]]]:
+    """The demo with its Hub token named and a config secret referenced, on the fake CML server whose
+    runs run the stub runners (with `run_env` added to each run's environment): (root, cml, engine, env)."""
     root = make_demo(tmp_path / "project")
     _name_the_token(root)
     _reference_the_token(root)
     with FakeCML(CML_KEY) as cml:
         cml.add_studio_templates()
         engine = RunnerEngine(root)
-        cml.on_run(engine)
+        cml.on_run(lambda job, run, environment: engine(job, run, {**environment, **run_env}))
         env = {**cml.env(), "FTCTL_BACKEND": "cml", "FTCTL_CACHE_DIR": str(root / ".cache"), "FTCTL_CML_RUNNERS_DIR": str(STUB_RUNNERS),
-               "HUGGINGFACE_ACCESS_TOKEN": HF_TOKEN, "GITHUB_TOKEN": CI_TOKEN, "PLANTED_REF_TOKEN": REFERENCED}
-        _every_command(root, outputs, env)
+               "HUGGINGFACE_ACCESS_TOKEN": HF_TOKEN, "PLANTED_REF_TOKEN": REFERENCED}
+        yield root, cml, engine, env
+
+
+def test_no_secret_reaches_output_or_files_on_cml(tmp_path: Path, outputs: list[str]) -> None:
+    with _demo_on_cml(tmp_path) as (root, cml, _, env):
+        _every_command(root, outputs, {**env, "GITHUB_TOKEN": CI_TOKEN})
         runs = list(cml.runs.values())
         bodies = json.dumps([r for r in cml.requests if r.operation in ("create_job", "create_model_build")], default=str)
     trains = [run for run in runs if "train" in run.job_name]
@@ -294,15 +304,7 @@ def test_a_studio_rows_secret_stays_in_the_studios_row(tmp_path: Path, outputs: 
 def test_a_job_echoing_its_arguments_leaks_no_secret(tmp_path: Path, outputs: list[str]) -> None:
     """A library that puts what it was given into its error (the train stub with FTCTL_STUB_ECHO_FAIL):
     the secret the runner resolved stays out of the job's log and result, and of what ftctl shows."""
-    root = make_demo(tmp_path / "project")
-    _name_the_token(root)
-    _reference_the_token(root)
-    with FakeCML(CML_KEY) as cml:
-        cml.add_studio_templates()
-        engine = RunnerEngine(root)
-        cml.on_run(lambda job, run, environment: engine(job, run, {**environment, "FTCTL_STUB_ECHO_FAIL": "1"}))
-        env = {**cml.env(), "FTCTL_BACKEND": "cml", "FTCTL_CACHE_DIR": str(root / ".cache"), "FTCTL_CML_RUNNERS_DIR": str(STUB_RUNNERS),
-               "HUGGINGFACE_ACCESS_TOKEN": HF_TOKEN, "PLANTED_REF_TOKEN": REFERENCED}
+    with _demo_on_cml(tmp_path, FTCTL_STUB_ECHO_FAIL="1") as (root, _, engine, env):
         _run(root, outputs, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.2", DEMO, env=env, ok=(1,))
         _run(root, outputs, "status", "--offline", "--format", "json", DEMO, env=env)
         _run(root, outputs, "logs", "FineTuningJob/demo-ticketing-lora", env=env, ok=(0,))
