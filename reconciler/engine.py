@@ -327,6 +327,11 @@ def store_jobs(settings: JobSettings, store_id: str) -> JobSettings:
     return dataclasses.replace(settings, jobs_root=f"{settings.jobs_root.rstrip('/')}/{store_id}") if store_id else settings
 
 
+def store_backends(store_id: str, environ: Mapping[str, str], root: str) -> Backends:
+    """The backends of a store's jobs: its own jobs folder, run in the project root."""
+    return Backends(store_jobs(job_settings(environ), store_id), environ, root)
+
+
 def local_backend(settings: JobSettings, environ: Mapping[str, str], root: str) -> LocalBackend:
     """The backend that runs jobs on this machine, in the project root; FTCTL_BACKEND=fake (tests)
     stands in a fake for it."""
@@ -489,7 +494,7 @@ def execute_plan(
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     try:
-        backends = Backends(store_jobs(job_settings(environ), plan.store_id), environ, where.root)
+        backends = store_backends(plan.store_id, environ, where.root)
         return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
                           lock_ttl_s=lock_ttl(environ), on_step=on_step, launcher=backends)
     except (LockedError, StalePlanError, PlanRefusedError, BackendError) as exc:
@@ -610,7 +615,7 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: M
     environ, store = where.environ, where.store
     snapshot = _read_for_plan(store)
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ, select=select)
-    jobs = job_statuses(snapshot, report.observations, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root))
+    jobs = job_statuses(snapshot, report.observations, store_backends(snapshot.store_id, environ, where.root))
     if report.plan is not None and report.plan.partial is not None:
         covered = {(c.kind, c.name) for c in report.plan.changes}
         jobs = [j for j in jobs if (j.kind, j.name) in covered]
@@ -681,7 +686,7 @@ def find_job(store: str | None, address: str, environ: Mapping[str, str] | None 
     found = [(p, b) for k, n, p, b in job_prefixes(snapshot) if (k, n) == (kind, name)]
     if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
-    backend = Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root).get(found[0][1])
+    backend = store_backends(snapshot.store_id, environ, where.root).get(found[0][1])
     try:
         return backend, backend.find(p for p, _ in found)
     except BackendError as exc:
@@ -697,7 +702,7 @@ def pull_state(store: str | None, output: str) -> Pulled:
     environ = where.environ
     try:
         return pull_to_file(where.store, output, lambda snapshot: observe_jobs(
-            snapshot, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root)))
+            snapshot, store_backends(snapshot.store_id, environ, where.root)))
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     except OSError as exc:
@@ -746,10 +751,10 @@ def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | No
     report = make_plan(paths, store=store, policy=Policy(), offline=offline, snapshot=snapshot, environ=environ) if paths else None
     if report is not None and report.plan is None:
         return Inspected(report, snapshot, [], {}, [])
+    backends = store_backends(snapshot.store_id, environ, where.root)
     observations = report.observations if report else (
-        dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(
-            snapshot, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root)))
-    jobs = job_statuses(snapshot, observations, Backends(store_jobs(job_settings(environ), snapshot.store_id), environ, where.root))
+        dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, backends))
+    jobs = job_statuses(snapshot, observations, backends)
     statuses = {(s.kind, s.name): s for s in assess(report.plan, snapshot)} if report and report.plan else {}
     try:
         activity = read_activity(store, kind=events_of[0], name=events_of[1])
