@@ -342,6 +342,7 @@ def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_ca
     import time
 
     from reconciler.engine import start_queued_jobs
+    from reconciler.runtime import JobState
     from reconciler.views import job_lines
 
     while True:
@@ -357,12 +358,12 @@ def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_ca
             display.update([(c.address, f"running: launched {', '.join(launch.job_name for launch in c.launches)}")
                             for c in the_plan.changes if c.launches], quiet=True)
             continue
-        active = [c for c in the_plan.changes if any(part.startswith(("running", "queued")) for part in c.job.split("; "))]
+        active = [c for c in the_plan.changes if c.job_active()]
         if not active:
-            failed = [c for c in the_plan.changes if any(part.startswith("failed") for part in c.job.split("; "))]
+            failed = [c for c in the_plan.changes if JobState.FAILED in c.job_states]
             waiting = [c for c in the_plan.changes if c.waits_for]
             for change in failed:
-                click.echo(f"ftctl: {change.address} {change.job}", err=True)
+                click.echo(f"ftctl: {change.address} {change.job_summary}", err=True)
             for change in waiting:
                 click.echo(f"ftctl: {change.address} still waits: {change.reason}", err=True)
             click.echo("Converged." if not failed else "Stopped: a job failed.", err=True)

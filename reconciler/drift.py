@@ -102,7 +102,8 @@ def _drifted(change: Change, snapshot: Snapshot) -> DriftedObject | None:
     state = drift_state(change, managed=record is not None)
     if state is None:
         return None
-    return DriftedObject(change.kind, change.name, state, change.reason, record.store_id if record else "", change.job, change.fields)
+    return DriftedObject(change.kind, change.name, state, change.reason, record.store_id if record else "", change.job_summary,
+                         change.fields)
 
 
 def drift_state(change: Change, *, managed: bool) -> DriftState | None:
@@ -110,7 +111,7 @@ def drift_state(change: Change, *, managed: bool) -> DriftState | None:
     `ftctl status` has it, told apart further (a failed job; a missing row of an object ftctl has
     not written yet is merely out of sync; a deletion is an orphan)."""
     sync = sync_state(change)
-    failed = bool(change.job) and job_health(change.job) is Health.FAILED
+    failed = bool(change.jobs) and job_health(change.job_states) is Health.FAILED
     if sync is Sync.WAITING:
         return DriftState.FAILED if failed else None
     if sync is Sync.MISSING:

@@ -6,11 +6,13 @@ orphaned); health says whether the object itself is usable (its row exists; a jo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.live import ManagedRecord, Snapshot
-from reconciler.plan import Action, Change, Plan
+from reconciler.plan import Action, Change, ObservedJob, Plan
+from reconciler.runtime import JobState
 
 
 class Sync(StrEnum):
@@ -44,7 +46,7 @@ class ObjectStatus:
     store_id: str
     generation: int
     reason: str
-    job: str = ""  # what the object's job is doing, for jobs and exports
+    jobs: tuple[ObservedJob, ...] = ()  # what the object's jobs are doing, for jobs and exports
 
 
 def assess(plan: Plan, snapshot: Snapshot) -> list[ObjectStatus]:
@@ -55,27 +57,27 @@ def _status(change: Change, snapshot: Snapshot) -> ObjectStatus:
     record = snapshot.managed.get((change.kind, change.name))
     store_id = record.store_id if record else ""
     generation = record.generation if record else 0
-    return ObjectStatus(change.kind, change.name, sync_state(change), object_health(change.job, record, snapshot),
-                        store_id, generation, change.reason, change.job)
+    return ObjectStatus(change.kind, change.name, sync_state(change), object_health(change.job_states, record, snapshot),
+                        store_id, generation, change.reason, change.jobs)
 
 
 def sync_state(change: Change) -> Sync:
     if change.waits_for:
         return Sync.WAITING
     if change.action is Action.NOOP:
-        return Sync.ORPHANED if "--prune" in change.reason else Sync.SYNCED
+        return Sync.ORPHANED if change.orphan else Sync.SYNCED
     if change.action is Action.CREATE:  # not in the store yet, or its row was deleted there
         return Sync.MISSING
     return Sync.DRIFTED if change.drift else Sync.OUT_OF_SYNC
 
 
-def object_health(job: str, record: ManagedRecord | None, snapshot: Snapshot) -> Health:
-    """Missing without a record; a job's state (`job`: its states, as a change shows them); else
-    whether its rows are there."""
+def object_health(job_states: Iterable[JobState], record: ManagedRecord | None, snapshot: Snapshot) -> Health:
+    """Missing without a record; its jobs' health when it has jobs; else whether its rows are there."""
+    states = frozenset(job_states)
     if record is None:
         return Health.MISSING
-    if job:
-        return job_health(job)
+    if states:
+        return job_health(states)
     if not record.store_table:
         return Health.UNKNOWN
     rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
@@ -84,13 +86,13 @@ def object_health(job: str, record: ManagedRecord | None, snapshot: Snapshot) ->
     return Health.HEALTHY
 
 
-def job_health(job: str) -> Health:
+def job_health(states: Iterable[JobState]) -> Health:
     """The worst state among an object's jobs (an evaluation runs one per combination)."""
-    parts = job.split("; ")
-    if any(p.startswith("failed") for p in parts):
+    seen = frozenset(states)
+    if JobState.FAILED in seen:
         return Health.FAILED
-    if any(p.startswith(("running", "queued")) for p in parts):
+    if seen & {JobState.RUNNING, JobState.QUEUED}:
         return Health.RUNNING
-    if all(p.startswith("succeeded") for p in parts):
+    if seen and seen <= {JobState.SUCCEEDED}:
         return Health.SUCCEEDED
     return Health.PENDING

@@ -17,6 +17,7 @@ from reconciler.health import Health, ObjectStatus, object_health
 from reconciler.live import KIND_TABLE, TABLE_KIND, ManagedRecord, Snapshot
 from reconciler.models import MODELS
 from reconciler.records import Row
+from reconciler.runtime import JobState
 
 KINDS: tuple[str, ...] = tuple(MODELS)
 # Aliases beyond the kind's own name and plural (both case-insensitive), as kubectl's short names.
@@ -140,7 +141,7 @@ def items(snapshot: Snapshot, kinds: Sequence[str], *, statuses: Mapping[tuple[s
 def _managed_item(snapshot: Snapshot, key: tuple[str, str], status: ObjectStatus | None, jobs: list[JobStatus],
                   updated: float | None) -> Item:
     record = snapshot.managed.get(key)
-    health = status.health if status else object_health("; ".join(j.summary for j in jobs), record, snapshot)
+    health = status.health if status else object_health([JobState(j.state) for j in jobs], record, snapshot)
     values = _values(snapshot, record)
     return Item(key[0], key[1], record is not None, status.sync.value if status else NOT_COMPARED, health.value,
                 record.store_id if record else "", record.generation if record else 0, updated,

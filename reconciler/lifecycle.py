@@ -23,7 +23,7 @@ from reconciler.jobinput import JobSettings, evaluate_input, export_input, named
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
-from reconciler.plan import Action, Change, Consequence, Launch, Record, RowOp
+from reconciler.plan import Action, Change, Consequence, ObservedJob, Launch, Record, RowOp
 from reconciler.records import Row, parsed_config
 from reconciler.runtime import RETRYABLE, JobObservation, JobState
 
@@ -88,14 +88,14 @@ def _generation(change: Change, record: ManagedRecord | None) -> int:
 
 
 def _merge(change: Change, *, reason: str, consequence: Consequence, ops: tuple[RowOp, ...] = (),
-           launches: tuple[Launch, ...] = (), job: str = "", record: Record | None = None) -> Change:
+           launches: tuple[Launch, ...] = (), jobs: tuple[ObservedJob, ...] = (), record: Record | None = None) -> Change:
     """Add a job's next step to the change the rows produced (a noop becomes an update)."""
     if change.action is Action.NOOP and (ops or launches):
         return replace(change, action=Action.UPDATE, reason=reason, consequence=consequence, ops=ops,
-                       launches=launches, job=job, record=record if record is not None else change.record)
+                       launches=launches, jobs=jobs, record=record if record is not None else change.record)
     if change.action is Action.NOOP:
-        return replace(change, reason=reason, job=job)
-    return replace(change, ops=change.ops + ops, launches=change.launches + launches, job=job or change.job)
+        return replace(change, reason=reason, jobs=jobs)
+    return replace(change, ops=change.ops + ops, launches=change.launches + launches, jobs=jobs or change.jobs)
 
 
 def _cml_job_id(table: str, row_id: str, name: str, ctx: JobContext) -> tuple[RowOp, ...]:
@@ -172,7 +172,7 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     reason, consequence, ops, launches = _next_step(obs, job.spec.retries, launch, done, ctx.others(name))
     if adopt and not ops and not launches:
         reason, consequence = f"record the job's launch ({obs.summary()})", Consequence.NONE
-    return _merge(change, reason=reason, consequence=consequence, ops=adopt + ops, launches=launches, job=obs.summary())
+    return _merge(change, reason=reason, consequence=consequence, ops=adopt + ops, launches=launches, jobs=(ObservedJob.of(obs),))
 
 
 def _produced_adapter(adapter_name: str, job_row_id: str, ctx: JobContext) -> Row | None:
@@ -219,7 +219,7 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
         ids = [by_key.get(r.key, "") for r in desired.rows]
     ops: list[RowOp] = []
     launches: list[Launch] = []
-    states: list[str] = []
+    states: list[ObservedJob] = []
     reasons: list[str] = []
     backend = _backend(m, change, record, ctx)
     for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
@@ -235,16 +235,16 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
         launcher = _launcher(name, document, row_id, backend)
         reason, _, _, more = _next_step(obs, job.spec.retries, launcher, _succeeded, ctx.others(name))
         launches += more
-        states.append(obs.summary())
+        states.append(ObservedJob.of(obs))
         if more:
             reasons.append(reason)
     if _fresh(change):
         return replace(_with_backend(change, backend), launches=tuple(launches))
-    summary = "; ".join(dict.fromkeys(states))
+    summary = "; ".join(dict.fromkeys(s.summary for s in states))
     if not ops and not launches:
-        return _merge(change, reason=summary or change.reason, consequence=Consequence.NONE, job=summary)
+        return _merge(change, reason=summary or change.reason, consequence=Consequence.NONE, jobs=tuple(states))
     return _merge(change, reason="; ".join(reasons) or "record the jobs' launches", consequence=Consequence.LAUNCH,
-                  ops=tuple(ops), launches=tuple(launches), job=summary)
+                  ops=tuple(ops), launches=tuple(launches), jobs=tuple(states))
 
 
 def _launcher(name: str, document: dict[str, Any] | None, row_id: str, backend: str) -> Callable[[int], Launch | None]:
@@ -330,4 +330,4 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
                 Consequence.NONE, ())
 
     reason, consequence, ops, launches = _next_step(obs, export.spec.retries, launch, done, ctx.others(name))
-    return _merge(change, reason=reason, consequence=consequence, ops=ops, launches=launches, job=obs.summary())
+    return _merge(change, reason=reason, consequence=consequence, ops=ops, launches=launches, jobs=(ObservedJob.of(obs),))

@@ -5,6 +5,10 @@ the policy it was made under, the ordered `Change`s, and what blocks it. Each ch
 action, a reason for humans, the field diffs (sensitive values redacted), the consequence, and the
 exact row operations apply will carry out; apply never re-plans. `Plan.from_json(p.to_json()) == p`.
 
+What downstream code decides on is data, never prose: the `Consequence` (stable lower-case codes on
+the wire; the words people read live in `views`), the `orphan` and `waits_for` facts, and each job's
+observed state as an `ObservedJob`. The `reason` is for people only.
+
 The plan file carries a SHA-256 digest of the plan's whole canonical content, and, when a key is
 given (FTCTL_PLAN_KEY, read by the engine), an HMAC-SHA256 signature of that digest: `from_json`
 refuses a file whose content no longer matches its digest, or whose signature the key does not
@@ -23,9 +27,10 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.records import Row
+from reconciler.runtime import JobObservation, JobState
 from reconciler.secrets import MASK, holds_secret, redact
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: consequence codes, `orphan`, `jobs` as structured values
 
 
 class PlanFormatError(ValueError):
@@ -48,18 +53,46 @@ class Action(StrEnum):
 
 
 class Consequence(StrEnum):
+    """What a change does beyond its action. The values are wire codes (plan files, JSON output,
+    scripts match on them): stable, never reworded; `views.plan.CONSEQUENCE_WORDS` says them."""
+
     NONE = "none"
-    IN_PLACE = "in place"
-    RERUN = "re-run the job"
-    NEW_ADAPTER_VERSION = "new adapter version"
+    IN_PLACE = "in-place"
+    RERUN = "rerun"
+    NEW_ADAPTER_VERSION = "new-adapter-version"
     REEXPORT = "re-export"
-    SHARED = "reuse an equal config row"
-    RELEASE = "stop managing a shared row"
-    WAIT = "waits for its dependencies"
-    LAUNCH = "launch the job"
-    RETRY = "relaunch after a transient failure"
-    REGISTER = "register what the job produced"
-    GATED = "held by its gate"
+    SHARED = "shared-config"
+    RELEASE = "release"
+    WAIT = "wait"
+    LAUNCH = "launch"
+    RETRY = "retry"
+    REGISTER = "register"
+    GATED = "gated"
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """One job of a change as the plan observed it: what status and health are decided on.
+    `summary` is the observation in words, for people (never parsed)."""
+
+    job_name: str
+    state: JobState
+    attempt: int = 0
+    step: int | None = None
+    total_steps: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error_class: str = ""
+    summary: str = ""
+
+    @classmethod
+    def of(cls, obs: JobObservation) -> ObservedJob:
+        step, total = obs.progress.get("step"), obs.progress.get("total_steps")
+        return cls(obs.job_name, obs.state, obs.attempt, int(step) if isinstance(step, int | float) else None,
+                   int(total) if isinstance(total, int | float) else None, dict(obs.metrics), obs.error_class, obs.summary())
+
+    @property
+    def active(self) -> bool:
+        return self.state in (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -135,12 +168,26 @@ class Change:
     record: Record | None = None
     waits_for: tuple[str, ...] = ()  # addresses that must finish first (jobs' produced adapters)
     launches: tuple[Launch, ...] = ()
-    job: str = ""  # a job's state as observed when planning ("running: step 3/8", "succeeded", ...)
+    jobs: tuple[ObservedJob, ...] = ()  # the object's jobs as observed when planning (an evaluation has one per row)
     adopts: tuple[str, ...] = ()  # ids of the unmanaged Studio rows this change takes over (ftctl.io/store-id)
+    orphan: bool = False  # managed, no manifest declares it any more, kept because `--prune` is off
 
     @property
     def address(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    @property
+    def job_states(self) -> frozenset[JobState]:
+        return frozenset(j.state for j in self.jobs)
+
+    @property
+    def job_summary(self) -> str:
+        """Its jobs' observations in words, each distinct one once ("" without jobs): for people."""
+        return "; ".join(dict.fromkeys(j.summary for j in self.jobs))
+
+    def job_active(self) -> bool:
+        """A job launched before this plan is still queued or running."""
+        return any(j.active for j in self.jobs)
 
 
 @dataclass(frozen=True)
@@ -362,6 +409,16 @@ def _change(data: dict[str, Any]) -> Change:
         record=Record(**{**record, "row_ids": tuple(record["row_ids"])}) if record else None,
         waits_for=tuple(data["waits_for"]),
         launches=tuple(Launch(**launch) for launch in data.get("launches", [])),
-        job=str(data.get("job", "")),
+        jobs=tuple(_observed_job(j) for j in data["jobs"]),
         adopts=tuple(str(i) for i in data.get("adopts", ())),
+        orphan=data["orphan"] is True,
     )
+
+
+def _observed_job(data: dict[str, Any]) -> ObservedJob:
+    def count(value: Any) -> int | None:
+        return None if value is None else int(value)
+
+    return ObservedJob(str(data["job_name"]), JobState(data["state"]), int(data["attempt"]), count(data["step"]),
+                     count(data["total_steps"]), {str(k): float(v) for k, v in data["metrics"].items()},
+                     str(data["error_class"]), str(data["summary"]))

@@ -513,7 +513,8 @@ class _Planner:
         orphans = [r for key, r in self.snapshot.managed.items() if key not in wanted]
         orphans.sort(key=lambda r: (DELETE_ORDER.index(r.kind) if r.kind in DELETE_ORDER else 99, r.name))
         if not self.policy.prune:
-            return [Change(r.kind, r.name, Action.NOOP, "no manifest any more; `--prune` would delete it") for r in orphans]
+            return [Change(r.kind, r.name, Action.NOOP, "no manifest any more; `--prune` would delete it", orphan=True)
+                    for r in orphans]
         going = {rid for r in orphans for rid in r.row_ids}
         changes = []
         for record in orphans:

@@ -109,8 +109,8 @@ def _observed(change: Change) -> Step | None:
 
 
 def _active(change: Change) -> bool:
-    """A job launched before this plan that is still running or queued (the plan's `job` state)."""
-    return any(part.startswith(("running", "queued")) for part in change.job.split("; "))
+    """A job launched before this plan that is still running or queued (the plan's observed jobs)."""
+    return change.job_active()
 
 
 def _training_pending(change: Change | None) -> bool:

@@ -59,7 +59,7 @@ class Resource(Strict):
 
     KIND: ClassVar[str] = ""
     # How a change reaches the store, declared beside each model and read by the planner:
-    # RERUN non-empty means any change re-runs work (its consequence, as the plan shows it);
+    # RERUN non-empty means any change re-runs work (its consequence code, `plan.Consequence`);
     # REPLACE_COLUMNS are Studio columns that cannot change in place (a change makes a new row).
     RERUN: ClassVar[str] = ""
     REPLACE_COLUMNS: ClassVar[frozenset[str]] = frozenset()

@@ -65,7 +65,7 @@ class FineTuningJobSpec(Strict):
 
 class FineTuningJob(Resource):
     KIND: ClassVar[str] = "FineTuningJob"
-    RERUN: ClassVar[str] = "new adapter version"
+    RERUN: ClassVar[str] = "new-adapter-version"
     kind: Literal["FineTuningJob"]
     spec: FineTuningJobSpec
 
@@ -110,6 +110,6 @@ class EvaluationJobSpec(Strict):
 
 class EvaluationJob(Resource):
     KIND: ClassVar[str] = "EvaluationJob"
-    RERUN: ClassVar[str] = "re-run the job"
+    RERUN: ClassVar[str] = "rerun"
     kind: Literal["EvaluationJob"]
     spec: EvaluationJobSpec

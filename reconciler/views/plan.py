@@ -11,12 +11,27 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Action, Change, Plan
+from reconciler.plan import Action, Change, Consequence, Plan
 from reconciler.views.evaluations import by_pair, change_text
 from reconciler.views.printable import printable
 from reconciler.waitchain import Step
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
+# What each consequence code means, in the words the plan shows (the codes are the plan file's).
+CONSEQUENCE_WORDS = {
+    Consequence.NONE: "",
+    Consequence.IN_PLACE: "in place",
+    Consequence.RERUN: "re-run the job",
+    Consequence.NEW_ADAPTER_VERSION: "new adapter version",
+    Consequence.REEXPORT: "re-export",
+    Consequence.SHARED: "reuse an equal config row",
+    Consequence.RELEASE: "stop managing a shared row",
+    Consequence.WAIT: "waits for its dependencies",
+    Consequence.LAUNCH: "launch the job",
+    Consequence.RETRY: "relaunch after a transient failure",
+    Consequence.REGISTER: "register what the job produced",
+    Consequence.GATED: "held by its gate",
+}
 MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
 VALUE_WIDTH = 100
 LISTED = 20
@@ -66,7 +81,7 @@ def summary_line(plan: Plan) -> str:
 
 
 def _orphans(plan: Plan) -> list[Change]:
-    return [c for c in plan.changes if c.action is Action.NOOP and "--prune" in c.reason]
+    return [c for c in plan.changes if c.orphan]
 
 
 def text(plan: Plan) -> str:
@@ -79,10 +94,10 @@ def text(plan: Plan) -> str:
         lines.append("")
     for change in shown:
         lines.extend(_text_change(change, plan.labels))
-    jobs = [c for c in plan.changes if c.job and not c.launches and c not in shown]
+    jobs = [c for c in plan.changes if c.jobs and not c.launches and c not in shown]
     if jobs:
         lines += ["", "Jobs:"]
-        lines += [f"  {c.address}: {c.job}" for c in jobs]
+        lines += [f"  {c.address}: {c.job_summary}" for c in jobs]
     waiting = [c for c in plan.changes if c.waits_for]
     if waiting:
         lines += ["", "Waiting (planned once what they need exists):"]
@@ -108,8 +123,8 @@ def _no_changes(plan: Plan) -> str:
 
 def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
     head = f"  {SYMBOL[change.action]} {change.address}: {change.reason}"
-    if change.consequence.value != "none":
-        head += f" [{change.consequence.value}]"
+    if CONSEQUENCE_WORDS[change.consequence]:
+        head += f" [{CONSEQUENCE_WORDS[change.consequence]}]"
     if change.drift:
         head += " (drift)"
     out = [head]
@@ -194,7 +209,7 @@ def _md_evaluations(plan: Plan) -> list[str]:
 
 
 def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
-    extra = f" — {change.consequence.value}" if change.consequence.value != "none" else ""
+    extra = f" — {CONSEQUENCE_WORDS[change.consequence]}" if CONSEQUENCE_WORDS[change.consequence] else ""
     drift = " (drift)" if change.drift else ""
     out = [f"- `{SYMBOL[change.action].strip() or '='}` **{_md(change.address)}**: {_md(change.reason)}{extra}{drift}"]
     for diff in change.fields[:30]:
@@ -225,8 +240,8 @@ def job_lines(plan: Plan) -> list[tuple[str, str]]:
     for change in plan.changes:
         if change.launches:
             out.append((change.address, f"launching {', '.join(launch.job_name for launch in change.launches)}"))
-        elif change.job:
-            out.append((change.address, change.job))
+        elif change.jobs:
+            out.append((change.address, change.job_summary))
         elif change.waits_for and change.kind in ("FineTuningJob", "EvaluationJob", "ModelExport"):
             out.append((change.address, change.reason))
     return out

@@ -20,7 +20,8 @@ from reconciler import engine
 from reconciler.cli import main
 from reconciler.drift import DriftState, drift_state, unmanaged_rows
 from reconciler.live import ManagedRecord, Snapshot
-from reconciler.plan import Action, Change, Policy
+from reconciler.plan import Action, Change, ObservedJob, Policy
+from reconciler.runtime import JobState
 from tests.e2e.helpers import launch_logs, write_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan" / "waiting"  # dataset, model, prompt, config, job, evaluation
@@ -190,6 +191,10 @@ def test_a_missing_snapshot_is_an_error(project: Path, capsys: pytest.CaptureFix
 # -- the pure core -----------------------------------------------------------------------------------
 
 
+def _job(state: JobState) -> ObservedJob:
+    return ObservedJob("ftctl-train-j-1", state)
+
+
 @pytest.mark.parametrize(("change", "managed", "expected"), [
     (Change("Model", "m", Action.NOOP, "unchanged"), True, None),
     (Change("Model", "m", Action.CREATE, "new"), False, DriftState.OUT_OF_SYNC),
@@ -197,14 +202,14 @@ def test_a_missing_snapshot_is_an_error(project: Path, capsys: pytest.CaptureFix
     (Change("Prompt", "p", Action.UPDATE, "changed outside ftctl", drift=True), True, DriftState.DRIFTED),
     (Change("Prompt", "p", Action.UPDATE, "the manifest changed"), True, DriftState.OUT_OF_SYNC),
     (Change("Config", "c", Action.REPLACE, "the manifest changed"), True, DriftState.OUT_OF_SYNC),
-    (Change("Model", "m", Action.NOOP, "no manifest any more; `--prune` would delete it"), True, DriftState.ORPHANED),
+    (Change("Model", "m", Action.NOOP, "no manifest any more; `--prune` would delete it", orphan=True), True, DriftState.ORPHANED),
     (Change("Model", "m", Action.DELETE, "no manifest any more (--prune)"), True, DriftState.ORPHANED),
-    (Change("FineTuningJob", "j", Action.NOOP, "running: step 3/8", job="running: step 3/8"), True, None),
-    (Change("FineTuningJob", "j", Action.NOOP, "failed (data): x", job="failed (data): x"), True, DriftState.FAILED),
-    (Change("FineTuningJob", "j", Action.UPDATE, "relaunch", job="failed (transient): x"), True, DriftState.FAILED),
-    (Change("FineTuningJob", "j", Action.UPDATE, "changed outside ftctl", drift=True, job="failed (data): x"), True, DriftState.DRIFTED),
+    (Change("FineTuningJob", "j", Action.NOOP, "running: step 3/8", jobs=(_job(JobState.RUNNING),)), True, None),
+    (Change("FineTuningJob", "j", Action.NOOP, "failed (data): x", jobs=(_job(JobState.FAILED),)), True, DriftState.FAILED),
+    (Change("FineTuningJob", "j", Action.UPDATE, "relaunch", jobs=(_job(JobState.FAILED),)), True, DriftState.FAILED),
+    (Change("FineTuningJob", "j", Action.UPDATE, "changed outside ftctl", drift=True, jobs=(_job(JobState.FAILED),)), True, DriftState.DRIFTED),
     (Change("EvaluationJob", "e", Action.CREATE, "waits", waits_for=("FineTuningJob/j",)), False, None),
-    (Change("EvaluationJob", "e", Action.NOOP, "waits", waits_for=("FineTuningJob/j",), job="succeeded; failed (data): x"), True,
+    (Change("EvaluationJob", "e", Action.NOOP, "waits", waits_for=("FineTuningJob/j",), jobs=(_job(JobState.SUCCEEDED), _job(JobState.FAILED))), True,
      DriftState.FAILED),
 ])
 def test_drift_state(change: Change, managed: bool, expected: DriftState | None) -> None:

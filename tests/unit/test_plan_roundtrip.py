@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.engine import execute_plan, make_plan
+from reconciler.runtime import JobState
 from reconciler.plan import (
     FORMAT_VERSION,
     Action,
@@ -33,6 +34,7 @@ from reconciler.plan import (
     Consequence,
     FieldDiff,
     Launch,
+    ObservedJob,
     Plan,
     PlanFormatError,
     Policy,
@@ -84,6 +86,13 @@ launches = st.builds(
     Launch, job_name=short, kind=st.sampled_from(["train", "evaluate", "export"]),
     attempt=st.integers(min_value=1, max_value=5), input=rows, row=short, backend=st.sampled_from(["local", "cml"]),
 )
+finite = st.floats(allow_nan=False, allow_infinity=False)
+counts = st.none() | st.integers(min_value=0, max_value=10**6)
+observed_jobs = st.builds(
+    ObservedJob, job_name=short, state=st.sampled_from(list(JobState)), attempt=st.integers(min_value=0, max_value=9),
+    step=counts, total_steps=counts, metrics=st.dictionaries(short, finite, max_size=3),
+    error_class=st.sampled_from(["", "transient", "killed", "data"]), summary=short,
+)
 changes = st.builds(
     Change,
     kind=names,
@@ -98,8 +107,9 @@ changes = st.builds(
     record=st.none() | records,
     waits_for=st.lists(names, max_size=2).map(tuple),
     launches=st.lists(launches, max_size=2).map(tuple),
-    job=short,
+    jobs=st.lists(observed_jobs, max_size=3).map(tuple),
     adopts=st.lists(ids, max_size=2).map(tuple),
+    orphan=st.booleans(),
 )
 blockers = st.builds(Blocker, address=short, code=st.from_regex(r"PL-00[1-4]", fullmatch=True), message=short)
 policies = st.builds(Policy, prune=st.booleans(), max_deletions=st.integers(min_value=0, max_value=10**6))
@@ -128,7 +138,8 @@ def test_the_strategies_cover_every_field() -> None:
     assert {f.name for f in dataclasses.fields(Plan)} == set(PLAN_FIELDS) | {"format_version"}
     covered = {
         Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
-                 "launches", "job", "adopts"},
+                 "launches", "jobs", "adopts", "orphan"},
+        ObservedJob: {"job_name", "state", "attempt", "step", "total_steps", "metrics", "error_class", "summary"},
         Launch: {"job_name", "kind", "attempt", "input", "row", "backend"},
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
         RowOp: {"table", "op", "row_id", "values"},
@@ -224,7 +235,8 @@ def test_real_plans_round_trip(tmp_path: Path) -> None:
 def _valid_dict() -> dict[str, Any]:
     change = Change("Config", "c", Action.REPLACE, "why", Consequence.IN_PLACE, 1, True,
                     (FieldDiff("configs.config", "{}", '{"r": 8}', True),), (RowOp("configs", "insert", "id1", {"id": "id1"}),),
-                    Record("configs", "id1", ("id1",), "s", "r", 2, "created"), ("FineTuningJob/j",))
+                    Record("configs", "id1", ("id1",), "s", "r", 2, "created"), ("FineTuningJob/j",),
+                    jobs=(ObservedJob("ftctl-train-j-1", JobState.RUNNING, 1, 3, 8, {"loss": 0.5}, "", "running: step 3/8"),))
     plan = Plan(store="s", serial=1, read={"configs/id1": "f"}, changes=(change,), blockers=(Blocker("*", "PL-004", "m"),),
                 labels={"id1": "Config/c"})
     return json.loads(plan.to_json())
@@ -242,7 +254,7 @@ def test_json_that_is_not_a_plan_is_refused(text: str) -> None:
         Plan.from_json(text)
 
 
-@pytest.mark.parametrize("version", [0, FORMAT_VERSION + 1, 99, "1", None, [1]])
+@pytest.mark.parametrize("version", [0, FORMAT_VERSION - 1, FORMAT_VERSION + 1, 99, "1", None, [1]])
 def test_another_format_version_is_refused(version: Any) -> None:
     data = {**_valid_dict(), "format_version": version}
     with pytest.raises(PlanFormatError, match="format_version"):
@@ -268,6 +280,11 @@ MALFORMED = [
     (("changes",), [5]),
     (("changes", 0, "action"), "explode"),
     (("changes", 0, "consequence"), "maybe"),
+    (("changes", 0, "consequence"), "in place"),  # the words of format 1, not a code
+    (("changes", 0, "jobs"), _DELETE),
+    (("changes", 0, "jobs", 0, "state"), "exploded"),
+    (("changes", 0, "jobs", 0, "step"), "three"),
+    (("changes", 0, "orphan"), _DELETE),
     (("changes", 0, "kind"), _DELETE),
     (("changes", 0, "fields", 0, "colour"), "red"),
     (("changes", 0, "ops", 0), {"table": "configs"}),

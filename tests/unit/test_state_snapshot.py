@@ -248,5 +248,5 @@ def test_a_snapshot_plan_shows_jobs_as_pulled_where_they_cannot_be_seen(in_tmp: 
     from_store = engine.make_plan(["manifests"], store=STORE, policy=policy, offline=True, environ=elsewhere, use_cache=False)
     assert from_snapshot.plan is not None and from_store.plan is not None
     [job] = [c for c in from_snapshot.plan.changes if c.kind == "FineTuningJob"]
-    assert job.job == "running" and not job.launches and job.action.value == "noop"
+    assert job.job_summary == "running" and not job.launches and job.action.value == "noop"
     assert [c.launches for c in from_store.plan.changes if c.kind == "FineTuningJob"] != [()]  # what the snapshot avoids
