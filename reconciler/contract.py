@@ -51,6 +51,9 @@ class Outputs(Contract):
     result: str = Field(description="Where the runner writes its job-result JSON.")
     progress: str = Field(description="Where the runner keeps its progress JSON (step, epoch, loss, ETA).")
     adapter_dir: str | None = Field(default=None, description="train: where the adapter is saved.")
+    evaluation_dir: str | None = Field(
+        default=None, description="evaluate: where the Studio's result files go (aggregregated_results.csv, "
+                                  "result_evaluation.csv); the evaluation row's evaluation_dir.")
 
 
 class Tracking(Contract):

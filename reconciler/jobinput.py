@@ -25,6 +25,7 @@ from reconciler.runtime import CONTRACT_VERSION
 PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
 RUNNER_KIND = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}
 DEFAULT_TRACKING_URI = "sqlite:///.app/mlflow.db"
+EVALUATION_FOLDER = "evaluation"  # in an evaluation job's folder: the Studio's result files
 NAMED_KEYS = ("job_name", "outputs", "tracking")  # follow from the job's name and this machine: not in its digest
 
 
@@ -41,6 +42,10 @@ class JobSettings:
 
     def job_dir(self, job_name: str) -> str:
         return f"{self.jobs_root.rstrip('/')}/{job_name}"
+
+    def evaluation_dir(self, job_name: str) -> str:
+        """An evaluation job's results in the Studio's files: the `evaluation_dir` of its row."""
+        return f"{self.job_dir(job_name)}/{EVALUATION_FOLDER}"
 
 
 def job_prefix(kind: str, name: str, generation: int, index: int | None = None, *, store_id: str) -> str:
@@ -143,7 +148,8 @@ def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: R
         "dataset": _with_token(dataset_source(dataset), dataset, hf_token_env, token_envs) if dataset else None,
         "prompt": prompt_templates(prompt) if prompt else None,
         "outputs": {"dir": folder, "result": f"{folder}/result.json", "progress": f"{folder}/progress.json",
-                    "adapter_dir": f"{folder}/adapter" if kind == "train" else None},
+                    "adapter_dir": f"{folder}/adapter" if kind == "train" else None,
+                    **({"evaluation_dir": settings.evaluation_dir(name)} if kind == "evaluate" else {})},
         "tracking": {"tracking_uri": settings.tracking_uri, "registry_uri": settings.registry_uri,
                      "experiment": settings.experiment, "artifact_location": settings.artifact_location,
                      "run_group": tracking_group},

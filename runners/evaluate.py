@@ -26,7 +26,10 @@ grouped by a shared parent job id (`tracking.run_group`). For each candidate:
 
 Outputs: `<outputs.dir>/rows.csv` (input, expected, prediction, exact_match, rougeL, latency_s,
 label) and `<outputs.dir>/aggregate.csv` (label, metric, value). Result metrics carry plain names
-for a single candidate and `<label>.<metric>` for several.
+for a single candidate and `<label>.<metric>` for several. When the input names
+`outputs.evaluation_dir` (the folder ftctl records as the Studio row's `evaluation_dir`), each
+candidate's results are also written there with the Studio's file names and columns
+(`studio_results.py`), so the Studio's evaluation page shows them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ sys.path.insert(0, str(HERE))
 import jobio  # noqa: E402
 from jobio import JobFailure, load_data, template_fields  # noqa: E402
 from jobio import hf_token as _token  # noqa: E402
+from studio_results import folder_of, write_results  # noqa: E402
 
 DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 32}
 BATCH_SIZE = 8
@@ -320,6 +324,7 @@ def evaluate(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, f
         run_ids[label] = log_run(mlflow, job, spec, candidate, metrics, rows, settings, tracking)
         print(json.dumps({"event": "evaluated", "label": label, **metrics}), flush=True)
 
+    studio_dirs = _studio_results(job, candidates, all_rows, per_label)
     rows_csv, aggregate_csv = out_dir / "rows.csv", out_dir / "aggregate.csv"
     write_csv(rows_csv, ROW_FIELDS, all_rows)
     write_csv(aggregate_csv, ("label", "metric", "value"),
@@ -327,7 +332,24 @@ def evaluate(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, f
                for label, metrics in per_label.items() for name, value in metrics.items()])
     artifacts = {"rows_csv": str(rows_csv), "aggregate_csv": str(aggregate_csv), "mlflow_run_ids": run_ids,
                  "mlflow_experiment_id": experiment.experiment_id}
+    if studio_dirs:
+        artifacts["evaluation_dirs"] = studio_dirs
     return result_metrics(per_label), artifacts
+
+
+def _studio_results(job: dict[str, Any], candidates: list[dict[str, Any]], rows: list[dict[str, Any]],
+                    per_label: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Each candidate's results in the Studio's files under `outputs.evaluation_dir`; label -> folder."""
+    where = job["outputs"].get("evaluation_dir")
+    if not where:
+        return {}
+    out = {}
+    for candidate in candidates:
+        label = candidate["label"]
+        folder = folder_of(where, candidate["evaluation_id"], len(candidates))
+        write_results(folder, [r for r in rows if r["label"] == label], per_label[label])
+        out[label] = str(folder)
+    return out
 
 
 def log_run(mlflow: Any, job: dict[str, Any], spec: dict[str, Any], candidate: dict[str, Any],

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.jobinput import records_its_input
+from reconciler.jobinput import EVALUATION_FOLDER, records_its_input
 from reconciler.runtime import JobObservation, JobState, RunnerKind
 
 # A job name every backend can take as a folder and as a CML job name: no separators, no `..`.
@@ -77,9 +77,10 @@ def check_outputs(job_input: dict[str, Any], folder: Path, cwd: Path | None = No
 
     own = absolute(str(folder))
     want = {"dir": own, "result": os.path.join(own, "result.json"), "progress": os.path.join(own, "progress.json"),
-            "adapter_dir": os.path.join(own, "adapter")}
-    if not isinstance(outputs, dict) or set(outputs) != set(want) or any(
-            not (isinstance(v, str) and "\0" not in v and absolute(v) == want[k]) and not (k == "adapter_dir" and v is None)
+            "adapter_dir": os.path.join(own, "adapter"), "evaluation_dir": os.path.join(own, EVALUATION_FOLDER)}
+    optional = {"adapter_dir", "evaluation_dir"}  # None when the job has none; evaluation_dir may be left out
+    if not isinstance(outputs, dict) or not set(want) - {"evaluation_dir"} <= set(outputs) <= set(want) or any(
+            not (isinstance(v, str) and "\0" not in v and absolute(v) == want[k]) and not (k in optional and v is None)
             for k, v in outputs.items()):
         raise BackendError(f"job input refused: its outputs are not in the job's folder {own}")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "runners"))
 import jobio
+from studio_results import folder_of, write_results
 
 
 def hold(progress: Any) -> None:
@@ -42,8 +43,15 @@ def train(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[st
 
 
 def evaluate(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Scores every candidate alike; writes the Studio's result files as the real runner does."""
     hold(progress)
-    return {"rougeL": float(os.environ.get("FTCTL_STUB_METRIC") or 0.3), "exact_match": 0.0}, {}
+    metrics = {"rougeL": float(os.environ.get("FTCTL_STUB_METRIC") or 0.3), "exact_match": 0.0}
+    where, candidates = job["outputs"].get("evaluation_dir"), job["evaluate"]["candidates"]
+    rows = [{"input": "### CUSTOMER: hello\n### ACTION: ", "expected": "greet", "prediction": "hi",
+             "exact_match": 0.0, "rougeL": metrics["rougeL"], "latency_s": 0.01}]
+    for candidate in candidates if where else ():
+        write_results(folder_of(where, candidate["evaluation_id"], len(candidates)), rows, {**metrics, "latency_s": 0.01})
+    return metrics, {}
 
 
 def export(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
