@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Address:
     """`Kind/name`: unique per kind, the key that pairs a manifest with its live object."""
 

@@ -9,8 +9,7 @@ for files that have something to report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -77,31 +76,3 @@ def dotted(path: FieldPath) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-@dataclass
-class Diagnostics:
-    """An ordered collection of diagnostics; rules append, views read."""
-
-    items: list[Diagnostic] = field(default_factory=list)
-
-    def extend(self, more: Iterable[Diagnostic]) -> None:
-        self.items.extend(more)
-
-    def append(self, diag: Diagnostic) -> None:
-        self.items.append(diag)
-
-    def has_errors(self) -> bool:
-        return any(d.severity.is_error() for d in self.items)
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for d in self.items if d.severity is severity)
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=Diagnostic.sort_key)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)

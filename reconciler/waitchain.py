@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
-from reconciler.models.base import ref_name
 from reconciler.plan import Change, Consequence, Plan
 
 RUNS = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}
@@ -45,7 +44,8 @@ def wait_chain(plan: Plan, manifests: Sequence[Manifest]) -> list[Step]:
                  if isinstance(r, FineTuningJob) and _training_pending(changes.get(f"FineTuningJob/{r.name}"))}
     evaluations = {s.address for s in steps if s.run == "evaluate"}
     for r in resources:
-        produced = [a for c in r.spec.combinations if (a := ref_name(c.adapter)) in trainings] if isinstance(r, EvaluationJob) else []
+        produced = [c.adapter for c in r.spec.combinations if isinstance(c.adapter, str) and c.adapter in trainings] \
+            if isinstance(r, EvaluationJob) else []
         if produced:
             steps.append(Step(f"EvaluationJob/{r.name}", "evaluate", _after_training(produced[0], trainings)))
             evaluations.add(f"EvaluationJob/{r.name}")
@@ -125,7 +125,7 @@ def _after_training(adapter: str, trainings: dict[str, str]) -> str:
 
 
 def _export_step(export: ModelExport, trainings: dict[str, str], evaluations: set[str]) -> Step | None:
-    adapter = ref_name(export.spec.adapter)
+    adapter = export.spec.adapter if isinstance(export.spec.adapter, str) else None  # a name, not an id reference
     gate = export.spec.gate
     address = f"ModelExport/{export.name}"
     if gate is not None and (f"EvaluationJob/{gate.evaluation}" in evaluations or adapter in trainings):

@@ -73,13 +73,3 @@ class Resource(Strict):
     def name(self) -> str:
         return self.metadata.name or ""
 
-
-def ref_name(ref: Ref | None) -> str | None:
-    """The manifest name a reference points at, or None for an id reference or no reference."""
-    return ref if isinstance(ref, str) else None
-
-
-def ref_label(ref: Ref | dict[str, Any] | None) -> str:
-    if isinstance(ref, IdRef):
-        return f"id {ref.id}"
-    return str(ref)
