@@ -21,6 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+try:  # imported as runners.jobio (tests); run as a program, its own folder is first on sys.path
+    from runners.distributed import World
+except ImportError:
+    from distributed import World  # type: ignore[no-redef]
+
 CONTRACT_VERSION = 1
 REFERENCE_KEY = "from_env"  # `{from_env: NAME}`: a secret named in a config body, resolved at run time
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -230,7 +235,8 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
     _log_to_job_folder(job)
     prepare_environment(job)
     started = time.time()
-    progress = Progress(job["outputs"]["progress"])
+    world = World.from_environ()  # rank 0 writes the job's files; other ranks their own beside them
+    progress = Progress(world.rank_path(job["outputs"]["progress"]))
     signal.signal(signal.SIGTERM, _terminated)
     try:
         progress.update(stage="starting")
@@ -246,7 +252,7 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
                   "error": {"error_class": error_class, "type": type(exc).__name__, "message": message}}
     result = {"contract_version": CONTRACT_VERSION, "job_name": job["job_name"], **result,
               "started_at": started, "finished_at": time.time()}
-    write_json_atomic(job["outputs"]["result"], result)
+    write_json_atomic(world.rank_path(job["outputs"]["result"]), result)
     progress.update(stage=result["status"])
     return 0 if result["status"] == "succeeded" else 1
 

@@ -24,12 +24,20 @@ loop understands: fp16/bf16 or 4/8-bit quantization without a GPU is `unsupporte
 optimizer without bitsandbytes is `dependency`, an unknown trainer setting is `config`, a missing
 dataset file or a prompt naming a column the dataset lacks is `data`.
 
+Under a launcher (torchrun, `accelerate launch`, the CML workers) the same program is every rank of a
+data-parallel run (`distributed.World`, read from the launcher's environment): the ranks join one
+process group (gloo on CPU, NCCL on GPU) and the Trainer wraps the model in DDP, or FSDP /
+DeepSpeed where `training_arguments` ask and the machine allows. Rank 0 alone logs to MLflow, saves
+the adapter and writes the job's result and progress; every other rank writes its own progress
+and result beside them (`progress.rank1.json`), so each reports and a failing rank's class is kept.
+
 `framework_type: axolotl` hands the job to Axolotl (`python -m axolotl.cli.train CONFIG.yaml`)
 when it is installed in the job's environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import json
@@ -38,12 +46,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 try:  # imported as runners.train (tests): no sys.path change, which would shadow packages named like runners
-    from runners import jobio
+    from runners import distributed, jobio
 except ImportError:  # run as a program: its own folder is first on sys.path
+    import distributed  # type: ignore[no-redef]
     import jobio  # type: ignore[no-redef]
 JobFailure = jobio.JobFailure
 load_data, _token, template_fields = jobio.load_data, jobio.hf_token, jobio.template_fields
@@ -91,10 +101,27 @@ def legacy_training_arguments(args: dict[str, Any]) -> tuple[dict[str, Any], lis
     return args, notes
 
 
-def check_hardware(args: dict[str, Any], bnb_config: dict[str, Any] | None, *, has_gpu: bool) -> None:
-    """Settings that need a GPU, on a job without one: a clear `unsupported` error, not a crash."""
+def check_hardware(args: dict[str, Any], bnb_config: dict[str, Any] | None, *, has_gpu: bool,
+                   world: distributed.World | None = None, gpus: int | None = None) -> None:
+    """Settings that need a GPU, on a job without one: a clear `unsupported` error, not a crash;
+    sharded training (FSDP) with 4-bit weights the pinned libraries cannot shard: a `config` error;
+    more processes on this machine than it has GPUs (`gpus`, when known): a `resources` error."""
+    world = world or distributed.World()
+    check_sharding(args, bnb_config)
+    if has_gpu and gpus is not None and world.local_world_size > gpus:
+        raise JobFailure(
+            "resources",
+            f"{world.local_world_size} training processes on this machine and {gpus} GPU(s): each process needs "
+            "its own GPU; ask for fewer processes (resources.gpu) or a machine with more GPUs",
+        )
     if has_gpu:
         return
+    if args.get("fsdp"):
+        raise JobFailure(
+            "unsupported",
+            f"training_arguments.fsdp: {args['fsdp']!r} shards the model across GPUs; this job has none: "
+            "leave fsdp out (data-parallel training runs on CPU with gloo), or give the job GPUs",
+        )
     for key in ("fp16", "bf16"):
         if args.get(key):
             raise JobFailure(
@@ -111,6 +138,20 @@ def check_hardware(args: dict[str, Any], bnb_config: dict[str, Any] | None, *, h
             )
 
 
+def check_sharding(args: dict[str, Any], bnb_config: dict[str, Any] | None) -> None:
+    """FSDP of a 4-bit model needs the quantized weights stored in a float dtype the shards can hold
+    (`bnb_4bit_quant_storage`, as peft's QLoRA-FSDP recipe sets it); without it FSDP refuses to
+    flatten uint8 and float parameters together. DeepSpeed and FSDP at once is refused by transformers."""
+    if args.get("fsdp") and args.get("deepspeed"):
+        raise JobFailure("config", "training_arguments asks for fsdp and deepspeed at once: choose one")
+    if args.get("fsdp") and (bnb_config or {}).get("load_in_4bit") and not (bnb_config or {}).get("bnb_4bit_quant_storage"):
+        raise JobFailure(
+            "config",
+            "bnb_config.load_in_4bit with training_arguments.fsdp needs bnb_4bit_quant_storage (e.g. bfloat16, the "
+            "compute dtype): FSDP cannot shard 4-bit weights stored as uint8",
+        )
+
+
 def needs_bitsandbytes(optim: Any) -> bool:
     name = str(optim or "").lower()
     return name.startswith("paged_") or "bnb" in name or "8bit" in name
@@ -118,6 +159,12 @@ def needs_bitsandbytes(optim: Any) -> bool:
 
 def check_dependencies(args: dict[str, Any], bnb_config: dict[str, Any] | None) -> None:
     """bitsandbytes features without bitsandbytes: a `dependency` error before anything loads."""
+    if args.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise JobFailure(
+            "dependency",
+            "training_arguments.deepspeed needs deepspeed, which is not installed in this job's environment; "
+            "install it, or use fsdp (GPUs) or plain data-parallel training",
+        )
     if importlib.util.find_spec("bitsandbytes") is not None:
         return
     optim = args.get("optim")
@@ -238,6 +285,9 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
     out_dir.mkdir(parents=True, exist_ok=True)
     adapter_dir = Path(outputs.get("adapter_dir") or out_dir / "adapter")
     if spec.get("framework_type", "legacy") == "axolotl":
+        if distributed.World.from_environ().is_distributed:
+            raise JobFailure("unsupported", "framework_type axolotl runs as one process here: launch it with "
+                                            "resources.num_workers 1 and resources.gpu <= 1 (Axolotl scales out itself)")
         return train_axolotl(job, progress, adapter_dir)
     if not job.get("dataset"):
         raise JobFailure("config", "a train job needs a `dataset`")
@@ -247,17 +297,40 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
     progress.update(stage="loading")
     import torch
 
+    world = distributed.World.from_environ()
     has_gpu = torch.cuda.is_available()
     if not has_gpu:
         torch.set_num_threads(1)  # see reference/ml-stack.md §3.2: 2 threads on 2 busy cores is 10-35x slower
 
     args, notes = legacy_training_arguments(spec.get("training_arguments") or {})
     bnb_config = spec.get("bnb_config") or None
-    check_hardware(args, bnb_config, has_gpu=has_gpu)
+    check_hardware(args, bnb_config, has_gpu=has_gpu, world=world, gpus=torch.cuda.device_count() if has_gpu else 0)
     check_dependencies(args, bnb_config)
     for note in notes:
         print(f"training_arguments: {note}", flush=True)
+    if world.is_distributed:
+        print(f"distributed: {world.describe()}, backend {world.backend(has_gpu=has_gpu)}", flush=True)
+    join(world, has_gpu=has_gpu)
+    try:
+        return train_on(job, spec, progress, world, args=args, bnb_config=bnb_config, has_gpu=has_gpu,
+                        out_dir=out_dir, adapter_dir=adapter_dir)
+    finally:
+        distributed.close_process_group(world)
 
+
+def join(world: distributed.World, *, has_gpu: bool) -> None:
+    """Join the run's process group; a rank that cannot (the master unreachable, a timeout) is `transient`."""
+    try:
+        distributed.init_process_group(world, has_gpu=has_gpu)
+    except (RuntimeError, ValueError, TimeoutError) as exc:
+        raise JobFailure("transient", f"rank {world.rank} could not join the other {world.world_size - 1} "
+                                      f"at {world.master_addr}:{world.master_port}: {exc}") from exc
+
+
+def train_on(job: dict[str, Any], spec: dict[str, Any], progress: jobio.Progress, world: distributed.World, *,
+             args: dict[str, Any], bnb_config: dict[str, Any] | None, has_gpu: bool, out_dir: Path,
+             adapter_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """Data, model and trainer, the same on every rank; rank 0 alone logs to MLflow and saves."""
     seed = int(job.get("seed", 42))
     dd = load_data(job["dataset"])
     check_columns(dd, job["prompt"]["prompt_template"])
@@ -291,21 +364,14 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
     except (TypeError, ValueError) as exc:
         raise JobFailure("config", f"lora_config: {exc}") from exc
 
-    model = load_model(model_path, model_token, bnb_config, has_gpu=has_gpu)
+    model = load_model(model_path, model_token, bnb_config, has_gpu=has_gpu, world=world)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
-    import mlflow
-
-    tracking = job["tracking"]
-    experiment = jobio.open_experiment(mlflow, tracking)
-    tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "train", "ftctl.adapter_name": spec["adapter_name"]}
-    if tracking.get("run_group"):
-        tags["ftctl.run_group"] = tracking["run_group"]
-
-    with mlflow.start_run(run_name=job["job_name"], tags=tags) as run:
-        mlflow.log_params(run_params(lora, sft_args, job, spec, len(train_ds), len(test_ds)))
-        callback = progress_callback(progress, run.info.run_id)
+    with tracked_run(job, spec, world) as run:
+        if run is not None:
+            run.log_params(run_params(lora, sft_args, job, spec, len(train_ds), len(test_ds)))
+        callback = progress_callback(progress, run.run_id if run is not None else None)
         eval_ds = test_ds if str(sft_args.get("eval_strategy", "no")) != "no" and len(test_ds) else None
         trainer = trl.SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, eval_dataset=eval_ds,
                                  processing_class=tokenizer, peft_config=lora_config, callbacks=[callback])
@@ -324,8 +390,9 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
         epochs = float(trainer.state.epoch or 0.0)
 
         progress.update(stage="saving", step=trainer.state.global_step, total=trainer.state.max_steps, epoch=epochs)
-        trainer.save_model(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
+        trainer.save_model(str(adapter_dir))  # every rank calls it (FSDP gathers the shards); rank 0 writes
+        if world.is_main:
+            tokenizer.save_pretrained(str(adapter_dir))
 
         metrics = {
             "train_loss": float(output.training_loss),
@@ -336,13 +403,48 @@ def train(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, floa
             "tokens_per_second": round(tokens_per_epoch * epochs / train_time, 2) if train_time > 0 else 0.0,
             "train_steps": float(trainer.state.global_step),
             "epochs": epochs,
+            "world_size": float(world.world_size),
         }
         callback.flush()  # whatever on_train_end left: the run is ending
-        mlflow.log_metrics(metrics, step=trainer.state.global_step)
-    print(json.dumps({"event": "trained", **metrics}), flush=True)
-    artifacts = {"adapter_dir": str(adapter_dir), "mlflow_run_id": run.info.run_id,
-                 "mlflow_experiment_id": experiment.experiment_id}
+        if run is not None:
+            run.log_metrics(metrics, step=trainer.state.global_step)
+    print(json.dumps({"event": "trained", "rank": world.rank, **metrics}), flush=True)
+    artifacts = {"adapter_dir": str(adapter_dir)}
+    if run is not None:
+        artifacts.update(mlflow_run_id=run.run_id, mlflow_experiment_id=run.experiment_id)
     return metrics, artifacts
+
+
+class TrackedRun:
+    """Rank 0's MLflow run: params and metrics go to it; other ranks have none."""
+
+    def __init__(self, mlflow: Any, run: Any, experiment_id: str) -> None:
+        self.mlflow, self.run_id, self.experiment_id = mlflow, run.info.run_id, experiment_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.mlflow.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        self.mlflow.log_metrics(metrics, step=step)
+
+
+@contextlib.contextmanager
+def tracked_run(job: dict[str, Any], spec: dict[str, Any], world: distributed.World) -> Iterator[TrackedRun | None]:
+    """One MLflow run for the job, named after it, opened by rank 0 alone (None on other ranks)."""
+    if not world.is_main:
+        yield None
+        return
+    import mlflow
+
+    tracking = job["tracking"]
+    experiment = jobio.open_experiment(mlflow, tracking)
+    tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "train", "ftctl.adapter_name": spec["adapter_name"]}
+    if tracking.get("run_group"):
+        tags["ftctl.run_group"] = tracking["run_group"]
+    if world.is_distributed:
+        tags["ftctl.world_size"] = str(world.world_size)
+    with mlflow.start_run(run_name=job["job_name"], tags=tags) as run:
+        yield TrackedRun(mlflow, run, experiment.experiment_id)
 
 
 def resolve_model(job: dict[str, Any], auto_tokenizer: Any) -> tuple[str, Any, str | None]:
@@ -371,13 +473,16 @@ def resolve_model(job: dict[str, Any], auto_tokenizer: Any) -> tuple[str, Any, s
     return where, tokenizer, token
 
 
-def load_model(where: str, token: str | None, bnb_config: dict[str, Any] | None, *, has_gpu: bool) -> Any:
+def load_model(where: str, token: str | None, bnb_config: dict[str, Any] | None, *, has_gpu: bool,
+               world: distributed.World | None = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {"token": token}
     if bnb_config:
         kwargs["quantization_config"] = BitsAndBytesConfig(**bnb_config)
+        if has_gpu and world is not None and world.is_distributed:  # each rank's quantized copy on its own GPU
+            kwargs["device_map"] = {"": world.local_rank}
     if not has_gpu:
         kwargs["dtype"] = torch.float32
     try:
@@ -405,6 +510,7 @@ def sft_settings(args: dict[str, Any], spec: dict[str, Any], job: dict[str, Any]
         settings["learning_rate"] = spec["learning_rate"]
     settings.update(FORCED, output_dir=str(out_dir / "trainer"), seed=int(job.get("seed", 42)))
     settings.setdefault("disable_tqdm", True)
+    settings.setdefault("ddp_find_unused_parameters", False)  # LoRA: every trainable weight is used in each step
     settings.setdefault("run_name", job["job_name"])
     if not has_gpu:  # SFTConfig's bf16 default raises on CPU (reference/ml-stack.md §3.3)
         settings.update(bf16=False, fp16=False, use_cpu=True)
@@ -423,9 +529,9 @@ def run_params(lora: dict[str, Any], sft_args: dict[str, Any], job: dict[str, An
     return {k: str(v)[:6000] for k, v in params.items()}
 
 
-def progress_callback(progress: jobio.Progress, run_id: str) -> Any:
+def progress_callback(progress: jobio.Progress, run_id: str | None) -> Any:
     """A TrainerCallback: the progress file (at most every PROGRESS_EVERY_S) and the logged metrics
-    to MLflow, from every logging step.
+    to MLflow, from every logging step (no MLflow without a run: ranks other than 0).
 
     The metrics are buffered and written in batches (every METRICS_FLUSH_S, and at the end of
     training), each with its own step and time: writing them from inside the training loop, even
@@ -434,7 +540,7 @@ def progress_callback(progress: jobio.Progress, run_id: str) -> Any:
     from mlflow.entities import Metric
     from transformers import TrainerCallback
 
-    client = MlflowClient()
+    client = MlflowClient() if run_id is not None else None
 
     class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -444,6 +550,10 @@ def progress_callback(progress: jobio.Progress, run_id: str) -> Any:
             self.loss: float | None = None
 
         def flush(self) -> None:
+            if run_id is None:
+                self.buffer.clear()
+                return
+            assert client is not None
             for start in range(0, len(self.buffer), 1000):  # MLflow's log_batch limit
                 client.log_batch(run_id, metrics=self.buffer[start:start + 1000], synchronous=True)
             self.buffer.clear()
