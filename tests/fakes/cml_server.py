@@ -21,6 +21,11 @@ UTC timestamps with milliseconds):
   `.../deployments/{d}:stop` (stop_model_deployment).
 - Registry: GET `/registry/models` (list_registered_models), GET `/registry/models/{id}`
   (get_registered_model).
+- Workers (what `cml.workers_v1` of the fake runtime calls, tests/fakes/cml_runtime; the real
+  module's calls are not public): GET/POST `/projects/{p}/engines/{e}/workers` (list_workers,
+  launch_workers), POST `.../workers/{w}:stop` (stop_worker). An engine is a job run's, registered
+  by the fake engine that runs it (`add_engine`, `end_engine`); each worker is a real process the
+  engine's starter runs (`on_worker`); see tests/fakes/cml_workers.py.
 
 Behaviour:
 
@@ -75,6 +80,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.cml_workers import Engine, FakeWorker, FakeWorkers, WorkerStarter, stop
 
 # --- statuses ------------------------------------------------------------------------------------
 SCHEDULING, STARTING, RUNNING = "ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING"
@@ -151,6 +158,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "project_id": STR, "model_id": STR, "build_id": STR, **SHORT_CREATE_MODEL_DEPLOYMENT,
     },
     "StopModelDeploymentRequest": {"project_id": STR, "model_id": STR, "build_id": STR, "deployment_id": STR},
+    "LaunchWorkersRequest": {
+        "n": INT, "cpu": NUMBER, "memory": NUMBER, "nvidia_gpu": INT, "kernel": STR, "script": STR, "code": STR,
+        "env": STR_MAP, "accelerator_label_id": INT, "resource_profile_id": INT, "resource_group_id": INT,
+    },
+    "StopWorkerRequest": {},
 }
 
 
@@ -522,11 +534,13 @@ ROUTES: list[tuple[str, dict[str, str]]] = [
     (f"{_P}/{_M}/{_B}/deployments/{{deployment_id}}:stop", {"POST": "stop_model_deployment"}),
     (f"{_P}/{_M}/{_B}/deployments/{{deployment_id}}", {"GET": "get_model_deployment"}),
     ("registry/models", {"GET": "list_registered_models"}),
+    (f"{_P}/engines/{{engine_id}}/workers", {"GET": "list_workers", "POST": "launch_workers"}),
+    (f"{_P}/engines/{{engine_id}}/workers/{{worker_id}}:stop", {"POST": "stop_worker"}),
     ("registry/models/{model_id}", {"GET": "get_registered_model"}),
 ]
 MUTATIONS = frozenset({
     "create_job", "delete_job", "create_job_run", "stop_job_run", "create_model", "create_model_build",
-    "create_model_deployment", "stop_model_deployment",
+    "create_model_deployment", "stop_model_deployment", "launch_workers", "stop_worker",
 })
 LIST_PARAMS = frozenset({"search_filter", "sort", "page_size", "page_token"})
 
@@ -614,6 +628,7 @@ class FakeCML:
         self.builds: dict[str, FakeBuild] = {}
         self.deployments: dict[str, FakeDeployment] = {}
         self.registered_models: dict[str, FakeRegisteredModel] = {}
+        self.worker_engines = FakeWorkers(api_env=self.env)  # engines and their workers (real processes)
         self.requests: list[Request] = []
         self.calls: Counter[str] = Counter()
         self.callback_errors: list[BaseException] = []  # what on_run callbacks raised
@@ -706,6 +721,36 @@ class FakeCML:
         with self._lock:
             self._callbacks.append(callback)
         return callback
+
+    def on_worker(self, starter: WorkerStarter) -> WorkerStarter:
+        """Start each launched worker with `starter(worker, environment)` (a Popen, in its own session)."""
+        with self._lock:
+            self.worker_engines.starter = starter
+        return starter
+
+    def add_engine(self, project_id: str | None = None) -> Engine:
+        """Register a job run's engine; its environment for the workers API is `engine_env(engine)`."""
+        with self._lock:
+            engine = Engine(self.new_id(), project_id or self.project_id, "job")
+            self.worker_engines.engines[engine.id] = engine
+            return engine
+
+    def engine_env(self, engine: Engine) -> dict[str, str]:
+        with self._lock:
+            return self.worker_engines.engine_env(engine)
+
+    def end_engine(self, engine: Engine) -> list[FakeWorker]:
+        """The engine's run ended: stop the workers it left running (recorded in `stragglers`)."""
+        with self._lock:
+            left = self.worker_engines.end_engine(engine.id)
+        for worker in left:
+            stop(worker)
+        return left
+
+    @property
+    def stragglers(self) -> list[FakeWorker]:
+        with self._lock:
+            return list(self.worker_engines.stragglers)
 
     def inject(
         self,
@@ -1128,6 +1173,41 @@ class FakeCML:
                 run.restart([STOPPING, STOPPED])
                 run.stamp(STOPPING)
             return _json(200, run.to_api())
+
+    # --- workers -----------------------------------------------------------------------------------
+    def _engine(self, params: dict[str, str]) -> Engine:
+        engine = self.worker_engines.engines.get(params["engine_id"])
+        if engine is None or engine.project_id != params["project_id"]:
+            raise _not_found("engine", params["engine_id"])
+        return engine
+
+    def _op_launch_workers(self, params: dict[str, str], query: dict[str, str], body: Any) -> _Response:
+        request = "LaunchWorkersRequest"
+        fields = check_body(request, {} if body is None else body)
+        _require(request, fields, "cpu", "memory")
+        if not fields.get("script") and not fields.get("code"):
+            raise _bad(f"{request}: a worker runs a script or code; neither was given")
+        if int(fields.get("n") or 1) < 1:
+            raise _bad(f"{request}: n must be at least 1")
+        with self._lock:
+            launched = self.worker_engines.launch(self._engine(params), fields, self.new_id, now_rfc3339())
+            return _json(200, {"workers": [w.to_api() for w in launched]})
+
+    def _op_list_workers(self, params: dict[str, str], query: dict[str, str], body: Any) -> _Response:
+        with self._lock:
+            engine = self._engine(params)
+            return _json(200, {"workers": [w.to_api() for w in self.worker_engines.of(engine.id)]})
+
+    def _op_stop_worker(self, params: dict[str, str], query: dict[str, str], body: Any) -> _Response:
+        check_body("StopWorkerRequest", {} if body is None else body)
+        with self._lock:
+            engine = self._engine(params)
+            worker = self.worker_engines.workers.get(params["worker_id"])
+            if worker is None or worker.master_id != engine.id:
+                raise _not_found("worker", params["worker_id"])
+        stop(worker)  # outside the lock: it waits for the process to end
+        with self._lock:
+            return _json(200, worker.to_api())
 
     # --- models ------------------------------------------------------------------------------------
     def _op_list_models(self, params: dict[str, str], query: dict[str, str], body: Any) -> _Response:
