@@ -116,6 +116,13 @@ def resume_point(where: str | Path, digest: str, *, enabled: bool = True) -> Res
     return Resume(last, step, marker.get("mlflow_run_id") or None, f"resumed at step {step} from {last.name}")
 
 
+def epoch(resume: Resume) -> float:
+    """The epoch a resumed training starts at (its checkpoint's trainer state); 0 from the start."""
+    if resume.checkpoint is None:
+        return 0.0
+    return float(_read(resume.checkpoint / "trainer_state.json").get("epoch") or 0.0)
+
+
 def mark(checkpoint: Path, step: int, digest: str, mlflow_run_id: str | None) -> None:
     """Record that `checkpoint` is complete, with the input it was made from (written last, atomically)."""
     tmp = checkpoint / f".{MARKER}.{os.getpid()}.tmp"

@@ -19,6 +19,10 @@ The steps follow the Studio's `accel_fine_tune_base_script.py` and `ft/training/
 6. save adapter and tokenizer; MLflow: one run named after the job, LoRA and trainer settings as
    params, the logged metrics at every logging step, the final figures at the end.
 
+Checkpoints go to `<job dir>/checkpoints` every `save_steps` (runners/checkpoints.py); a retried
+training resumes from the last one made from the same input, in the same MLflow run, and reports
+`resumed_from_step` and the steps it really trained (`trained_steps`) in its progress and result.
+
 Settings that cannot work on the machine fail before any training, with an error class the retry
 loop understands: fp16/bf16 or 4/8-bit quantization without a GPU is `unsupported`, a bitsandbytes
 optimizer without bitsandbytes is `dependency`, an unknown trainer setting is `config`, a missing
@@ -51,8 +55,9 @@ from pathlib import Path
 from typing import Any
 
 try:  # imported as runners.train (tests): no sys.path change, which would shadow packages named like runners
-    from runners import distributed, jobio
+    from runners import checkpoints, distributed, jobio
 except ImportError:  # run as a program: its own folder is first on sys.path
+    import checkpoints  # type: ignore[no-redef]
     import distributed  # type: ignore[no-redef]
     import jobio  # type: ignore[no-redef]
 JobFailure = jobio.JobFailure
@@ -66,7 +71,7 @@ DROPPED = ("overwrite_output_dir",)
 # What the runner decides itself, whatever the config says.
 METRICS_FLUSH_S = 30.0  # how often the buffered per-step metrics are written to MLflow during training
 PROGRESS_EVERY_S = 1.0  # the progress file is rewritten at most this often (and at the last step)
-FORCED = {"save_strategy": "no", "report_to": "none", "dataset_text_field": TEXT_FIELD}
+FORCED = {"report_to": "none", "dataset_text_field": TEXT_FIELD}  # and the checkpoints' (checkpoints.trainer_settings)
 
 
 # -- settings checks (no ML import needed) ---------------------------------------------------------
@@ -368,13 +373,20 @@ def train_on(job: dict[str, Any], spec: dict[str, Any], progress: jobio.Progress
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
-    with tracked_run(job, spec, world) as run:
+    digest = checkpoints.input_digest(job)
+    resume = checkpoints.resume_point(checkpoints.folder(out_dir), digest, enabled=checkpoints.enabled(sft_args))
+    print(f"checkpoints: {resume.note}", flush=True)
+    with tracked_run(job, spec, world, resume_run_id=resume.mlflow_run_id) as run:
         if run is not None:
             run.log_params(run_params(lora, sft_args, job, spec, len(train_ds), len(test_ds)))
         callback = progress_callback(progress, run.run_id if run is not None else None)
+        if resume.resumed:
+            callback.extra["resumed_from_step"] = resume.step
+        marker = checkpoints.callback(digest, run.run_id if run is not None else None,
+                                      on_saved=lambda step: callback.extra.update(checkpoint_step=step))
         eval_ds = test_ds if str(sft_args.get("eval_strategy", "no")) != "no" and len(test_ds) else None
         trainer = trl.SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, eval_dataset=eval_ds,
-                                 processing_class=tokenizer, peft_config=lora_config, callbacks=[callback])
+                                 processing_class=tokenizer, peft_config=lora_config, callbacks=[callback, marker])
         tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
         # Everything loaded so far lives as long as the job: keep the collector from rescanning it.
         # MLflow and SQLAlchemy leave ~200k more objects than a bare trl script has, and each full
@@ -383,13 +395,15 @@ def train_on(job: dict[str, Any], spec: dict[str, Any], progress: jobio.Progress
         gc.freeze()
         started = time.perf_counter()
         try:
-            output = trainer.train()
+            output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
         finally:
             gc.unfreeze()
         train_time = time.perf_counter() - started
         epochs = float(trainer.state.epoch or 0.0)
+        trained_epochs = epochs - checkpoints.epoch(resume)  # a resumed training ran the rest only
 
-        progress.update(stage="saving", step=trainer.state.global_step, total=trainer.state.max_steps, epoch=epochs)
+        progress.update(stage="saving", step=trainer.state.global_step, total=trainer.state.max_steps, epoch=epochs,
+                        **callback.extra)
         trainer.save_model(str(adapter_dir))  # every rank calls it (FSDP gathers the shards); rank 0 writes
         if world.is_main:
             tokenizer.save_pretrained(str(adapter_dir))
@@ -399,17 +413,20 @@ def train_on(job: dict[str, Any], spec: dict[str, Any], progress: jobio.Progress
             "train_runtime_s": round(train_time, 4),
             "train_rows": float(len(train_ds)),
             "test_rows": float(len(test_ds)),
-            "train_tokens": float(tokens_per_epoch * epochs),
-            "tokens_per_second": round(tokens_per_epoch * epochs / train_time, 2) if train_time > 0 else 0.0,
+            "train_tokens": float(tokens_per_epoch * trained_epochs),
+            "tokens_per_second": round(tokens_per_epoch * trained_epochs / train_time, 2) if train_time > 0 else 0.0,
             "train_steps": float(trainer.state.global_step),
+            "trained_steps": float(trainer.state.global_step - resume.step),  # the steps this attempt really ran
             "epochs": epochs,
             "world_size": float(world.world_size),
         }
+        if resume.resumed:
+            metrics["resumed_from_step"] = float(resume.step)
         callback.flush()  # whatever on_train_end left: the run is ending
         if run is not None:
             run.log_metrics(metrics, step=trainer.state.global_step)
     print(json.dumps({"event": "trained", "rank": world.rank, **metrics}), flush=True)
-    artifacts = {"adapter_dir": str(adapter_dir)}
+    artifacts = {"adapter_dir": str(adapter_dir), "checkpoints": resume.note}
     if run is not None:
         artifacts.update(mlflow_run_id=run.run_id, mlflow_experiment_id=run.experiment_id)
     return metrics, artifacts
@@ -429,8 +446,11 @@ class TrackedRun:
 
 
 @contextlib.contextmanager
-def tracked_run(job: dict[str, Any], spec: dict[str, Any], world: distributed.World) -> Iterator[TrackedRun | None]:
-    """One MLflow run for the job, named after it, opened by rank 0 alone (None on other ranks)."""
+def tracked_run(job: dict[str, Any], spec: dict[str, Any], world: distributed.World,
+                resume_run_id: str | None = None) -> Iterator[TrackedRun | None]:
+    """One MLflow run for the job, named after it, opened by rank 0 alone (None on other ranks). A
+    resumed training goes on logging to the run its checkpoint names (its metrics continue at the
+    resumed step), or to a new one when that run is gone."""
     if not world.is_main:
         yield None
         return
@@ -443,8 +463,17 @@ def tracked_run(job: dict[str, Any], spec: dict[str, Any], world: distributed.Wo
         tags["ftctl.run_group"] = tracking["run_group"]
     if world.is_distributed:
         tags["ftctl.world_size"] = str(world.world_size)
-    with mlflow.start_run(run_name=job["job_name"], tags=tags) as run:
+    with resumed_run(mlflow, resume_run_id, run_name=job["job_name"], tags=tags) as run:
         yield TrackedRun(mlflow, run, experiment.experiment_id)
+
+
+def resumed_run(mlflow: Any, run_id: str | None, **kwargs: Any) -> Any:
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id, **kwargs)
+        except mlflow.exceptions.MlflowException as exc:
+            print(f"checkpoints: MLflow run {run_id} not found ({exc}); logging to a new run", flush=True)
+    return mlflow.start_run(**kwargs)
 
 
 def resolve_model(job: dict[str, Any], auto_tokenizer: Any) -> tuple[str, Any, str | None]:
@@ -508,7 +537,7 @@ def sft_settings(args: dict[str, Any], spec: dict[str, Any], job: dict[str, Any]
         settings["num_train_epochs"] = spec["num_epochs"]
     if spec.get("learning_rate") is not None:
         settings["learning_rate"] = spec["learning_rate"]
-    settings.update(FORCED, output_dir=str(out_dir / "trainer"), seed=int(job.get("seed", 42)))
+    settings.update(FORCED, **checkpoints.trainer_settings(args, out_dir), seed=int(job.get("seed", 42)))
     settings.setdefault("disable_tqdm", True)
     settings.setdefault("ddp_find_unused_parameters", False)  # LoRA: every trainable weight is used in each step
     settings.setdefault("run_name", job["job_name"])
@@ -548,6 +577,7 @@ def progress_callback(progress: jobio.Progress, run_id: str | None) -> Any:
             self.flushed = time.monotonic()
             self.written = 0.0  # when the progress file was last written
             self.loss: float | None = None
+            self.extra: dict[str, Any] = {}  # resumed_from_step, checkpoint_step: in every progress update
 
         def flush(self) -> None:
             if run_id is None:
@@ -560,7 +590,8 @@ def progress_callback(progress: jobio.Progress, run_id: str | None) -> Any:
             self.flushed = time.monotonic()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            progress.update(stage="training", step=0, total=state.max_steps, epoch=0.0)
+            progress.update(stage="training", step=state.global_step, total=state.max_steps,
+                            epoch=round(state.epoch or 0.0, 4), **self.extra)
             self.written = time.monotonic()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
@@ -570,7 +601,7 @@ def progress_callback(progress: jobio.Progress, run_id: str | None) -> Any:
                        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
             if time.monotonic() - self.written >= PROGRESS_EVERY_S or state.global_step >= state.max_steps:
                 progress.update(stage="training", step=state.global_step, total=state.max_steps,
-                                epoch=round(state.epoch or 0.0, 4), loss=numbers.get("loss", self.loss))
+                                epoch=round(state.epoch or 0.0, 4), loss=numbers.get("loss", self.loss), **self.extra)
                 self.written = time.monotonic()
             if "loss" in numbers:
                 self.loss = numbers["loss"]

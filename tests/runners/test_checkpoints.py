@@ -68,3 +68,9 @@ def test_trainer_settings_defaults_and_the_configs_own(tmp_path: Path) -> None:
     assert checkpoints.trainer_settings({"save_strategy": "no"}, tmp_path) == {
         "save_strategy": "no", "output_dir": str(tmp_path / "checkpoints")}
     assert "save_steps" not in checkpoints.trainer_settings({"save_strategy": "epoch"}, tmp_path)
+
+
+def test_epoch_of_the_checkpoint_resumed_from(tmp_path: Path) -> None:
+    saved(tmp_path, 20, "d")
+    assert checkpoints.epoch(checkpoints.resume_point(tmp_path, "d")) == 2.0
+    assert checkpoints.epoch(checkpoints.Resume()) == 0.0
