@@ -3,29 +3,32 @@
 Pure: manifests, a `Snapshot`, facts and a `Policy` in; a `Plan` out. No I/O, no clock, no
 randomness: ids of new rows are UUIDs derived from `seed`, which the engine draws once per plan.
 
-Pairing (gitops-engine's `(live?, target?)`): a manifest with no managed record is a create; a
-record with no manifest is a delete (only with `--prune`); both present are compared column by
-column on the columns ftctl owns. Which changes update in place and which force a replacement is
-declared in `REPLACE_COLUMNS` and `RERUN_KINDS` below. A live row that differs from what ftctl
-last wrote is drift: the plan shows it before/after and puts the manifest's value back.
+Pair → diff → decide (gitops-engine's `(live?, target?)`): `pairing` pairs each manifest with its
+managed record and lists the records no manifest declares; `pairing.decide` says what each pair's
+shape asks for (create, adopt, replace, noop, compare, delete, orphan); a compared pair is diffed
+column by column on the columns ftctl owns (`rowdiff`). What differs per kind (its table, whether
+a change re-runs work, which columns force a new row, unique columns, who references its rows) is
+looked up in `KINDS`, the one table below: nothing here branches on a kind's name. A live row that
+differs from what ftctl last wrote is drift: the plan shows it before/after and puts the
+manifest's value back.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
 
-from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow, PlanFacts, Scope, render
+from reconciler.desired import RUN_INPUT_COLUMNS, Desired, PlanFacts, Scope, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
-from reconciler.models import MODELS, Config, Dataset, FineTuningJob, Model
+from reconciler.models import MODELS, Config, Model
 from reconciler.models.base import PROTECTED_ANNOTATION, STORE_ID_ANNOTATION
+from reconciler.pairing import Decision, Pair, decide, orphans, pair_manifests
 from reconciler.plan import (
     Action,
     Blocker,
@@ -38,32 +41,60 @@ from reconciler.plan import (
     RowOp,
     Selection,
 )
-from reconciler.records import JSON_COLUMNS, Row, as_shown, comparable, digest
+from reconciler.records import Row, comparable, digest
+from reconciler.rowdiff import (
+    config_key,
+    field_diffs,
+    pair_live,
+    readable,
+    rows_fp,
+    run_inputs,
+    spec_diffs,
+    with_parent,
+)
 
-# Read from the declarations beside each model (`RERUN`, `REPLACE_COLUMNS`).
-RERUN_KINDS = {kind: Consequence(model.RERUN) for kind, model in MODELS.items() if model.RERUN}
-REPLACE_COLUMNS: dict[str, frozenset[str]] = {
-    KIND_TABLE[kind]: model.REPLACE_COLUMNS for kind, model in MODELS.items() if model.REPLACE_COLUMNS
-}
-# Deletion order: what uses others goes first.
-DELETE_ORDER = ("ModelExport", "EvaluationJob", "FineTuningJob", "Adapter", "Prompt", "Config", "Dataset", "Model")
-# Columns by which other rows reference a kind's rows (to refuse deleting what is still used).
-REFERRERS: dict[str, tuple[tuple[str, str], ...]] = {
-    "datasets": (("prompts", "dataset_id"), ("fine_tuning_jobs", "dataset_id"), ("evaluation_jobs", "dataset_id")),
-    "models": (("adapters", "model_id"), ("fine_tuning_jobs", "base_model_id"), ("evaluation_jobs", "base_model_id")),
-    "prompts": (("fine_tuning_jobs", "prompt_id"), ("evaluation_jobs", "prompt_id"), ("adapters", "prompt_id")),
-    "adapters": (("evaluation_jobs", "adapter_id"),),
-}
-# Studio columns that are unique by application code, per kind (a second row would break the Studio).
-UNIQUE_COLUMNS = {
-    "Dataset": ("name", "huggingface_name"),
-    "Model": ("huggingface_model_name",),
-    "Adapter": ("name",),
-    "Prompt": ("name",),
-    "FineTuningJob": ("adapter_name",),
+# == What the planner knows per kind =============================================================
+# The one place kind-specific facts live (until reconciler/kinds declares them per kind); the code
+# below reads these facts and never tests a kind's name.
+
+
+@dataclass(frozen=True)
+class KindFacts:
+    table: str  # its Studio table ('' for kinds without rows)
+    rerun: Consequence | None = None  # any change re-runs its work (a new generation), with this consequence
+    replace_columns: frozenset[str] = frozenset()  # columns that cannot change in place (a new row)
+    unique: tuple[str, ...] = ()  # columns unique among its rows by the Studio's code (a second row breaks it)
+    referrers: tuple[tuple[str, str], ...] = ()  # (table, column) of rows referencing its rows: no delete while used
+    delete_rank: int = 99  # deletion order: what uses others goes first
+    content_addressed: bool = False  # equal bodies share one row (configs, CF-004)
+    fan_out: bool = False  # one row per item, each carrying the object's id as parent_job_id (evaluations)
+    produces: str = ""  # the column of its row naming what its job produces (a training's adapter)
+    lends_token: bool = False  # its manifest's hf_token_env is what jobs on it download with
+
+
+def _facts(kind: str, **declared: object) -> KindFacts:
+    """A kind's facts: what its model declares (`RERUN`, `REPLACE_COLUMNS`) and `declared` here."""
+    model = MODELS[kind]
+    rerun = Consequence(model.RERUN) if model.RERUN else None
+    return KindFacts(KIND_TABLE.get(kind, ""), rerun, model.REPLACE_COLUMNS, **declared)  # type: ignore[arg-type]
+
+
+KINDS: dict[str, KindFacts] = {
+    "Model": _facts("Model", unique=("huggingface_model_name",), delete_rank=7, lends_token=True, referrers=(
+        ("adapters", "model_id"), ("fine_tuning_jobs", "base_model_id"), ("evaluation_jobs", "base_model_id"))),
+    "Dataset": _facts("Dataset", unique=("name", "huggingface_name"), delete_rank=6, lends_token=True, referrers=(
+        ("prompts", "dataset_id"), ("fine_tuning_jobs", "dataset_id"), ("evaluation_jobs", "dataset_id"))),
+    "Config": _facts("Config", delete_rank=5, content_addressed=True),
+    "Prompt": _facts("Prompt", unique=("name",), delete_rank=4, referrers=(
+        ("fine_tuning_jobs", "prompt_id"), ("evaluation_jobs", "prompt_id"), ("adapters", "prompt_id"))),
+    "Adapter": _facts("Adapter", unique=("name",), delete_rank=3, referrers=(("evaluation_jobs", "adapter_id"),)),
+    "FineTuningJob": _facts("FineTuningJob", unique=("adapter_name",), delete_rank=2, produces="adapter_name"),
+    "EvaluationJob": _facts("EvaluationJob", delete_rank=1, fan_out=True),
+    "ModelExport": _facts("ModelExport", delete_rank=0),
 }
 # A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
 SHARED_COLUMNS = ("type", "config")
+# ================================================================================================
 NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")
 
 
@@ -85,7 +116,7 @@ def build_plan(
     anew, a job run as a new generation) even when nothing changed."""
     planner = _Planner(manifests, snapshot, policy, facts, seed, graph or build_graph(manifests),
                        partial=partial is not None, forced=frozenset(replace_addresses))
-    changes = [_readable(c) for c in planner.pair_all() + planner.deletions()]
+    changes = [readable(c) for c in planner.pair_all() + planner.deletions()]
     blockers = planner.blockers + _mass_deletion(changes, policy)
     return Plan(
         labels=_labels(changes, planner.ids, snapshot),
@@ -157,63 +188,77 @@ class _Planner:
         by_key = {(m.kind, m.name): m for m in self.manifests}
         self.scope_configs = {m.name: m for m in self.manifests if isinstance(m.resource, Config)}
         self.scope_models = {m.name: m for m in self.manifests if isinstance(m.resource, Model)}
-        self.producers = {
-            **self._managed_producers(by_key),
-            **{m.resource.adapter_name: m.name for m in self.manifests if isinstance(m.resource, FineTuningJob)},
-        }
+        self.producers = {**self._managed_producers(by_key), **self._manifest_producers()}
         for key, record in self.snapshot.managed.items():  # what the manifests reference outside them
             if key not in by_key:
                 self.ids[key] = record.store_id
-        ordered, stuck = self.graph.order
-        changes: list[Change] = []
-        for wave_no, wave in enumerate(ordered):
-            changes.extend(self.pair(by_key[node], wave_no) for node in wave)
-        changes.extend(self.pair(by_key[node], len(ordered)) for node in sorted(stuck))
-        return changes
+        return [self.pair(p) for p in pair_manifests(self.manifests, self.snapshot.managed, self.graph)]
+
+    def _manifest_producers(self) -> dict[str, str]:
+        """What the manifests' jobs produce (a training's adapter name) -> the job's manifest name."""
+        out = {}
+        for m in self.manifests:
+            column = KINDS[m.kind].produces
+            value = getattr(m.resource, column, None) if column else None
+            if value:
+                out[str(value)] = m.name
+        return out
 
     def _managed_producers(self, by_key: dict[tuple[str, str], Manifest]) -> dict[str, str]:
-        """Adapter name -> managed FineTuningJob outside the manifests that trains it."""
+        """What managed jobs outside the manifests produce (an adapter name) -> the job's name."""
         out = {}
         for (kind, name), record in self.snapshot.managed.items():
-            row = self.snapshot.row("fine_tuning_jobs", record.store_id) if kind == "FineTuningJob" else None
-            if row is not None and (kind, name) not in by_key and row.get("adapter_name"):
-                out[str(row["adapter_name"])] = name
+            facts = KINDS.get(kind)
+            if facts is None or not facts.produces or (kind, name) in by_key:
+                continue
+            row = self.snapshot.row(facts.table, record.store_id)
+            if row is not None and row.get(facts.produces):
+                out[str(row[facts.produces])] = name
         return out
 
     def _scope(self) -> Scope:
         return Scope(self.ids, self.snapshot, self.facts, configs=self.scope_configs, models=self.scope_models, producers=self.producers)
 
-    def pair(self, manifest: Manifest, wave: int) -> Change:
-        key = (manifest.kind, manifest.name)
-        record = self.snapshot.managed.get(key)
-        adopting = record is None and self._adoptable(manifest)
-        if adopting:
-            record = self._adoption_record(manifest)
+    def pair(self, pair: Pair) -> Change:
+        manifest, wave = pair.manifest, pair.wave
+        assert manifest is not None
+        key = (pair.kind, pair.name)
+        if pair.record is None and self._adoptable(manifest):
+            pair = replace(pair, record=self._adoption_record(manifest), adopting=True)
+        record = pair.record
         own_id = record.store_id if record else new_id(self.seed, *key, 1)
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.desired[key] = desired
-        if isinstance(manifest.resource, Model | Dataset) and manifest.resource.spec.hf_token_env:
-            self.token_envs[own_id] = manifest.resource.spec.hf_token_env  # jobs on it download with it
+        token_env = getattr(manifest.resource.spec, "hf_token_env", None) if KINDS[pair.kind].lends_token else None
+        if token_env:
+            self.token_envs[own_id] = token_env  # jobs on it download with it
         protected = is_protected(manifest, record)
-        forced = f"{manifest.kind}/{manifest.name}" in self.forced and record is not None and not adopting
-        if not forced and record is not None and not adopting and self._in_sync(desired, record):  # the common case, cheaply
+        forced = pair.address in self.forced
+        in_sync = record is not None and not pair.adopting and not forced and self._in_sync(desired, record)
+        decision = decide(pair, prune=self.policy.prune, forced=forced, in_sync=in_sync)
+        if decision is Decision.NOOP:  # the common case, cheaply
+            assert record is not None
             change = self._noop_or_protect(desired, record, wave, protected)
             self._remember_rows(desired, change, record)
             return change
         # A waiting object is neither written nor recorded: its fingerprint would go unused.
-        spec_fp = self._spec_fingerprint(desired) if adopting or not desired.waits_for else ""
-        if record is None:
-            change = self._create(desired, wave, spec_fp, protected)
-        elif forced and not desired.waits_for:
-            change = self._force_replace(desired, record, wave, spec_fp, protected)
-        elif adopting:
-            change = self._adopt(desired, record, wave, spec_fp, protected)
-        else:
-            change = self._compare(desired, record, wave, spec_fp, protected)
+        spec_fp = self._spec_fingerprint(desired) if pair.adopting or not desired.waits_for else ""
+        match decision:
+            case Decision.CREATE:
+                change = self._create(desired, wave, spec_fp, protected)
+            case Decision.ADOPT:
+                assert record is not None
+                change = self._adopt(desired, record, wave, spec_fp, protected)
+            case Decision.REPLACE if not desired.waits_for:
+                assert record is not None
+                change = self._force_replace(desired, record, wave, spec_fp, protected)
+            case _:  # compare (a requested replacement that waits is compared: it waits)
+                assert record is not None
+                change = self._compare(desired, record, wave, spec_fp, protected)
         if not desired.table and change.record is not None:  # no Studio row: keep the spec to diff against
             change = replace(change, record=replace(change.record, spec=desired.spec))
-        if manifest.kind in RERUN_KINDS:
+        if KINDS[pair.kind].rerun is not None:
             change = advance(manifest, desired, record, change, self._job_context)
         if change.action.is_change() and not change.waits_for and change.ops:
             self.changed.add(key)
@@ -222,7 +267,7 @@ class _Planner:
 
     def _in_sync(self, desired: Desired, record: ManagedRecord) -> bool:
         """A row-backed object that is not a job whose owned columns equal the store's (no digests)."""
-        if desired.kind in RERUN_KINDS or desired.waits_for or len(desired.rows) != 1 or len(record.row_ids) != 1:
+        if KINDS[desired.kind].rerun is not None or desired.waits_for or len(desired.rows) != 1 or len(record.row_ids) != 1:
             return False
         live = self.snapshot.comparable_row(desired.table, record.row_ids[0])
         if live is None:
@@ -241,7 +286,7 @@ class _Planner:
         for op in change.ops:
             if op.op == "insert":
                 self.rows_by_id[(op.table, op.row_id)] = dict(op.values)
-        if desired.table and desired.table != "evaluation_jobs" and desired.rows:
+        if desired.table and not KINDS[desired.kind].fan_out and desired.rows:
             own = change.record.store_id if change.record else (record.store_id if record else "")
             if own:
                 self.rows_by_id[(desired.table, own)] = {"id": own, **desired.rows[0].values}
@@ -258,14 +303,14 @@ class _Planner:
         table = KIND_TABLE.get(manifest.kind, "")
         if not store_id or not table or store_id in self._managed_ids:
             return False
-        if table == "evaluation_jobs":
+        if KINDS[manifest.kind].fan_out:
             return any(r.get("parent_job_id") == store_id for r in self.snapshot.rows.get(table, {}).values())
         return self.snapshot.row(table, store_id) is not None
 
     def _adoption_record(self, manifest: Manifest) -> ManagedRecord:
         store_id = manifest.resource.metadata.annotations[STORE_ID_ANNOTATION]
         table = KIND_TABLE[manifest.kind]
-        if table == "evaluation_jobs":
+        if KINDS[manifest.kind].fan_out:
             row_ids = tuple(sorted(str(r["id"]) for r in self.snapshot.rows[table].values() if r.get("parent_job_id") == store_id))
         else:
             row_ids = (store_id,)
@@ -276,12 +321,12 @@ class _Planner:
     def _adopt(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
         """Take an existing Studio row under management; differences are shown and put right."""
         only = SHARED_COLUMNS if record.origin == "shared" else None
-        live_fp = _rows_fp(desired, self._live_rows(record), only=only, compare=self._live_comparable)
+        live_fp = rows_fp(desired, self._live_rows(record), only=only, compare=self._live_comparable)
         record = ManagedRecord(record.kind, record.name, record.store_table, record.store_id, record.row_ids,
                                spec_fp, live_fp, 1, protected, record.origin)
         change = self._compare(desired, record, wave, spec_fp, protected)
         after = change.record or Record(record.store_table, record.store_id, record.row_ids, spec_fp,
-                                        _rows_fp(desired, {}, only=only), 1, record.origin, protected)
+                                        rows_fp(desired, {}, only=only), 1, record.origin, protected)
         reason = f"adopt the existing Studio row {record.store_id} ({STORE_ID_ANNOTATION})"
         if change.action is Action.NOOP:
             return Change(desired.kind, desired.name, Action.UPDATE, reason, Consequence.IN_PLACE, wave, record=after,
@@ -293,7 +338,7 @@ class _Planner:
         """Digest of what a job's result depends on in an object (computed when a job asks)."""
         if key not in self.content:
             found = self.desired.get(key)
-            self.content[key] = _run_inputs(found) if found is not None else self._stored_inputs(key)
+            self.content[key] = run_inputs(found) if found is not None else self._stored_inputs(key)
         return self.content[key]
 
     def _stored_inputs(self, key: tuple[str, str]) -> str:
@@ -321,11 +366,11 @@ class _Planner:
         if desired.waits_for:
             return Change(kind, name, Action.CREATE, f"waits for {', '.join(desired.waits_for)}",
                           Consequence.WAIT, wave, waits_for=desired.waits_for)
-        if kind == "Config":
+        if KINDS[kind].content_addressed:
             shared = self._equal_config(desired)
             if shared is not None:
                 self.ids[(kind, name)] = shared
-                record = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), 1, "shared", protected)
+                record = Record("configs", shared, (shared,), spec_fp, rows_fp(desired, {}, only=SHARED_COLUMNS), 1, "shared", protected)
                 return Change(kind, name, Action.CREATE, f"equal to {self._config_label(shared, exclude=name)} (CF-004): shares its row",
                               Consequence.SHARED, wave, record=record)
         clash = self._unmanaged_clash(desired)
@@ -334,16 +379,16 @@ class _Planner:
         own_id = self.ids[(kind, name)]
         ids = self._row_ids(desired, own_id, generation=1)
         ops = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
-        if kind == "Config":
-            self.new_configs[_config_key(desired.rows[0].values)] = own_id
+        if KINDS[kind].content_addressed:
+            self.new_configs[config_key(desired.rows[0].values)] = own_id
         record = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp,
-                        _rows_fp(desired, {}), 1, "created", protected)
+                        rows_fp(desired, {}), 1, "created", protected)
         fields = tuple(FieldDiff(f"{r.table}.{c}", None, v) for r in desired.rows for c, v in r.values.items() if v not in (None, ""))
         return Change(kind, name, Action.CREATE, reason or "new in the manifests", Consequence.NONE, wave,
                       fields=fields, ops=ops, record=record)
 
     def _row_ids(self, desired: Desired, own_id: str, *, generation: int) -> dict[str, str]:
-        if desired.table == "evaluation_jobs":
+        if KINDS[desired.kind].fan_out:
             return {r.key: new_id(self.seed, desired.kind, desired.name, generation, r.key) for r in desired.rows}
         return {r.key: own_id for r in desired.rows}
 
@@ -358,12 +403,12 @@ class _Planner:
 
     def _equal_config(self, desired: Desired) -> str | None:
         values = desired.rows[0].values
-        key = _config_key(values)
+        key = config_key(values)
         if key in self.new_configs:
             return self.new_configs[key]
         managed_ids = {r.store_id for r in self.snapshot.managed.values() if r.kind == "Config"}
         for row in self.snapshot.rows.get("configs", {}).values():
-            if row["id"] not in managed_ids and row["id"] not in self.deleted_ids and _config_key(row) == key:
+            if row["id"] not in managed_ids and row["id"] not in self.deleted_ids and config_key(row) == key:
                 return str(row["id"])
         return None
 
@@ -371,7 +416,7 @@ class _Planner:
         if not desired.rows:
             return ""
         values = desired.rows[0].values
-        for column in UNIQUE_COLUMNS.get(desired.kind, ()):
+        for column in KINDS[desired.kind].unique:
             value = values.get(column)
             if not value:
                 continue
@@ -393,23 +438,24 @@ class _Planner:
         if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = SHARED_COLUMNS if record.origin == "shared" else None
-        rerun_spec_changed = kind in RERUN_KINDS and spec_fp != record.spec_fingerprint
+        rerun = KINDS[kind].rerun
+        rerun_spec_changed = rerun is not None and spec_fp != record.spec_fingerprint
         if not rerun_spec_changed and self._rows_match(desired, live, only):  # the common case: in sync
             return self._noop_or_protect(desired, record, wave, protected)
-        live_fp = _rows_fp(desired, live, only=only, compare=self._live_comparable)
-        want_fp = _rows_fp(desired, {}, only=only)
-        table_replace = REPLACE_COLUMNS.get(desired.table, frozenset())
+        live_fp = rows_fp(desired, live, only=only, compare=self._live_comparable)
+        want_fp = rows_fp(desired, {}, only=only)
+        table_replace = KINDS[kind].replace_columns
         fields = tuple(
             FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
-            for f in _field_diffs(desired, live, only=only)
-        ) or _spec_diffs(record.spec, desired)
+            for f in field_diffs(desired, live, only=only)
+        ) or spec_diffs(record.spec, desired)
         # Drift: the store moved away from what ftctl wrote while the manifest did not.
         drift = live_fp != record.row_fingerprint and want_fp == record.row_fingerprint
         if not fields and not rerun_spec_changed:
             return self._noop_or_protect(desired, record, wave, protected)
         why = self._why(desired, drift)
-        if kind in RERUN_KINDS:
-            return self._replace(desired, record, wave, spec_fp, protected, why, RERUN_KINDS[kind], fields, drift)
+        if rerun is not None:
+            return self._replace(desired, record, wave, spec_fp, protected, why, rerun, fields, drift)
         if any(f.forces_replace for f in fields):
             return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.NONE, fields, drift)
         columns = [f.path.split(".", 1)[1] for f in fields]
@@ -423,13 +469,13 @@ class _Planner:
         field diffs still show what did."""
         only = SHARED_COLUMNS if record.origin == "shared" else None
         live = self._live_rows(record)
-        fields = _field_diffs(desired, live, only=only) if live else ()
+        fields = field_diffs(desired, live, only=only) if live else ()
         return self._replace(desired, record, wave, spec_fp, protected, "replacement requested (--replace)",
-                             RERUN_KINDS.get(desired.kind, Consequence.NONE), fields, False)
+                             KINDS[desired.kind].rerun or Consequence.NONE, fields, False)
 
     def _rows_match(self, desired: Desired, live: dict[str, Row | None], only: tuple[str, ...] | None) -> bool:
         """The owned columns of every desired row equal its live row's, as the Studio sees them."""
-        paired = _pair_live(desired, live)
+        paired = pair_live(desired, live)
         if len(paired) != len(desired.rows):
             return False
         for drow in desired.rows:
@@ -476,23 +522,23 @@ class _Planner:
         generation = record.generation + 1
         delete_ops = self._delete_ops(record)
         self.deleted_ids.update(record.row_ids)
-        if kind == "Config":
+        if KINDS[kind].content_addressed:
             shared = self._equal_config(desired)
             if shared is not None:
                 self.ids[(kind, name)] = shared
-                rec = Record("configs", shared, (shared,), spec_fp, _rows_fp(desired, {}, only=SHARED_COLUMNS), generation, "shared", protected)
+                rec = Record("configs", shared, (shared,), spec_fp, rows_fp(desired, {}, only=SHARED_COLUMNS), generation, "shared", protected)
                 return Change(kind, name, Action.REPLACE, f"{why}; the new body equals {self._config_label(shared, exclude=name)}: shares its row",
                               Consequence.SHARED, wave, drift, fields, delete_ops, rec)
         own_id = new_id(self.seed, kind, name, generation)
         self.ids[(kind, name)] = own_id
-        if desired.table == "evaluation_jobs":  # the rows carry the job's id as parent_job_id
-            desired = _with_parent(desired, own_id)
+        if KINDS[kind].fan_out:  # the rows carry the job's id as parent_job_id
+            desired = with_parent(desired, own_id)
             spec_fp = self._spec_fingerprint(desired)  # as the next plan, rendering with the new id, computes it
         ids = self._row_ids(desired, own_id, generation=generation)
         inserts = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
-        if kind == "Config":
-            self.new_configs[_config_key(desired.rows[0].values)] = own_id
-        rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, _rows_fp(desired, {}),
+        if KINDS[kind].content_addressed:
+            self.new_configs[config_key(desired.rows[0].values)] = own_id
+        rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, rows_fp(desired, {}),
                      generation, "created", protected)
         return Change(kind, name, Action.REPLACE, why, consequence, wave, drift, fields, delete_ops + inserts, rec)
 
@@ -507,18 +553,19 @@ class _Planner:
     # -- delete ----------------------------------------------------------------------------------
 
     def deletions(self) -> list[Change]:
+        """The managed objects no manifest declares: deleted with `--prune`, else kept as orphans."""
         if self.partial:  # what a partial plan did not read is not its business
             return []
-        wanted = {(m.kind, m.name) for m in self.manifests}
-        orphans = [r for key, r in self.snapshot.managed.items() if key not in wanted]
-        orphans.sort(key=lambda r: (DELETE_ORDER.index(r.kind) if r.kind in DELETE_ORDER else 99, r.name))
-        if not self.policy.prune:
-            return [Change(r.kind, r.name, Action.NOOP, "no manifest any more; `--prune` would delete it", orphan=True)
-                    for r in orphans]
-        going = {rid for r in orphans for rid in r.row_ids}
+        found = orphans(self.manifests, self.snapshot.managed, {kind: f.delete_rank for kind, f in KINDS.items()})
+        going = {rid for p in found if p.record for rid in p.record.row_ids} if self.policy.prune else set()
         changes = []
-        for record in orphans:
-            changes.append(self._delete(record, going))
+        for pair in found:
+            assert pair.record is not None
+            if decide(pair, prune=self.policy.prune, forced=False, in_sync=False) is Decision.DELETE:
+                changes.append(self._delete(pair.record, going))
+            else:
+                changes.append(Change(pair.kind, pair.name, Action.NOOP, "no manifest any more; `--prune` would delete it",
+                                      orphan=True))
         return changes
 
     def _delete(self, record: ManagedRecord, going: set[str]) -> Change:
@@ -539,109 +586,11 @@ class _Planner:
                       wave=0, fields=fields, ops=ops)
 
     def _users(self, record: ManagedRecord, going: set[str]) -> Iterable[str]:
-        for table, column in REFERRERS.get(record.store_table, ()):
+        for table, column in KINDS[record.kind].referrers if record.kind in KINDS else ():
             for row in self.snapshot.rows.get(table, {}).values():
                 if row.get(column) in record.row_ids and row["id"] not in going:
                     kind = next(k for k, t in KIND_TABLE.items() if t == table)
                     yield f"{kind} {row.get('name') or row.get('adapter_name') or row['id']}"
-
-
-def _spec_diffs(before: dict[str, Any] | None, desired: Desired) -> tuple[FieldDiff, ...]:
-    """For kinds without Studio rows: what changed in the resolved spec since it was applied."""
-    if desired.rows or before is None:
-        return ()
-    after = desired.spec
-    return tuple(FieldDiff(f"spec.{k}", before.get(k), after.get(k), True) for k in dict.fromkeys([*before, *after])
-                 if before.get(k) != after.get(k))
-
-
-def _readable(change: Change) -> Change:
-    """Field diffs as people read them: JSON columns parsed, and compared key by key (a secret's
-    value is masked already, so a change between two masked values shows as the column's)."""
-    out: list[FieldDiff] = []
-    for diff in change.fields:
-        table, _, column = diff.path.partition(".")
-        if column not in JSON_COLUMNS.get(table, ()):
-            out.append(diff)
-            continue
-        before, after = as_shown(table, column, diff.before), as_shown(table, column, diff.after)
-        if isinstance(before, dict) and isinstance(after, dict):
-            keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
-            out.extend(FieldDiff(f"{diff.path}.{k}", before.get(k), after.get(k), diff.forces_replace) for k in keys)
-            if not keys:
-                out.append(diff)
-        else:
-            out.append(FieldDiff(diff.path, before, after, diff.forces_replace))
-    return replace(change, fields=tuple(out)) if out != list(change.fields) else change
-
-
-_ABSENT = object()
-
-
-def _with_parent(desired: Desired, parent: str) -> Desired:
-    rows = tuple(DesiredRow(r.table, r.key, {**r.values, "parent_job_id": parent}) for r in desired.rows)
-    return Desired(desired.kind, desired.name, desired.table, rows, desired.spec, desired.depends_on, desired.waits_for)
-
-
-def _run_inputs(desired: Desired) -> str:
-    columns = RUN_INPUT_COLUMNS.get(desired.table)
-    if columns is None:
-        return digest([r.values for r in desired.rows] + [desired.spec])
-    return digest([r.comparable.get(c) for r in desired.rows for c in columns])
-
-
-def _config_key(values: Row) -> str:
-    return digest([values.get("type"), comparable("configs", dict(values)).get("config")])
-
-
-def _pair_live(desired: Desired, live: dict[str, Row | None]) -> dict[str, Row]:
-    """Desired row key -> live row: single rows by position, evaluation rows by (model, adapter)."""
-    rows = [r for r in live.values() if r is not None]
-    if desired.table != "evaluation_jobs":
-        return {desired.rows[0].key: rows[0]} if desired.rows and rows else {}
-    return {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": r for r in rows}
-
-
-def _field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[str, ...] | None) -> tuple[FieldDiff, ...]:
-    paired = _pair_live(desired, live)
-    out: list[FieldDiff] = []
-    for drow in desired.rows:
-        lrow = paired.get(drow.key)
-        if lrow is None:
-            out.append(FieldDiff(f"{drow.table}.row", None, drow.key or "row", True))
-            continue
-        want, have = drow.comparable, comparable(drow.table, lrow)
-        for column in drow.values:
-            if only is not None and column not in only:
-                continue
-            if want[column] != have[column]:
-                out.append(FieldDiff(f"{drow.table}.{column}", lrow.get(column), drow.values[column]))
-    if desired.table == "evaluation_jobs" and len(paired) > len(desired.rows):
-        out.append(FieldDiff("evaluation_jobs.row", "extra combinations", None, True))
-    return tuple(out)
-
-
-def _rows_fp(
-    desired: Desired,
-    live: dict[str, Row | None] | dict[str, Row],
-    *,
-    only: tuple[str, ...] | None = None,
-    compare: Callable[[str, Row], Row] = comparable,
-) -> str:
-    """Digest of the owned columns: of the desired rows (when `live` is empty) or of the live rows."""
-    if not desired.rows:
-        return digest(desired.spec)
-    paired = _pair_live(desired, dict(live)) if live else None
-    out: list[Any] = []
-    for drow in desired.rows:
-        row = paired.get(drow.key) if paired is not None else drow.values
-        if row is None:
-            out.append(None)
-            continue
-        values = drow.comparable if paired is None else compare(drow.table, row)
-        columns = [c for c in drow.values if only is None or c in only]
-        out.append([drow.key, [values[c] for c in columns]])
-    return digest(out)
 
 
 def _mass_deletion(changes: list[Change], policy: Policy) -> list[Blocker]:
