@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.lifecycle import launch_note
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.plan import Change, Consequence, Plan
 from reconciler.planverify import PlanRefusedError, check_plan
@@ -45,7 +46,7 @@ class Writer(Protocol):
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int: ...
     def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
     def finish_apply(self, apply_id: str, state: str) -> None: ...
-    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, str]]) -> None: ...
+    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, dict[str, Any]]]) -> None: ...
 
 
 class Launcher(Protocol):
@@ -121,23 +122,25 @@ def _check_launches(plan: Plan, launcher: Launcher | None) -> None:
 
 def _launch(batch: Sequence[Change], writer: Writer, launcher: Launcher | None, *, apply_id: str, serial: int,
             ttl_s: float) -> list[JobObservation]:
-    """Start the step's jobs (after their rows are committed), then note the launches in their rows.
+    """Start the step's jobs (after their rows are committed), then note the launches in their rows
+    (`lifecycle.launch_note`: the job as the backend made it, on CML the CML job's id).
 
     Launching is idempotent by job name: if this process dies between the two, the next plan finds
     the job running and writes the note then; nothing is launched twice. The lease is renewed before
     each launch, so an apply that lost it launches nothing more (a launch it made just before is
     found by name and adopted by the apply that took over)."""
     launched: list[JobObservation] = []
-    noted: list[tuple[Change, str, str]] = []
+    noted: list[tuple[Change, str, dict[str, Any]]] = []
     for change in batch:
         for launch in change.launches:
             if launcher is None:
                 raise RuntimeError(f"{change.address} launches a job but no backend was given")
             writer.renew_lock(ttl_s)
-            launched.append(launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt, backend=launch.backend))
+            started = launcher.launch(launch.job_name, launch.kind, launch.input, attempt=launch.attempt, backend=launch.backend)
+            launched.append(started)
             _fault_point()
             if launch.row:
-                noted.append((change, launch.row, launch.job_name))
+                noted.append((change, launch.row, launch_note(launch, started)))
     writer.record_launches(apply_id=apply_id, serial=serial, launched=noted)
     return launched
 

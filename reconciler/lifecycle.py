@@ -37,9 +37,18 @@ class JobContext:
     new_id: Callable[..., str]
     managed: dict[tuple[str, str], ManagedRecord] = field(default_factory=dict)
     token_envs: Mapping[str, str] = field(default_factory=dict)  # model/dataset id -> hf_token_env its manifest names
+    _by_job_id: dict[str, JobObservation] | None = field(default=None, init=False, repr=False)
 
     def observe(self, name: str) -> JobObservation:
         return self.observations.get(name) or JobObservation(name, JobState.NOT_LAUNCHED)
+
+    def recorded(self, value: str) -> JobObservation:
+        """The job a Studio row records (`cml_job_id`): by its name, or by the backend's id of it (CML)."""
+        if value in self.observations or not value:
+            return self.observe(value)
+        if self._by_job_id is None:
+            self._by_job_id = {obs.job_id: obs for obs in self.observations.values() if obs.job_id}
+        return self._by_job_id.get(value) or JobObservation(value, JobState.NOT_LAUNCHED)
 
     def others(self, name: str) -> list[str]:
         """Jobs of the same object, generation and store that ran another input (never adopted)."""
@@ -98,23 +107,35 @@ def _merge(change: Change, *, reason: str, consequence: Consequence, ops: tuple[
     return replace(change, ops=change.ops + ops, launches=change.launches + launches, jobs=jobs or change.jobs)
 
 
-def _cml_job_id(table: str, row_id: str, name: str, ctx: JobContext) -> tuple[RowOp, ...]:
-    """Adopt a launch whose id a crashed apply did not write into the Studio's row."""
+def launch_note(launch: Launch, started: JobObservation) -> dict[str, Any]:
+    """What a launch writes into the Studio row that records its job, once its backend made it:
+    `cml_job_id`, the CML job's id on CML (what the Studio's job pages match against the project's
+    CML jobs), the job name elsewhere; and for an evaluation its `evaluation_dir`, the folder its
+    results are written to in the Studio's files (what the Studio's evaluation page reads)."""
+    folder = (launch.input.get("outputs") or {}).get("evaluation_dir") if isinstance(launch.input, dict) else None
+    return {"cml_job_id": started.studio_job_id, **({"evaluation_dir": folder} if folder else {})}
+
+
+def _cml_job_id(table: str, row_id: str, obs: JobObservation, ctx: JobContext) -> tuple[RowOp, ...]:
+    """Adopt a launch a crashed apply did not note in the Studio's row (`launch_note`): the job it
+    found under its name, and where an evaluation's results are."""
     live = ctx.snapshot.row(table, row_id)
-    if live is not None and (live.get("cml_job_id") or "") != name:
-        return (RowOp(table, "update", row_id, {"cml_job_id": name}),)
-    return ()
+    note = {"cml_job_id": obs.studio_job_id}
+    if table == "evaluation_jobs":
+        note["evaluation_dir"] = ctx.settings.evaluation_dir(obs.job_name)
+    missing = {k: v for k, v in note.items() if live is not None and (live.get(k) or "") != v}
+    return (RowOp(table, "update", row_id, missing),) if missing else ()
 
 
 def _followed(table: str, row_id: str, name: str, ctx: JobContext) -> JobObservation:
     """The job this generation runs: the one the store's row records (this store launched it, under
     the input of its day: an in-place change since never runs it again), else the one named after
-    the current input (`name`; the backend adopts it only when its recorded input has that digest)."""
-    recorded = str((ctx.snapshot.row(table, row_id) or {}).get("cml_job_id") or "")
-    if recorded != name and recorded.startswith(name[: name.rfind("-") + 1]):
-        obs = ctx.observe(recorded)
-        if obs.state is not JobState.NOT_LAUNCHED:
-            return obs
+    the current input (`name`; the backend adopts it only when its recorded input has that digest).
+    A row records its job by name, or on CML by the CML job's id."""
+    recorded = ctx.recorded(str((ctx.snapshot.row(table, row_id) or {}).get("cml_job_id") or ""))
+    if recorded.job_name != name and recorded.job_name.startswith(name[: name.rfind("-") + 1]):
+        if recorded.state is not JobState.NOT_LAUNCHED:
+            return recorded
     return ctx.observe(name)
 
 
@@ -159,7 +180,7 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
         first = launch(1)
         return replace(_with_backend(change, backend), launches=(first,) if first else ())
     obs = _followed("fine_tuning_jobs", row_id, name, ctx)
-    adopt = _cml_job_id("fine_tuning_jobs", row_id, obs.job_name, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
+    adopt = _cml_job_id("fine_tuning_jobs", row_id, obs, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
@@ -231,7 +252,7 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
             continue
         obs = _followed("evaluation_jobs", row_id, name, ctx)
         if obs.state is not JobState.NOT_LAUNCHED:
-            ops += _cml_job_id("evaluation_jobs", row_id, obs.job_name, ctx)
+            ops += _cml_job_id("evaluation_jobs", row_id, obs, ctx)
         launcher = _launcher(name, document, row_id, backend)
         reason, _, _, more = _next_step(obs, job.spec.retries, launcher, _succeeded, ctx.others(name))
         launches += more
@@ -279,7 +300,7 @@ def gate_verdict(export: ModelExport, adapter_id: str, ctx: JobContext) -> tuple
         row = ctx.snapshot.row("evaluation_jobs", row_id) or {}
         if (row.get("adapter_id") or "") != (adapter_id or ""):
             continue
-        obs = ctx.observe(str(row.get("cml_job_id") or ""))  # the job its row records (the job name)
+        obs = ctx.recorded(str(row.get("cml_job_id") or ""))  # the job its row records (its name, or CML job id)
         if obs.state is not JobState.SUCCEEDED:
             return None, f"gate: EvaluationJob/{gate.evaluation} is {obs.summary()}"
         value = obs.metrics.get(gate.metric)

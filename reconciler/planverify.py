@@ -31,11 +31,12 @@ from reconciler.runtime import BACKENDS, RunnerKind
 # Tables a kind writes besides its own: a training registers the adapter it produced (and renames
 # the previous version's).
 EXTRA_TABLES: dict[str, frozenset[str]] = {"FineTuningJob": frozenset({"adapters"})}
-# Columns the planner writes with no field diff: the job name recorded in a job's row (a launch an
-# apply did not record), and the retired adapter version's new name.
+# Columns the planner writes with no field diff: the job recorded in a job's row and an evaluation's
+# results folder (a launch an apply did not note: lifecycle.launch_note), and the retired adapter
+# version's new name.
 ALWAYS_WRITTEN: dict[tuple[str, str], frozenset[str]] = {
     ("FineTuningJob", "fine_tuning_jobs"): frozenset({"cml_job_id"}),
-    ("EvaluationJob", "evaluation_jobs"): frozenset({"cml_job_id"}),
+    ("EvaluationJob", "evaluation_jobs"): frozenset({"cml_job_id", "evaluation_dir"}),
     ("FineTuningJob", "adapters"): frozenset({"name"}),
 }
 RUNNER: dict[str, RunnerKind] = {

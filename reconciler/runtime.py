@@ -45,17 +45,25 @@ class JobObservation:
     artifacts: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     external_id: str = ""  # the backend's id for the run (local: the job folder; CML: job/run ids)
+    job_id: str = ""  # the backend's own id of the job, where it has one (CML: the CML job's id)
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_name": self.job_name, "state": self.state.value, "attempt": self.attempt, "error_class": self.error_class,
                 "message": self.message, "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
-                "progress": dict(self.progress), "external_id": self.external_id}
+                "progress": dict(self.progress), "external_id": self.external_id,
+                **({"job_id": self.job_id} if self.job_id else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobObservation:
         return cls(str(data["job_name"]), JobState(data["state"]), int(data.get("attempt") or 0), str(data.get("error_class") or ""),
                    str(data.get("message") or ""), dict(data.get("metrics") or {}), dict(data.get("artifacts") or {}),
-                   dict(data.get("progress") or {}), str(data.get("external_id") or ""))
+                   dict(data.get("progress") or {}), str(data.get("external_id") or ""), str(data.get("job_id") or ""))
+
+    @property
+    def studio_job_id(self) -> str:
+        """What the Studio's job row records of this job (`cml_job_id`): the CML job's id on CML, which
+        the Studio's job pages match against the project's CML jobs; the job name elsewhere."""
+        return self.job_id or self.job_name
 
     def summary(self) -> str:
         if self.state is JobState.FAILED:

@@ -29,7 +29,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,8 @@ class CMLBackend:
                 out[name] = JobObservation(name, JobState.NOT_LAUNCHED)
                 continue
             latest = self._latest_run(job)
-            out[name] = self._observation(name, job, latest) if latest else JobObservation(name, JobState.NOT_LAUNCHED, external_id=str(job["id"]))
+            out[name] = self._observation(name, job, latest) if latest else JobObservation(
+                name, JobState.NOT_LAUNCHED, external_id=str(job["id"]), job_id=str(job["id"]))
         return out
 
     def find(self, prefixes: Iterable[str]) -> list[str]:
@@ -270,6 +271,10 @@ class CMLBackend:
         return unadoptable(job_name, document, attempt=_attempt(run) if run else 0, external_id=f"{job['id']}/{(run or {}).get('id', '')}")
 
     def _observation(self, job_name: str, job: dict[str, Any], run: dict[str, Any]) -> JobObservation:
+        """What the job's run is now, with the CML job's id (`job_id`: what the Studio's row records)."""
+        return replace(self._run_state(job_name, job, run), job_id=str(job["id"]))
+
+    def _run_state(self, job_name: str, job: dict[str, Any], run: dict[str, Any]) -> JobObservation:
         refused = self._unadoptable(job_name, job, run)
         if refused:
             return refused

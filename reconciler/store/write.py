@@ -349,11 +349,11 @@ class StoreWriter:
         if records:
             conn.execute(insert(OBJECTS), records)
 
-    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, str]]) -> None:
-        """Write each launched job's name into the Studio row that records it (`cml_job_id`), with
-        history, in one transaction: (change, `table/id`, job name) for every job a step launched."""
-        ops = [(change, RowOp(row.partition("/")[0], "update", row.partition("/")[2], {"cml_job_id": job_name}))
-               for change, row, job_name in launched]
+    def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, Mapping[str, Any]]]) -> None:
+        """Note each launched job in the Studio row that records it, with history, in one transaction:
+        (change, `table/id`, the columns its launch sets: `lifecycle.launch_note`) for every job a step launched."""
+        ops = [(change, RowOp(row.partition("/")[0], "update", row.partition("/")[2], dict(note)))
+               for change, row, note in launched]
         if not ops:
             return
         now = self.clock()

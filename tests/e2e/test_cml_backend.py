@@ -225,12 +225,14 @@ def test_apply_wait_runs_the_demo_on_cml(project: Project) -> None:
     assert (kind, location) == ("project", inputs[train]["outputs"]["adapter_dir"])
     assert (p.root / location / "adapter_config.json").is_file()
 
-    # The evaluation: one CML job per combination, all under one parent_job_id.
+    # The evaluation: one CML job per combination, all under one parent_job_id; each row records its
+    # CML job's id (what the Studio's job pages match), as the training's does.
     combinations = manifests["EvaluationJob/demo-base-vs-lora"]["spec"]["combinations"]
     rows = p.rows("SELECT parent_job_id, cml_job_id FROM evaluation_jobs")
     assert len(rows) == len(combinations) == len(by_kind["evaluate"])
     assert len({parent for parent, _ in rows}) == 1
-    assert sorted(job for _, job in rows) == by_kind["evaluate"]
+    assert sorted(job for _, job in rows) == sorted(jobs[name].id for name in by_kind["evaluate"])
+    assert p.rows("SELECT cml_job_id FROM fine_tuning_jobs") == [(jobs[train].id,)]
 
     # The endpoint: a CML model, one build of the endpoint script, deployed with the manifest's resources.
     [model] = [m for m in cml.models.values() if m.name == ENDPOINT]
