@@ -92,6 +92,8 @@ KINDS: dict[str, KindFacts] = {
     "EvaluationJob": _facts("EvaluationJob", delete_rank=1, fan_out=True),
     "ModelExport": _facts("ModelExport", delete_rank=0),
 }
+# What a producing kind's job produces (a training registers an adapter whose row names its job).
+PRODUCT_TABLE, PRODUCED_BY = "adapters", "fine_tuning_job_id"
 # A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
 SHARED_COLUMNS = ("type", "config")
 # ================================================================================================
@@ -520,7 +522,7 @@ class _Planner:
                  consequence: Consequence, fields: tuple[FieldDiff, ...], drift: bool) -> Change:
         kind, name = desired.kind, desired.name
         generation = record.generation + 1
-        delete_ops = self._delete_ops(record)
+        delete_ops = self._retire_ops(record) or self._delete_ops(record)
         self.deleted_ids.update(record.row_ids)
         if KINDS[kind].content_addressed:
             shared = self._equal_config(desired)
@@ -541,6 +543,24 @@ class _Planner:
         rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, rows_fp(desired, {}),
                      generation, "created", protected)
         return Change(kind, name, Action.REPLACE, why, consequence, wave, drift, fields, delete_ops + inserts, rec)
+
+    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
+        """A re-run of a kind whose job produces something (a training's adapter) keeps the previous
+        generation's row, as the Studio keeps every run's, renamed with what it produced: the product
+        column (`adapter_name`) and the product (the adapter it registered) both become `<name>-g<N>`.
+        The Studio finds a training by its adapter's name (get_dataset_split_by_adapter), so each
+        version keeps answering with the split it was trained with, and the new generation's row
+        takes the name. Empty when the kind keeps nothing (its rows are deleted and written anew)."""
+        column = KINDS[record.kind].produces
+        row = self.snapshot.row(record.store_table, record.store_id) if column else None
+        if row is None or record.origin == "shared":
+            return ()
+        product = str(row.get(column) or "")
+        retired = f"{product}-g{record.generation}"
+        produced = [a for a in self.snapshot.rows.get(PRODUCT_TABLE, {}).values()
+                    if a.get("name") == product and a.get(PRODUCED_BY) == record.store_id]
+        return (RowOp(record.store_table, "update", record.store_id, {column: retired}),
+                *(RowOp(PRODUCT_TABLE, "update", str(a["id"]), {"name": retired}) for a in produced))
 
     def _delete_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
         if record.origin == "shared" or not record.store_table:

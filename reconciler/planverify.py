@@ -32,10 +32,10 @@ from reconciler.runtime import BACKENDS, RunnerKind
 # the previous version's).
 EXTRA_TABLES: dict[str, frozenset[str]] = {"FineTuningJob": frozenset({"adapters"})}
 # Columns the planner writes with no field diff: the job recorded in a job's row and an evaluation's
-# results folder (a launch an apply did not note: lifecycle.launch_note), and the retired adapter
-# version's new name.
+# results folder (a launch an apply did not note: lifecycle.launch_note), and the retired
+# generation's new names (its job row's adapter_name and its adapter's name: planner._retire_ops).
 ALWAYS_WRITTEN: dict[tuple[str, str], frozenset[str]] = {
-    ("FineTuningJob", "fine_tuning_jobs"): frozenset({"cml_job_id"}),
+    ("FineTuningJob", "fine_tuning_jobs"): frozenset({"cml_job_id", "adapter_name"}),
     ("EvaluationJob", "evaluation_jobs"): frozenset({"cml_job_id", "evaluation_dir"}),
     ("FineTuningJob", "adapters"): frozenset({"name"}),
 }

@@ -345,7 +345,9 @@ def test_a_changed_lora_config_trains_a_new_adapter_version(project: Project) ->
 
     assert {j: n for j, n in project.launches().items() if j.startswith("ftctl-train-")} == {g1_job: "1\n", g2_job: "1\n"}
     g2_row = _id(project, "FineTuningJob", ADAPTER)
-    assert g2_row != g1_row and project.rows("SELECT id, cml_job_id FROM fine_tuning_jobs") == [(g2_row, g2_job)]
+    # The first generation's row is kept, renamed with its adapter (the Studio finds a training by its adapter's name).
+    assert g2_row != g1_row and sorted(project.rows("SELECT id, adapter_name, cml_job_id FROM fine_tuning_jobs")) == sorted(
+        [(g2_row, ADAPTER, g2_job), (g1_row, f"{ADAPTER}-g1", g1_job)])
     assert project.rows("SELECT generation FROM ftctl_objects WHERE kind = 'FineTuningJob'") == [(2,)]
     assert project.status()[TRAIN]["health"] == "running"
 
