@@ -77,11 +77,11 @@ def _plan(manifests: list[Manifest], snapshot: Snapshot, **policy: object) -> Pl
                       graph=build_graph(manifests))
 
 
-def _managed_model(name: str, *, protected: bool = False) -> tuple[Snapshot, ManagedRecord]:
+def _managed_model(name: str, *, protected: bool = False) -> Snapshot:
     record = ManagedRecord("Model", name, "models", f"id-{name}", (f"id-{name}",), "s", "r", protected=protected)
     rows = {"models": {f"id-{name}": {"id": f"id-{name}", "type": "huggingface", "name": name,
                                       "huggingface_model_name": "org/tiny"}}}
-    return Snapshot(rows=rows, managed={("Model", name): record}), record
+    return Snapshot(rows=rows, managed={("Model", name): record})
 
 
 def test_a_new_manifest_is_a_create_with_its_insert(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_an_equal_config_shares_the_row_the_plan_creates(tmp_path: Path) -> None
 
 
 def test_a_managed_object_without_manifest_is_an_orphan_kept_or_deleted(tmp_path: Path) -> None:
-    snapshot, _ = _managed_model("old")
+    snapshot = _managed_model("old")
     [kept] = _plan([], snapshot).changes
     assert (kept.action, kept.orphan, kept.ops) == (Action.NOOP, True, ())
     [gone] = _plan([], snapshot, prune=True).changes
@@ -108,13 +108,13 @@ def test_a_managed_object_without_manifest_is_an_orphan_kept_or_deleted(tmp_path
 
 
 def test_a_protected_orphan_blocks_its_deletion(tmp_path: Path) -> None:
-    snapshot, _ = _managed_model("old", protected=True)
+    snapshot = _managed_model("old", protected=True)
     plan = _plan([], snapshot, prune=True)
     assert [b.code for b in plan.blockers] == ["PL-002"] and plan.is_blocked()
 
 
 def test_a_row_still_used_blocks_its_deletion(tmp_path: Path) -> None:
-    snapshot, record = _managed_model("old")
+    snapshot = _managed_model("old")
     rows = {**snapshot.rows, "adapters": {"a1": {"id": "a1", "name": "studio-adapter", "model_id": "id-old"}}}
     plan = _plan([], Snapshot(rows=rows, managed=snapshot.managed), prune=True)
     [blocker] = plan.blockers
@@ -124,7 +124,7 @@ def test_a_row_still_used_blocks_its_deletion(tmp_path: Path) -> None:
 def test_more_deletions_than_allowed_block_the_plan(tmp_path: Path) -> None:
     managed, rows = {}, {}
     for i in range(3):
-        snapshot, record = _managed_model(f"m{i}")
+        snapshot = _managed_model(f"m{i}")
         managed.update(snapshot.managed)
         rows.update(snapshot.rows["models"])
     plan = _plan([], Snapshot(rows={"models": rows}, managed=managed), prune=True, max_deletions=2)
