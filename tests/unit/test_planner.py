@@ -122,7 +122,8 @@ def test_a_row_still_used_blocks_its_deletion(tmp_path: Path) -> None:
 
 
 def test_more_deletions_than_allowed_block_the_plan(tmp_path: Path) -> None:
-    managed, rows = {}, {}
+    managed: dict[tuple[str, str], ManagedRecord] = {}
+    rows: dict[str, dict[str, object]] = {}
     for i in range(3):
         snapshot = _managed_model(f"m{i}")
         managed.update(snapshot.managed)
