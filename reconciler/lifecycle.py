@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.desired import Desired
+from reconciler.history import as_history, is_history
 from reconciler.jobinput import JobSettings, evaluate_input, export_input, named_input, train_input
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
@@ -59,6 +60,8 @@ class JobContext:
 def advance(manifest: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
     if change.waits_for or change.action is Action.DELETE:
         return change
+    if is_history(record, change):
+        return as_history(change, record, ctx.snapshot)
     res = manifest.resource
     if isinstance(res, FineTuningJob):
         return _train(manifest, desired, record, change, ctx)

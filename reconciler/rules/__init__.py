@@ -3,16 +3,20 @@
 `check_all` runs every rule and returns all diagnostics at once (never the first only), also over the
 salvaged manifests of documents with schema errors, less what it says of a field that failed the
 schema (the schema error already says it). Each rule module owns one domain of the catalog
-(`reconciler.catalog`).
+(`reconciler.catalog`). On adopted history (a manifest whose `ftctl.io/store-id` names a row the
+store holds), ftctl's stricter rules (codes from 101) and the Studio rules the Studio bypasses itself
+warn instead of blocking: the row exists as the Studio wrote it, and adopting it changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from reconciler.catalog import make_diag
-from reconciler.diagnostics import Diagnostic, FieldPath
+from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.graph import find_cycles
+from reconciler.models.base import STORE_ID_ANNOTATION
 from reconciler.rules.configs import check_config_sources, check_configs
 from reconciler.rules.context import RuleContext
 from reconciler.rules.exports import check_exports
@@ -55,7 +59,43 @@ def check_all(ctx: RuleContext) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for rule in RULES:
         out.extend(d for d in rule(ctx) if not _about_unknown(d, unknown))
+    history = _adopted_history(ctx)
+    return [_as_history(d) if d.address in history else d for d in out]
+
+
+# The Studio's own rules that the Studio itself bypasses when it writes a row by another path: its
+# axolotl training generates a prompt without input and completion templates.
+STUDIO_BYPASSED = frozenset({"PR-004", "PR-005"})
+HISTORY_NOTE = "adopted history: the Studio wrote this row, ftctl adopts it as it stands and runs nothing for it"
+
+
+def is_stricter(code: str) -> bool:
+    """ftctl's own rules, stricter than the Studio's (numbers from 101 in the Studio's domains)."""
+    number = code.rpartition("-")[2]
+    return number.isdigit() and int(number) >= 101
+
+
+def _adopted_history(ctx: RuleContext) -> set[str]:
+    """`Kind/name` of each manifest that adopts a row the store already holds (its
+    `ftctl.io/store-id` names an existing row, or an evaluation's fan-out): that row is history."""
+    if ctx.snapshot is None:
+        return set()
+    snapshot = ctx.snapshot
+    managed = {r.store_id for r in snapshot.managed.values()}
+    out = set()
+    for m in ctx.manifests:
+        store_id = m.resource.metadata.annotations.get(STORE_ID_ANNOTATION)
+        if store_id and (store_id in managed or snapshot.by_id(store_id) or snapshot.by_name(m.kind, store_id)):
+            out.add(m.address)
     return out
+
+
+def _as_history(diag: Diagnostic) -> Diagnostic:
+    """An error of ftctl's stricter rules (or a Studio rule the Studio bypasses) about a row the
+    Studio already wrote warns instead of blocking: adopting it changes nothing."""
+    if diag.severity is not Severity.ERROR or not (is_stricter(diag.code) or diag.code in STUDIO_BYPASSED):
+        return diag
+    return replace(diag, severity=Severity.WARNING, detail=f"{diag.detail}\n{HISTORY_NOTE}" if diag.detail else HISTORY_NOTE)
 
 
 def _about_unknown(diag: Diagnostic, unknown: dict[tuple[str, int], frozenset[FieldPath]]) -> bool:

@@ -1,6 +1,8 @@
 """Name rules: every object has a valid name, unique per kind; trained adapter names never clash.
 
-Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001…NM-004; and the
+Codes: AD-001 / PR-001 (the Studio's required-name rules), SC-003, NM-001…NM-004 (an Adapter that
+names the job which trained it as its `fine_tuning_job` may share that job's `adapter_name`: it is
+the adapter the job registered); and the
 metadata ftctl reads: a store-id annotation that is not a store id (NM-005), an unknown ftctl.io/
 annotation (NM-006), names with invisible or unnormalised characters (NM-007) and names that look
 like another name of the same kind (NM-008).
@@ -16,7 +18,7 @@ from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Dataset, FineTuningJob, Model
-from reconciler.models.base import ANNOTATION_PREFIX, ANNOTATIONS, STORE_ID_ANNOTATION
+from reconciler.models.base import ANNOTATION_PREFIX, ANNOTATIONS, STORE_ID_ANNOTATION, IdRef
 from reconciler.rules.context import RuleContext
 from reconciler.rules.lookalikes import hidden_characters, is_normalised, skeleton
 
@@ -105,7 +107,7 @@ def _adapter_name_clashes(ctx: RuleContext) -> Iterator[Diagnostic]:
         for job in jobs:
             assert isinstance(job.resource, FineTuningJob)
             path = job.resource.adapter_name_path
-            if adapter_name in adapters:
+            if adapter_name in adapters and not all(_trained_by(a, job) for a in adapters[adapter_name]):
                 yield make_diag(
                     "NM-002",
                     f"adapter_name {adapter_name!r} is also the name of an Adapter",
@@ -119,3 +121,13 @@ def _adapter_name_clashes(ctx: RuleContext) -> Iterator[Diagnostic]:
                     location=job.at(*path),
                     address=job.address,
                 )
+
+
+def _trained_by(adapter: Manifest, job: Manifest) -> bool:
+    """Whether an Adapter is the one `job` registered (its `fine_tuning_job` names that job, or its
+    row): the adapter belongs to its job, as the Studio's training script registers it (the job's
+    `adapter_name` as the adapter's name), so the pair is not a clash."""
+    ref = getattr(adapter.resource.spec, "fine_tuning_job", None)
+    if isinstance(ref, IdRef):
+        return ref.id == job.resource.metadata.annotations.get(STORE_ID_ANNOTATION)
+    return ref == job.name
