@@ -10,9 +10,10 @@ MASTER_PORT. A process started without a launcher is a world of one.
 What ranks do, decided here so train.py reads as one program:
 - rank 0 alone writes the job's `result.json` and `progress.json`, logs to MLflow and saves the
   adapter; every other rank writes its own `result.rank<R>.json` / `progress.rank<R>.json` beside
-  them (`rank_path`), so a failing rank's error class is never lost and every rank reports progress;
-- `merged_result` turns the ranks' results into the job's, when a launcher stopped the others
-  after one rank failed: the first real failure wins, a rank that left no result was killed.
+  them (`rank_path`), so a failing rank's error class is never lost and every rank reports progress
+  (backends read the job's result from them all: `reconciler.scaleout.job_result`);
+- under a launcher, a rank dies with its launcher (`die_with_launcher`): no rank outlives a
+  launcher that was killed.
 
 Stdlib only (imported by jobio before any ML import); `init_process_group` imports torch when called.
 Never imports ftctl.
@@ -21,15 +22,15 @@ Never imports ftctl.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 # How long ranks wait for each other to join, and in each collective, before failing as `transient`.
 INIT_TIMEOUT_S = 600.0
-LAUNCHER_CLASSES = ("cancelled",)  # what a rank reports when its launcher stopped it (SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -129,28 +130,18 @@ def close_process_group(world: World) -> None:
             dist.destroy_process_group()
 
 
-def rank_files(path: str | Path) -> list[Path]:
-    """The per-rank files written beside one of the job's files (`result.rank1.json`, ...), by rank."""
-    path = Path(path)
-    found = path.parent.glob(f"{path.stem}.rank*{path.suffix}")
-    return sorted(found, key=lambda p: int(p.stem.rsplit(".rank", 1)[1]) if p.stem.rsplit(".rank", 1)[1].isdigit() else 0)
+def die_with_launcher(world: World) -> None:
+    """Under a launcher, have the kernel kill this rank when its parent (the launcher) dies: torchrun
+    starts each rank in a session of its own, so a launcher killed by SIGKILL would otherwise leave
+    its ranks running. Linux only (prctl PR_SET_PDEATHSIG); elsewhere nothing."""
+    if not world.is_distributed or not sys.platform.startswith("linux"):
+        return
+    import ctypes
 
-
-def merged_result(results: Mapping[int, dict[str, Any] | None], world_size: int) -> dict[str, Any] | None:
-    """The job's result from its ranks' results (rank -> result, None where a rank wrote none).
-
-    Rank 0's result when every rank succeeded, or when rank 0 failed by itself; else the earliest
-    failure that is the job's own (not a rank its launcher stopped after another failed), and when a
-    rank left no result at all, it was killed (SIGKILL, the OOM killer): the job failed `killed`.
-    None when rank 0 wrote no result and no rank says why (a world of one that died)."""
-    main = results.get(0)
-    failures = [r for r in results.values() if r and r.get("status") == "failed"
-                and (r.get("error") or {}).get("error_class") not in LAUNCHER_CLASSES]
-    if failures:
-        return min(failures, key=lambda r: float(r.get("finished_at") or 0.0))
-    missing = [rank for rank in range(world_size) if not results.get(rank)]
-    if world_size > 1 and missing and main is not None and main.get("status") != "succeeded":
-        ranks = ", ".join(str(r) for r in missing)
-        return {**main, "error": {"error_class": "killed", "type": "WorkerDied",
-                                  "message": f"rank {ranks} of {world_size} ended without a result (killed, or its process died)"}}
-    return main
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 try:  # imported as runners.jobio (tests); run as a program, its own folder is first on sys.path
-    from runners.distributed import World
+    from runners.distributed import World, die_with_launcher
 except ImportError:
-    from distributed import World  # type: ignore[no-redef]
+    from distributed import World, die_with_launcher  # type: ignore[no-redef]
 
 CONTRACT_VERSION = 1
 REFERENCE_KEY = "from_env"  # `{from_env: NAME}`: a secret named in a config body, resolved at run time
@@ -236,6 +236,7 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
     prepare_environment(job)
     started = time.time()
     world = World.from_environ()  # rank 0 writes the job's files; other ranks their own beside them
+    die_with_launcher(world)
     progress = Progress(world.rank_path(job["outputs"]["progress"]))
     signal.signal(signal.SIGTERM, _terminated)
     try:

@@ -10,6 +10,11 @@ A job whose `input.json` has not the digest its name ends with is reported faile
 Launching is idempotent by job name: a job that is running or has a result is never started
 again unless a retry asks for the next attempt. Jobs run in their own process group (cancel
 stops the whole group). At most `max_running` jobs run at once; the rest wait for a slot.
+A training whose `resources` ask for more than one process (`num_workers` x `gpu`, see
+`reconciler.scaleout`) runs under torchrun (`python -m torch.distributed.run --standalone`, the
+same interpreter) with that many processes on this machine, gloo on CPU; the log holds every
+rank's output prefixed `[rankR]:`, the ranks die with the launcher, and the job's result is read
+from every rank's (`scaleout.job_result`: a rank's own failure, or `killed` for one that vanished).
 Whatever the caller passes, a job folder is a plain name resolved strictly inside the jobs root,
 and the runner is one of the closed set (`RunnerKind`); anything else is refused (`BackendError`).
 """
@@ -37,6 +42,7 @@ from reconciler.backends import (
     write_json,
 )
 from reconciler.runtime import JobObservation, JobState
+from reconciler.scaleout import job_result, topology
 
 RUNNERS = Path(__file__).resolve().parent.parent.parent / "runners"
 DEFAULT_ROOT = ".app/jobs"
@@ -105,19 +111,30 @@ class LocalBackend:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return self.observe(job_name)  # another ftctl started it a moment ago
-            runner = self.runners / f"{kind}.py"
+            command, world_size = self.command(folder, kind, job_input)
             with open(folder / "log.txt", "ab") as log:
                 process = subprocess.Popen(
-                    [self.python, str(runner), "--input", str(folder / "input.json")],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True, pass_fds=(lock_fd,), env=self.environ, cwd=self.cwd,
                 )
-            write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time()})
+            write_json(folder / "launch.json", {"pid": process.pid, "attempt": attempt, "kind": kind, "launched_at": time.time(),
+                                                "world_size": world_size})
             (folder / "queued.json").unlink(missing_ok=True)
             self._running = self.running_count() + 1
         finally:
             os.close(lock_fd)  # the runner holds its inherited copy for its whole life
         return JobObservation(job_name, JobState.RUNNING, attempt, external_id=str(folder))
+
+    def command(self, folder: Path, kind: str, job_input: dict[str, Any]) -> tuple[list[str], int]:
+        """(the command that runs the job, its world size): the runner itself, or torchrun running
+        `world_size` copies of it when a training asks for more than one process."""
+        runner = [str(self.runners / f"{kind}.py"), "--input", str(folder / "input.json")]
+        world_size = topology(job_input.get("resources")).world_size if kind == "train" else 1
+        if world_size == 1:
+            return [self.python, *runner], 1
+        launcher = [self.python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world_size}",
+                    "--max-restarts=0", "--role=rank", "--tee=3", f"--log-dir={folder / 'ranks'}"]
+        return [*launcher, *runner], world_size
 
     def start_queued(self) -> list[str]:
         """Start queued jobs while there are free slots; the names of those started."""
@@ -138,7 +155,8 @@ class LocalBackend:
     def _archive(folder: Path, attempt: int) -> None:
         target = folder / f"attempt-{attempt}"
         target.mkdir(exist_ok=True)
-        for name in ("result.json", "progress.json", "log.txt", "launch.json", "cancelled"):
+        ranks = [p.name for p in [*folder.glob("result.rank*.json"), *folder.glob("progress.rank*.json"), folder / "ranks"]]
+        for name in ("result.json", "progress.json", "log.txt", "launch.json", "cancelled", *ranks):
             if (folder / name).exists():
                 os.replace(folder / name, target / name)
 
@@ -162,7 +180,7 @@ class LocalBackend:
         progress = read_json(folder / "progress.json")
         if _locked(folder / "lock"):
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=str(folder))
-        result = read_json(folder / "result.json")
+        result = self.result(folder, int(launch.get("world_size") or 1))
         if not result and (folder / "cancelled").exists():
             return JobObservation(job_name, JobState.FAILED, attempt, "cancelled", "cancelled (ftctl cancel)", progress=progress,
                                   external_id=str(folder))
@@ -174,6 +192,16 @@ class LocalBackend:
         state = JobState.SUCCEEDED if result.get("status") == "succeeded" else JobState.FAILED
         return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
                               dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
+
+    @staticmethod
+    def result(folder: Path, world_size: int) -> dict[str, Any]:
+        """The job's result: rank 0's `result.json`, or, for a run of several processes, what its
+        ranks' results say together (`scaleout.job_result`); {} when there is none."""
+        if world_size <= 1:
+            return read_json(folder / "result.json")
+        ranks = {0: read_json(folder / "result.json")} | {
+            rank: read_json(folder / f"result.rank{rank}.json") for rank in range(1, world_size)}
+        return dict(job_result(ranks, world_size) or {})
 
     def unadoptable(self, job_name: str, launched: dict[str, Any]) -> JobObservation | None:
         """A job launched (or queued) here whose input.json has not the digest its name says, as

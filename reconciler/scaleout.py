@@ -1,0 +1,103 @@
+"""How a training job scales out: its world (workers x processes per worker) and what each worker
+gets, from the job's `resources`; and the job's result from its ranks' results.
+
+One reading of `resources` for every caller: the rules (what cannot run), the plan's views (the
+world size and per-worker resources a launch asks for), and the backends (the local one runs
+`world_size` processes under torchrun on this machine; CML launches `workers - 1` more workers,
+each running `processes_per_worker`). A worker runs one process per GPU it has, one on CPU.
+Worker 0 has `cpu`/`memory`/`gpu`; every other worker `dist_cpu`/`dist_memory`/`dist_gpu`, each
+defaulting to worker 0's (as the Studio passes them).
+
+Pure: values in, values out. The ranks' result files follow the runners' contract
+(`runners/distributed.py`: rank 0 writes `result.json`, rank R `result.rankR.json`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+STOPPED_BY_LAUNCHER = ("cancelled",)  # what a rank reports when its launcher stopped it after another failed
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    cpu: float | None
+    memory: float | None
+    gpu: int
+
+    def describe(self) -> str:
+        parts = [f"{self.cpu:g} cpu" if self.cpu is not None else "", f"{self.memory:g} GB" if self.memory is not None else "",
+                 f"{self.gpu} gpu" if self.gpu else ""]
+        return ", ".join(p for p in parts if p) or "defaults"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A training job's world: `workers` machines (CML workers, or groups of local processes)."""
+
+    workers: int
+    first: WorkerResources
+    others: WorkerResources
+
+    @property
+    def processes_per_worker(self) -> int:
+        return max(1, self.first.gpu)
+
+    @property
+    def world_size(self) -> int:
+        return self.workers * self.processes_per_worker
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    def describe(self) -> str:
+        """`world 4 (2 workers x 2 processes); worker 0: 4 cpu, 16 GB, 2 gpu; workers 1-1: ...`."""
+        head = f"world {self.world_size} ({self.workers} worker{'s' if self.workers != 1 else ''} x " \
+               f"{self.processes_per_worker} process{'es' if self.processes_per_worker != 1 else ''})"
+        if self.workers == 1:
+            return f"{head}; {self.first.describe()}"
+        rest = "worker 1" if self.workers == 2 else f"workers 1-{self.workers - 1}"
+        return f"{head}; worker 0: {self.first.describe()}; {rest}: {self.others.describe()} each"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"world_size": self.world_size, "workers": self.workers, "processes_per_worker": self.processes_per_worker,
+                "worker_0": vars(self.first).copy(), "other_workers": vars(self.others).copy()}
+
+
+def _int(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def topology(resources: Mapping[str, Any] | None) -> Topology:
+    """The world a job's `resources` (a job input's, or a manifest's as a dict) ask for."""
+    res = resources or {}
+    gpu = max(0, _int(res.get("gpu"), 0))
+    first = WorkerResources(res.get("cpu"), res.get("memory"), gpu)
+    dist_gpu = res.get("dist_gpu")
+    others = WorkerResources(res.get("dist_cpu") if res.get("dist_cpu") is not None else first.cpu,
+                             res.get("dist_memory") if res.get("dist_memory") is not None else first.memory,
+                             max(0, _int(dist_gpu, gpu)) if dist_gpu is not None else gpu)
+    return Topology(max(1, _int(res.get("num_workers"), 1)), first, others)
+
+
+def job_result(results: Mapping[int, Mapping[str, Any] | None], world_size: int) -> Mapping[str, Any] | None:
+    """The job's result from its ranks' (rank -> result, None where a rank wrote none).
+
+    Rank 0's when it says why the job ended; the earliest failure that is a rank's own (not one its
+    launcher stopped after another rank failed) when there is one; a job whose rank 0 failed
+    while another rank left no result at all lost that rank (SIGKILL, the OOM killer): `killed`.
+    None when rank 0 wrote nothing and no other rank says why."""
+    main = results.get(0)
+    own = [r for r in results.values() if r and r.get("status") == "failed"
+           and (r.get("error") or {}).get("error_class") not in STOPPED_BY_LAUNCHER]
+    if own:
+        return min(own, key=lambda r: float(r.get("finished_at") or 0.0))
+    silent = [rank for rank in range(world_size) if not results.get(rank)]
+    if world_size > 1 and silent and main is not None and main.get("status") != "succeeded":
+        ranks = ", ".join(str(r) for r in silent)
+        return {**main, "error": {"error_class": "killed", "type": "WorkerDied",
+                                  "message": f"rank {ranks} of {world_size} ended without a result (killed, or its process died)"}}
+    return main
