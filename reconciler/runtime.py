@@ -65,7 +65,15 @@ class JobObservation:
         the Studio's job pages match against the project's CML jobs; the job name elsewhere."""
         return self.job_id or self.job_name
 
+    @property
+    def resumed_from_step(self) -> int | None:
+        """The step a training resumed at from its checkpoint (its result once it ended, its progress
+        while it runs); None when it trained from the start."""
+        step = self.metrics.get("resumed_from_step", self.progress.get("resumed_from_step"))
+        return int(step) if isinstance(step, int | float) and not isinstance(step, bool) and step > 0 else None
+
     def summary(self) -> str:
+        resumed = f"resumed at step {self.resumed_from_step}" if self.resumed_from_step else ""
         if self.state is JobState.FAILED:
             return f"failed ({self.error_class or 'unknown'}): {self.message}"
         if self.state is JobState.RUNNING and self.progress:
@@ -79,12 +87,13 @@ class JobObservation:
                 parts.append(f"loss {p['loss']:.4g}")
             if p.get("eta_s") is not None:
                 parts.append(f"ETA {p['eta_s']:.0f} s")
-            return "running: " + ", ".join(x for x in parts if x)
+            return "running: " + ", ".join(x for x in [*parts, resumed] if x)
         if self.state is JobState.SUCCEEDED:
             if self.artifacts.get("cml_model_name"):
                 return f"succeeded: deployed as CML model {self.artifacts['cml_model_name']}"
             if self.artifacts.get("registered_model_name"):
                 return f"succeeded: {self.artifacts['registered_model_name']} version {self.artifacts.get('registered_model_version', '?')}"
             shown = [f"{k} {v:.3g}" for k, v in self.metrics.items() if k in ("train_loss", "exact_match", "rougeL")]
+            shown += [resumed] if resumed else []
             return "succeeded" + (f" ({', '.join(shown)})" if shown else "")
         return self.state.value
