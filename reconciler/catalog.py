@@ -49,6 +49,10 @@ _RULES: list[Rule] = [
     Rule("FT-103", E, "dataset_fraction leaves the training split empty", "The local dataset has too few rows for this fraction and split; raise dataset_fraction.", False),
     Rule("FT-106", E, "user_script must exist as a file", "user_script is relative to the manifest file; point it at the training script.", False),
     Rule("FT-105", W, "axolotl jobs ignore legacy configs", "lora_config, bnb_config and training_arguments are not used by axolotl; put them in the axolotl YAML.", False),
+    Rule("FT-107", E, "this job cannot run on several processes", "framework_type axolotl runs as one process here (Axolotl scales out itself): use resources.num_workers 1 and resources.gpu <= 1, or framework_type legacy.", False),
+    Rule("FT-108", E, "more training processes than GPUs", "Each worker runs one process per GPU of worker 0 (resources.gpu): give the other workers as many (resources.dist_gpu, default resources.gpu), or none at all on CPU-only jobs.", False),
+    Rule("FT-109", E, "4-bit quantization with FSDP needs bnb_4bit_quant_storage", "FSDP cannot shard 4-bit weights stored as uint8: set bnb_4bit_quant_storage to the compute dtype (e.g. bfloat16) in the bitsandbytes config, or drop fsdp.", False),
+    Rule("FT-110", E, "FSDP needs GPUs", "training_arguments.fsdp shards the model across GPUs; CPU-only jobs (resources.gpu 0) train data-parallel without it: drop fsdp, or ask for GPUs.", False),
     # --- the Studio's evaluation job rules ---
     Rule("EV-001", E, "combinations must be non-empty", "List at least one {model: NAME, adapter: NAME} pair.", True),
     Rule("EV-002", E, "dataset is required", "Name the Dataset to evaluate on.", True),

@@ -1,17 +1,25 @@
-"""Job rules: fine-tuning (FT-001…FT-016, FT-101…FT-106) and evaluation (EV-001…EV-008, EV-101…EV-103)."""
+"""Job rules: fine-tuning (FT-001…FT-016, FT-101…FT-110) and evaluation (EV-001…EV-008, EV-101…EV-103).
+
+Scale-out (FT-107…FT-110) reads the job's world as `reconciler.scaleout` does, as the backends will
+launch it: what a runner cannot run on several processes, more processes than GPUs, and sharded
+training (FSDP) the pinned libraries refuse."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Adapter, Dataset, EvaluationJob, FineTuningJob, IdRef
+from reconciler.models.base import ConfigSource
 from reconciler.models.jobs import FRAMEWORK_TYPES
+from reconciler.rules.configs import parse_body
 from reconciler.rules.context import RuleContext, Target
+from reconciler.scaleout import topology
 
 ADAPTER_NAME_RE = re.compile(r"^[a-zA-Z0-9-]+$")
 LEGACY_CONFIG_FIELDS = ("lora_config", "bnb_config", "adapter_bnb_config", "training_arguments")
@@ -23,6 +31,7 @@ def check_fine_tuning_jobs(ctx: RuleContext) -> Iterator[Diagnostic]:
         yield from _framework(m, m.resource)
         yield from _numbers(ctx, m, m.resource)
         yield from _references(ctx, m, m.resource)
+        yield from _scale_out(ctx, m, m.resource)
 
 
 def _framework(m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
@@ -63,6 +72,41 @@ def _numbers(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[Diag
             yield make_diag(code, f"resources.{name} is {value}", location=m.at("spec", "resources", name), address=addr)
     if spec.train_test_split == 1:
         yield make_diag("FT-102", location=m.at("spec", "train_test_split"), address=addr)
+
+
+def _scale_out(ctx: RuleContext, m: Manifest, job: FineTuningJob) -> Iterator[Diagnostic]:
+    """What the job's world (workers x processes per worker) cannot run: FT-107…FT-110."""
+    spec, res, addr = job.spec, job.spec.resources, m.address
+    world = topology(res.model_dump())
+    if world.is_distributed and spec.framework_type == "axolotl":
+        where = "num_workers" if res.num_workers > 1 else "gpu"
+        yield make_diag("FT-107", f"framework_type axolotl with {world.describe()}", location=m.at("spec", "resources", where), address=addr)
+    if world.workers > 1 and world.first.gpu != world.others.gpu:
+        yield make_diag(
+            "FT-108",
+            f"worker 0 runs {world.processes_per_worker} process(es) on {world.first.gpu} GPU(s); workers 1-{world.workers - 1} "
+            f"would run as many on {world.others.gpu} GPU(s) each",
+            location=m.at("spec", "resources", "dist_gpu"), address=addr)
+    training = _config_body(ctx, spec.training_arguments, "training_arguments") or {}
+    if not training.get("fsdp"):
+        return
+    if res.gpu == 0:
+        yield make_diag("FT-110", f"training_arguments.fsdp {training['fsdp']!r} with resources.gpu 0",
+                        location=m.at("spec", "training_arguments"), address=addr)
+    bnb = _config_body(ctx, spec.bnb_config, "bitsandbytes_config") or {}
+    if bnb.get("load_in_4bit") and not bnb.get("bnb_4bit_quant_storage"):
+        yield make_diag("FT-109", "bnb_config.load_in_4bit with training_arguments.fsdp and no bnb_4bit_quant_storage",
+                        location=m.at("spec", "bnb_config"), address=addr)
+
+
+def _config_body(ctx: RuleContext, source: ConfigSource | None, config_type: str) -> dict[str, Any] | None:
+    """The body of a config a job gives inline or names (a Config manifest); None when it is not
+    at hand (a store id, a body that is not a mapping: other rules say so)."""
+    if isinstance(source, str):
+        named = ctx.named("Config", source)
+        config = getattr(getattr(named, "resource", None), "spec", None)
+        source = getattr(config, "config", None)
+    return parse_body(config_type, source)[0] if isinstance(source, dict | str) else None
 
 
 def _name_it(field_name: str, kind: str) -> str:

@@ -972,6 +972,55 @@ CASES: list[Case] = [
           prompt: base-prompt
           user_script: scripts/train.py  # <-- no such file
         """, line=8),
+    # ------------------------------------------------------------------ scale-out (issue 15)
+    Case("FT-107", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          framework_type: axolotl
+          base_model: base-model
+          dataset: base-data
+          axolotl_config: {adapter: lora}
+          resources:
+            num_workers: 2  # <--
+        """, line=10),
+    Case("FT-108", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          resources:
+            gpu: 2
+            num_workers: 2
+            dist_gpu: 1  # <-- two processes on one GPU
+        """, line=11),
+    Case("FT-109", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          training_arguments: {fsdp: full_shard auto_wrap}
+          bnb_config: {load_in_4bit: true}  # <--
+          resources: {gpu: 2}
+        """, line=9),
+    Case("FT-110", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          training_arguments: {fsdp: full_shard}  # <--
+          resources: {gpu: 0, num_workers: 2}
+        """, line=8),
     Case("CF-106", """
         apiVersion: ftctl/v1
         kind: Config

@@ -1,0 +1,50 @@
+"""reconciler.scaleout: a job's world from its resources, and its result from its ranks' results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.scaleout import job_result, topology
+
+
+@pytest.mark.parametrize(("resources", "workers", "per_worker", "world"), [
+    (None, 1, 1, 1),
+    ({"cpu": 2, "memory": 8, "gpu": 0}, 1, 1, 1),
+    ({"gpu": 1}, 1, 1, 1),
+    ({"gpu": 4}, 1, 4, 4),
+    ({"gpu": 0, "num_workers": 2}, 2, 1, 2),
+    ({"gpu": 2, "num_workers": 3}, 3, 2, 6),
+    ({"gpu": None, "num_workers": None}, 1, 1, 1),
+])
+def test_world(resources: dict[str, Any] | None, workers: int, per_worker: int, world: int) -> None:
+    found = topology(resources)
+    assert (found.workers, found.processes_per_worker, found.world_size) == (workers, per_worker, world)
+
+
+def test_other_workers_default_to_the_first_ones_resources() -> None:
+    world = topology({"cpu": 4, "memory": 16, "gpu": 2, "num_workers": 3, "dist_memory": 32})
+    assert (world.others.cpu, world.others.memory, world.others.gpu) == (4, 32, 2)
+    assert world.describe() == "world 6 (3 workers x 2 processes); worker 0: 4 cpu, 16 GB, 2 gpu; workers 1-2: 4 cpu, 32 GB, 2 gpu each"
+    assert world.as_dict()["world_size"] == 6 and world.as_dict()["other_workers"]["memory"] == 32
+    assert topology({"cpu": 2, "memory": 8}).describe() == "world 1 (1 worker x 1 process); 2 cpu, 8 GB"
+
+
+def result(status: str, error_class: str = "", at: float = 0.0) -> dict[str, Any]:
+    error = {"error_class": error_class, "type": "X", "message": error_class} if error_class else None
+    return {"status": status, "error": error, "finished_at": at, "metrics": {}, "artifacts": {}}
+
+
+def test_job_result_of_its_ranks() -> None:
+    ok = result("succeeded")
+    assert job_result({0: ok, 1: ok}, 2) is ok  # every rank succeeded: rank 0's
+    assert job_result({0: None, 1: None}, 2) is None  # nothing written: the backend says killed
+    data = result("failed", "data", at=5.0)
+    stopped = result("failed", "cancelled", at=6.0)
+    assert job_result({0: stopped, 1: data}, 2) is data  # a rank's own failure, not its launcher's stop
+    first = result("failed", "resources", at=4.0)
+    assert job_result({0: data, 1: first}, 2) is first  # the earliest own failure
+    killed = job_result({0: stopped, 1: None}, 2)
+    assert killed is not None and killed["error"]["error_class"] == "killed" and "rank 1 of 2" in killed["error"]["message"]
+    assert job_result({0: stopped, 1: stopped}, 2) is stopped  # all stopped together (ftctl cancel): cancelled
