@@ -55,9 +55,10 @@ from pathlib import Path
 from typing import Any
 
 try:  # imported as runners.train (tests): no sys.path change, which would shadow packages named like runners
-    from runners import checkpoints, distributed, jobio
+    from runners import checkpoints, cml_workers, distributed, jobio
 except ImportError:  # run as a program: its own folder is first on sys.path
     import checkpoints  # type: ignore[no-redef]
+    import cml_workers  # type: ignore[no-redef]
     import distributed  # type: ignore[no-redef]
     import jobio  # type: ignore[no-redef]
 JobFailure = jobio.JobFailure
@@ -672,7 +673,8 @@ def train_axolotl(job: dict[str, Any], progress: jobio.Progress, adapter_dir: Pa
 
 
 def main() -> None:
-    sys.exit(jobio.run("train", train))
+    scaled = cml_workers.scale_out(str(Path(__file__).resolve()), sys.argv[1:])  # the master or a worker on CML
+    sys.exit(jobio.run("train", train) if scaled is None else scaled)
 
 
 if __name__ == "__main__":
