@@ -1,15 +1,15 @@
 """Desired Studio rows: what each manifest should look like in the Studio's tables.
 
 Pure: `render(manifest, scope)` turns one validated manifest into the rows the Studio would have
-written for the same request (features read from the data, configs as `json.dumps` text, model
-family of configs tied to a model, job rows with config snapshots), with references resolved to
-store ids through `scope`. Only owned columns appear; columns a running job fills in
-(`cml_job_id`, `adapter_id`, ...) are left to it. Called by the planner, wave by wave.
+written for the same request, reading its kind's binding (`reconciler.kinds`: every column, its
+manifest field and value format is declared there), with references resolved to store ids
+through `Scope`. Only owned columns appear; columns a running job fills in (`cml_job_id`,
+`adapter_id`, ...) are left to it unless the manifest carries them (imported history). Called by
+the planner, wave by wave.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,49 +17,19 @@ from typing import Any
 
 from reconciler.facts import HubFacts, LocalFacts, RegistryFacts
 from reconciler.jobinput import JobSettings
+from reconciler.kinds import BINDINGS, render_rows
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest
-from reconciler.models import (
-    Adapter,
-    Config,
-    Dataset,
-    EvaluationJob,
-    FineTuningJob,
-    IdRef,
-    Model,
-    ModelExport,
-    Prompt,
-)
-from reconciler.records import Row, comparable, config_text, parsed_config
-from reconciler.rules.configs import SOURCE_FIELDS, parse_body
+from reconciler.models import Config, IdRef
+from reconciler.models.base import STORE_ID_ANNOTATION
+from reconciler.records import Row, comparable, parsed_config
+from reconciler.rules.configs import parse_body
 from reconciler.runtime import JobObservation
 
-# Job fields whose config content the Studio snapshots into a column of the job row.
-SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
-    "FineTuningJob": {
-        "lora_config": "lora_config",
-        "bnb_config": "model_bnb_config",
-        "adapter_bnb_config": "adapter_bnb_config",
-        "training_arguments": "training_arguments_config",
-    },
-    "EvaluationJob": {
-        "generation_config": "generation_config",
-        "bnb_config": "model_bnb_config",
-        "adapter_bnb_config": "adapter_bnb_config",
-    },
-}
-# Job fields whose config the Studio links by id (there is no snapshot column for them).
-ID_COLUMNS = {"axolotl_config": "axolotl_config_id", "user_config": "user_config_id"}
 # Columns of a row that a job's result depends on: a change re-runs the jobs that use the object.
 # (Not the mlflow_* columns of registry models and adapters: jobs resolve them from
 # cml_registered_model_id, and they are known only online, so a digest of them would differ offline.)
-RUN_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "datasets": ("type", "huggingface_name", "location"),
-    "models": ("type", "huggingface_model_name", "location", "cml_registered_model_id"),
-    "prompts": ("prompt_template", "input_template", "completion_template"),
-    "adapters": ("type", "huggingface_name", "location", "cml_registered_model_id", "model_id"),
-    "configs": ("type", "config"),
-}
+RUN_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {b.table: b.run_inputs for b in BINDINGS.values() if b.run_inputs}
 
 
 @dataclass(frozen=True)
@@ -80,6 +50,7 @@ class DesiredRow:
     table: str
     key: str  # pairs a desired row with a live row of the same object ('' when there is one row)
     values: Row  # owned columns only, in the Studio's storage form; no id
+    row_id: str | None = None  # the id the manifest declares for a new row (an imported combination's)
 
     @cached_property
     def comparable(self) -> Row:
@@ -163,235 +134,21 @@ class Scope:
 
 
 def render(manifest: Manifest, scope: Scope, *, own_id: str) -> Desired:
-    res = manifest.resource
-    renderer = _RENDERERS[type(res)]
-    table, rows, spec = renderer(manifest, scope, own_id)
+    """The rows one manifest should have, read from its kind's binding (`reconciler.kinds`)."""
+    binding = BINDINGS[manifest.kind]
+    rows = render_rows(binding, manifest, scope, own_id=own_id) if binding.table else []
     return Desired(
-        res.KIND,
-        res.name,
-        table,
-        tuple(rows),
-        spec=spec,
+        binding.kind,
+        manifest.name,
+        binding.table,
+        tuple(DesiredRow(binding.table, r.key, r.values, r.row_id) for r in rows),
+        spec=binding.resolved(manifest, scope) if binding.resolved is not None else {},
         depends_on=tuple(dict.fromkeys(scope.depends_on)),
         waits_for=tuple(dict.fromkeys(scope.waits_for)),
     )
 
 
-Rendered = tuple[str, list[DesiredRow], dict[str, Any]]
-
-
-def _one(table: str, values: Row) -> Rendered:
-    return table, [DesiredRow(table, "", values)], {}
-
-
-def _dataset(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    assert isinstance(m.resource, Dataset)
-    spec = m.resource.spec
-    features: list[str] | None = list(spec.features) if spec.features is not None else None
-    description = spec.description
-    if spec.type == "huggingface":
-        repo = (spec.huggingface_name or "").strip()
-        if features is None and repo in scope.facts.hub.dataset_features:
-            features = list(scope.facts.hub.dataset_features[repo])
-        if description is None:
-            description = scope.facts.hub.dataset_descriptions.get(repo)
-    elif features is None and spec.type != "project" and spec.location:
-        table_fact = scope.facts.local.tables.get(m.path(spec.location))
-        if table_fact is not None and table_fact.error is None:
-            features = list(table_fact.columns)
-    values: Row = {
-        "type": spec.type,
-        "name": m.name,
-        "description": description,
-        "huggingface_name": spec.huggingface_name if spec.type == "huggingface" else None,
-        "location": scope.stored_path(m, spec.location) if spec.type != "huggingface" else None,
-        "features": json.dumps(features) if features is not None else None,
-    }
-    if spec.type == "huggingface":  # what the Hub did not tell us (offline) is left as the store has it
-        values = {k: v for k, v in values.items() if v is not None or k not in ("features", "description")}
-    return _one("datasets", values)
-
-
-def _model(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    assert isinstance(m.resource, Model)
-    spec = m.resource.spec
-    return _one("models", {
-        "type": spec.type,
-        "framework": spec.framework,
-        "name": m.name,
-        "description": spec.description,
-        "huggingface_model_name": spec.huggingface_model_name,
-        "location": scope.stored_path(m, spec.location),
-        "cml_registered_model_id": spec.cml_registered_model_id,
-        **_registry_columns(spec.type, spec.cml_registered_model_id, scope),
-    })
-
-
-def _adapter(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    assert isinstance(m.resource, Adapter)
-    spec = m.resource.spec
-    # The Studio writes '' for unset request strings on adapters.
-    return _one("adapters", {
-        "type": spec.type,
-        "name": m.name,
-        "description": spec.description or "",
-        "huggingface_name": spec.huggingface_name or "",
-        "model_id": scope.ref_id(spec.model, "Model") or "",
-        "location": scope.stored_path(m, spec.location) or "",
-        "fine_tuning_job_id": scope.ref_id(spec.fine_tuning_job, "FineTuningJob") or "",
-        "prompt_id": scope.ref_id(spec.prompt, "Prompt") or "",
-        "cml_registered_model_id": spec.cml_registered_model_id or "",
-        **_registry_columns(spec.type, spec.cml_registered_model_id, scope),
-    })
-
-
-def _registry_columns(source_type: str | None, model_id: str | None, scope: Scope) -> Row:
-    """The MLflow experiment and run of a model_registry object's first registered version, as the
-    Studio records them; what the registry did not tell us (offline) is left as the store has it."""
-    fact = scope.facts.registry.models.get((model_id or "").strip()) if source_type == "model_registry" else None
-    if fact is None or not fact.versions:
-        return {}
-    return {"mlflow_experiment_id": fact.experiment_id, "mlflow_run_id": fact.run_id}
-
-
-def _prompt(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    assert isinstance(m.resource, Prompt)
-    spec = m.resource.spec
-    return _one("prompts", {
-        "type": spec.type,
-        "name": m.name,
-        "description": spec.description,
-        "dataset_id": scope.ref_id(spec.dataset, "Dataset"),
-        "prompt_template": spec.prompt_template,
-        "input_template": spec.input_template,
-        "completion_template": spec.completion_template,
-    })
-
-
-def _config(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    assert isinstance(m.resource, Config)
-    spec = m.resource.spec
-    config_type = spec.type or ""
-    body, _, _ = parse_body(config_type, spec.config)
-    if spec.model is not None:
-        scope.ref_id(spec.model, "Model")
-    values: Row = {
-        "type": config_type,
-        "description": spec.description if spec.description is not None else m.name,
-        "config": config_text(config_type, body),
-        "model_family": spec.model_family if spec.model_family is not None else _family(m, scope),
-        "is_default": 0,
-    }
-    if values["model_family"] is None and spec.model is not None:  # unknown (offline): left as the store has it
-        del values["model_family"]
-    return _one("configs", values)
-
-
-def _family(m: Manifest, scope: Scope) -> str | None:
-    """The architecture of the config's model, as the Studio's ModelMetadataFinder reads it."""
-    assert isinstance(m.resource, Config)
-    ref = m.resource.spec.model
-    model = scope.models.get(ref) if isinstance(ref, str) else None
-    if model is None:
-        return None
-    assert isinstance(model.resource, Model)
-    spec = model.resource.spec
-    if spec.type == "huggingface" and spec.huggingface_model_name:
-        return scope.facts.hub.model_families.get(spec.huggingface_model_name.strip())
-    if spec.location:
-        return scope.facts.local.model_families.get(model.path(spec.location))
-    return None
-
-
-def _snapshots(kind: str, spec: Any, scope: Scope) -> Row:
-    values: Row = {}
-    for field_name, column in SNAPSHOT_COLUMNS[kind].items():
-        body, _ = scope.config_body(getattr(spec, field_name), SOURCE_FIELDS[kind][field_name])
-        values[column] = json.dumps(body) if body is not None else None
-    return values
-
-
-def _fine_tuning_job(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    job = m.resource
-    assert isinstance(job, FineTuningJob)
-    spec, res = job.spec, job.spec.resources
-    values: Row = {
-        "base_model_id": scope.ref_id(spec.base_model, "Model"),
-        "dataset_id": scope.ref_id(spec.dataset, "Dataset"),
-        "prompt_id": scope.ref_id(spec.prompt, "Prompt") or "",
-        "num_workers": res.num_workers,
-        "num_cpu": res.cpu,
-        "num_gpu": res.gpu,
-        "num_memory": res.memory,
-        "num_epochs": spec.num_epochs,
-        "learning_rate": spec.learning_rate,
-        "out_dir": scope.stored_path(m, spec.out_dir) or "",
-        **_snapshots("FineTuningJob", spec, scope),
-        "dataset_fraction": float(spec.dataset_fraction),
-        "train_test_split": float(spec.train_test_split),
-        "user_script": scope.stored_path(m, spec.user_script) or "",
-        "framework_type": spec.framework_type,
-        "gpu_label_id": res.gpu_label_id,
-        "adapter_name": job.adapter_name,
-    }
-    for field_name, column in ID_COLUMNS.items():
-        _, config_id = scope.config_body(getattr(spec, field_name), SOURCE_FIELDS["FineTuningJob"][field_name])
-        values[column] = config_id or ""
-    extra = {"dist": [res.dist_cpu, res.dist_gpu, res.dist_memory]} if res.num_workers > 1 else {}
-    return "fine_tuning_jobs", [DesiredRow("fine_tuning_jobs", "", values)], extra
-
-
-def _evaluation_job(m: Manifest, scope: Scope, own_id: str) -> Rendered:
-    job = m.resource
-    assert isinstance(job, EvaluationJob)
-    spec = job.spec
-    res = spec.resources
-    common: Row = {
-        "type": spec.type,
-        "parent_job_id": own_id,
-        "dataset_id": scope.ref_id(spec.dataset, "Dataset"),
-        "prompt_id": scope.ref_id(spec.prompt, "Prompt"),
-        "num_cpu": res.cpu if res else None,
-        "num_gpu": res.gpu if res else None,
-        "num_memory": res.memory if res else None,
-        **_snapshots("EvaluationJob", spec, scope),
-    }
-    rows = []
-    for combo in spec.combinations:
-        model_id = scope.ref_id(combo.model, "Model") or ""
-        adapter_id = scope.ref_id(combo.adapter, "Adapter") or "" if combo.adapter is not None else ""
-        values = {**common, "base_model_id": model_id, "adapter_id": adapter_id}
-        rows.append(DesiredRow("evaluation_jobs", f"{model_id}|{adapter_id}", values))
-    extra = {"eval_dataset_fraction": spec.eval_dataset_fraction, "selected_features": spec.selected_features}
-    return "evaluation_jobs", rows, extra
-
-
-def _model_export(m: Manifest, scope: Scope, _own: str) -> Rendered:
-    export = m.resource
-    assert isinstance(export, ModelExport)
-    spec = export.spec
-    resolved = {
-        "type": spec.type,
-        "base_model_id": scope.ref_id(spec.base_model, "Model"),
-        "adapter_id": scope.ref_id(spec.adapter, "Adapter"),
-        "model_name": export.model_name,
-        "merge": spec.merge,
-        "generation_config": scope.config_body(spec.generation_config, "generation_config")[0],
-        "bnb_config": scope.config_body(spec.bnb_config, "bitsandbytes_config")[0],
-        "resources": spec.resources.model_dump(),
-        "gate": spec.gate.model_dump() if spec.gate else None,
-        "description": spec.description,
-    }
-    return "", [], resolved
-
-
-_RENDERERS = {
-    Dataset: _dataset,
-    Model: _model,
-    Adapter: _adapter,
-    Prompt: _prompt,
-    Config: _config,
-    FineTuningJob: _fine_tuning_job,
-    EvaluationJob: _evaluation_job,
-    ModelExport: _model_export,
-}
+def declared_id(manifest: Manifest) -> str | None:
+    """The store id a manifest declares (`ftctl.io/store-id`): the row it adopts, or the id its
+    row is created with in a store that does not hold it (an import applied to an empty store)."""
+    return manifest.resource.metadata.annotations.get(STORE_ID_ANNOTATION) or None

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from reconciler.desired import RUN_INPUT_COLUMNS, Desired, PlanFacts, Scope, render
+from reconciler.desired import RUN_INPUT_COLUMNS, Desired, PlanFacts, Scope, declared_id, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.lifecycle import JobContext, advance
@@ -228,7 +228,7 @@ class _Planner:
         if pair.record is None and self._adoptable(manifest):
             pair = replace(pair, record=self._adoption_record(manifest), adopting=True)
         record = pair.record
-        own_id = record.store_id if record else new_id(self.seed, *key, 1)
+        own_id = record.store_id if record else self._declared_or_new(manifest, key)
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.desired[key] = desired
@@ -390,9 +390,19 @@ class _Planner:
                       fields=fields, ops=ops, record=record)
 
     def _row_ids(self, desired: Desired, own_id: str, *, generation: int) -> dict[str, str]:
-        if KINDS[desired.kind].fan_out:
-            return {r.key: new_id(self.seed, desired.kind, desired.name, generation, r.key) for r in desired.rows}
+        if KINDS[desired.kind].fan_out:  # a first generation keeps the row ids its manifest declares (imported)
+            return {r.key: (r.row_id if generation == 1 and r.row_id and self.snapshot.row(desired.table, r.row_id) is None
+                            else new_id(self.seed, desired.kind, desired.name, generation, r.key)) for r in desired.rows}
         return {r.key: own_id for r in desired.rows}
+
+    def _declared_or_new(self, manifest: Manifest, key: tuple[str, str]) -> str:
+        """A new object's id: the one its manifest declares (`ftctl.io/store-id`, an import applied
+        to a store that does not hold the row), else one derived from the plan's seed."""
+        declared = declared_id(manifest)
+        table = KINDS[manifest.kind].table if manifest.kind in KINDS else ""
+        taken = declared is None or not table or self.snapshot.row(table, declared) is not None or any(
+            row.get("parent_job_id") == declared for row in self.snapshot.rows.get(table, {}).values())
+        return new_id(self.seed, *key, 1) if taken or declared is None else declared
 
     def _config_label(self, store_id: str, *, exclude: str) -> str:
         owners = [*self.ids.items(), *(((r.kind, r.name), r.store_id) for r in self.snapshot.managed.values())]

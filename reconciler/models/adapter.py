@@ -23,6 +23,12 @@ class AdapterSpec(Strict):
     fine_tuning_job: Ref | None = Field(default=None, description="The job that produced it, if any.")
     prompt: Ref | None = Field(default=None, description="The prompt it was trained with, if any.")
     description: str | None = None
+    mlflow_experiment_id: str | None = Field(
+        default=None, description="(model_registry type) The MLflow experiment of its first version; read from the registry when left out."
+    )
+    mlflow_run_id: str | None = Field(
+        default=None, description="(model_registry type) The MLflow run of its first version; read from the registry when left out."
+    )
     hf_token_env: str | None = None
 
 

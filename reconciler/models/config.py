@@ -42,7 +42,12 @@ class ConfigSpec(Strict):
         default=None, description="The Model this config is tuned for (sets the Studio's model_family)."
     )
     model_family: str | None = Field(default=None, description="Architecture, e.g. LlamaForCausalLM.")
-    description: str | None = None
+    description: str | None = Field(
+        default=None, description="The Studio's description column (left out: none, as the Studio's own add_config writes)."
+    )
+    is_default: bool | None = Field(
+        default=None, description="A Studio default (its shipped configs and axolotl dataset formats); left out: a user config."
+    )
 
 
 class Config(Resource):

@@ -56,6 +56,8 @@ class FineTuningJobSpec(Strict):
     user_script: str | None = Field(default=None, description="A custom training script (path).")
     user_config: ConfigSource | None = Field(default=None, description="A custom config passed to user_script.")
     resources: TrainingResources = Field(default_factory=TrainingResources)
+    cml_job_id: str | None = Field(default=None, description="The CML job that ran it. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
+    adapter_id: Ref | None = Field(default=None, description="The adapter its run registered. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
     hf_token_env: str | None = None
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(
@@ -82,6 +84,9 @@ class FineTuningJob(Resource):
 class Combination(Strict):
     model: Ref | None = None
     adapter: Ref | None = Field(default=None, description="Leave out to evaluate the base model alone.")
+    store_id: str | None = Field(default=None, description="The Studio row id of this combination. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
+    cml_job_id: str | None = Field(default=None, description="The CML job that evaluated it. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
+    evaluation_dir: str | None = Field(default=None, description="Where its results are (the Studio's evaluation page reads them). Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
 
 
 class EvaluationResources(Strict):
@@ -101,6 +106,7 @@ class EvaluationJobSpec(Strict):
     eval_dataset_fraction: float = 1.0
     selected_features: list[str] | None = None
     resources: EvaluationResources | None = None
+    num_workers: int | None = Field(default=None, le=MAX_WORKERS, description="The Studio's num_workers column (the Studio writes 1).")
     hf_token_env: str | None = None
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(

@@ -21,6 +21,12 @@ class ModelSpec(Strict):
     )
     framework: Literal["pytorch", "tensorflow", "onnx"] | None = None
     description: str | None = None
+    mlflow_experiment_id: str | None = Field(
+        default=None, description="(model_registry type) The MLflow experiment of its first version; read from the registry when left out."
+    )
+    mlflow_run_id: str | None = Field(
+        default=None, description="(model_registry type) The MLflow run of its first version; read from the registry when left out."
+    )
     hf_token_env: str | None = Field(
         default=None, description="Name of the environment variable holding a Hub token (gated models)."
     )

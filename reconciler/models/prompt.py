@@ -10,7 +10,7 @@ from reconciler.models.base import Ref, Resource, Strict
 
 
 class PromptSpec(Strict):
-    type: Literal["in_place"] = "in_place"
+    type: Literal["in_place"] | None = Field(default="in_place", description="in_place (null: none, as on the Studio's auto-generated axolotl prompts).")
     dataset: Ref | None = Field(default=None, description="The Dataset whose columns the templates use.")
     prompt_template: str | None = Field(default=None, description="Full training text, e.g. '{instruction}\\n{output}'.")
     input_template: str | None = Field(default=None, description="The input part (evaluation).")

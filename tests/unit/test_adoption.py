@@ -69,12 +69,9 @@ def test_export_manifests_reapply_to_an_equal_store(studio_project: Path) -> Non
     assert report.plan is not None
     engine.execute_plan(report.plan, store=fresh, lock_wait_s=1)
     old, new = studio_read(".app/state.db"), studio_read(fresh)
-    for table in old:  # ids are the store's own, so compare what the Studio shows, ids aside
-        strip = lambda rows: sorted(json.dumps({k: v for k, v in r.items() if k != "id"}, sort_keys=True) for r in rows)  # noqa: E731
-        if table == "configs":  # re-created from manifests, the Studio's defaults become user configs
-            old[table] = [{**r, "is_default": 0} for r in old[table]]
-        if table in ("datasets", "models", "configs"):
-            assert strip(old[table]) == strip(new[table]), table
+    for table in ("datasets", "models", "configs", "prompts", "adapters"):  # every column, ids and is_default included
+        rows = lambda found: sorted(json.dumps(r, sort_keys=True) for r in found)  # noqa: E731
+        assert rows(old[table]) == rows(new[table]), table
 
 
 def test_export_refuses_to_overwrite(studio_project: Path) -> None:

@@ -1,0 +1,60 @@
+"""Adapter ↔ the Studio's `adapters` table (the Studio writes '' for every unset request string),
+and what jobs read of an adapter row."""
+
+from __future__ import annotations
+
+from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref
+from reconciler.kinds.model import registry_fact
+from reconciler.models.adapter import AdapterSpec
+from reconciler.records import Row
+
+BINDING = Binding(
+    kind="Adapter",
+    table="adapters",
+    spec_model=AdapterSpec,
+    columns=(
+        Column("id", derived="id"),
+        Column("type", ("type",), TEXT, empty=""),
+        Column("name", derived="name"),
+        Column("description", ("description",), TEXT, empty=""),
+        Column("huggingface_name", ("huggingface_name",), TEXT, empty=""),
+        Column("model_id", ("model",), Ref("Model"), empty=""),
+        Column("location", ("location",), Path(), empty=""),
+        Column("fine_tuning_job_id", ("fine_tuning_job",), Ref("FineTuningJob"), empty=""),
+        Column("prompt_id", ("prompt",), Ref("Prompt"), empty=""),
+        Column("cml_registered_model_id", ("cml_registered_model_id",), TEXT, empty=""),
+        Column("mlflow_experiment_id", ("mlflow_experiment_id",), TEXT, fallback=registry_fact("experiment_id")),
+        Column("mlflow_run_id", ("mlflow_run_id",), TEXT, fallback=registry_fact("run_id")),
+    ),
+    name_column="name",
+    unique=("name",),
+    run_inputs=("type", "huggingface_name", "location", "cml_registered_model_id", "model_id"),
+)
+
+
+def name(row: Row) -> str:
+    return str(row.get("name") or "")
+
+
+def location(row: Row) -> str:
+    return str(row.get("location") or "")
+
+
+def trained_by(row: Row) -> str:
+    """The store id of the FineTuningJob row that produced the adapter ('' when none)."""
+    return str(row.get("fine_tuning_job_id") or "")
+
+
+def base_model(row: Row) -> str:
+    return str(row.get("model_id") or "")
+
+
+def trained_adapter_row(job_row: Row, *, name: str, description: str, adapter_dir: str, experiment_id: str,
+                        run_id: str) -> Row:
+    """The adapter row a finished training registers (no id), as the Studio's own training does."""
+    return {
+        "type": "project", "name": name, "description": description, "huggingface_name": "",
+        "model_id": job_row.get("base_model_id") or "", "location": adapter_dir,
+        "fine_tuning_job_id": job_row["id"], "prompt_id": job_row.get("prompt_id") or "",
+        "cml_registered_model_id": "", "mlflow_experiment_id": experiment_id, "mlflow_run_id": run_id,
+    }

@@ -1,0 +1,30 @@
+"""ModelExport: no Studio table. Its binding is the resolved spec the planner keeps and diffs (any
+change re-exports), and the export job reads from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.kinds.base import Binding, RenderContext
+from reconciler.models.export import ModelExport, ModelExportSpec
+
+
+def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
+    """The spec with references resolved to store ids and config sources to bodies."""
+    spec = export.spec
+    return {
+        "type": spec.type,
+        "base_model_id": scope.ref_id(spec.base_model, "Model"),
+        "adapter_id": scope.ref_id(spec.adapter, "Adapter"),
+        "model_name": export.model_name,
+        "merge": spec.merge,
+        "generation_config": scope.config_body(spec.generation_config, "generation_config")[0],
+        "bnb_config": scope.config_body(spec.bnb_config, "bitsandbytes_config")[0],
+        "resources": spec.resources.model_dump(),
+        "gate": spec.gate.model_dump() if spec.gate else None,
+        "description": spec.description,
+    }
+
+
+BINDING = Binding(kind="ModelExport", table="", spec_model=ModelExportSpec, rerun=ModelExport.RERUN,
+                  resolved=lambda manifest, scope: resolve(manifest.resource, scope))
