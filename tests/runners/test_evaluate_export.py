@@ -227,10 +227,20 @@ def test_evaluate_base_only(tmp_path: Path, mlflow_store: str, tiny_model: Path)
     path = job_input(tmp_path, "evaluate", "eval-base", mlflow_store, tiny_model, dataset=dataset(), prompt=PROMPT,
                      evaluate={"candidates": [candidate("base", tiny_model)], "max_rows": 4,
                                "generation_config": {"do_sample": False, "max_new_tokens": 6}})
+    job = json.loads(path.read_text())
+    job["outputs"]["evaluation_dir"] = str(tmp_path / "eval-base" / "evaluation")  # the Studio's files go there
+    path.write_text(json.dumps(job), encoding="utf-8")
     result = succeeded(*run_job("evaluate", path, tmp_path))
 
     metrics = result["metrics"]
     assert set(metrics) == {"exact_match", "rougeL", "latency_s", "rows"}
+    studio = Path(result["artifacts"]["evaluation_dirs"]["base"])
+    assert studio == tmp_path / "eval-base" / "evaluation"
+    assert read_csv(str(studio / "aggregregated_results.csv")) == [  # the Studio's spelling, names and columns
+        {"metric": name, "score": str(metrics[mine])}
+        for mine, name in (("exact_match", "exact_match/v1"), ("rougeL", "rougeL/v1/mean"), ("latency_s", "latency/mean"))]
+    studio_rows = read_csv(str(studio / "result_evaluation.csv"))
+    assert len(studio_rows) == 4 and list(studio_rows[0])[:3] == ["model_input", "expected_output", "outputs"]
     assert 0 <= metrics["exact_match"] <= 1 and 0 <= metrics["rougeL"] <= 1
     assert metrics["latency_s"] > 0 and metrics["rows"] == 4
     rows = read_csv(result["artifacts"]["rows_csv"])
