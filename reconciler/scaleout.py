@@ -54,13 +54,14 @@ class Topology:
         return self.world_size > 1
 
     def describe(self) -> str:
-        """`world 4 (2 workers x 2 processes); worker 0: 4 cpu, 16 GB, 2 gpu; workers 1-1: ...`."""
+        """`world 6 (3 workers x 2 processes); worker 0: 4 cpu, 16 GB, 2 gpu; workers 1-2: ... each`."""
         head = f"world {self.world_size} ({self.workers} worker{'s' if self.workers != 1 else ''} x " \
                f"{self.processes_per_worker} process{'es' if self.processes_per_worker != 1 else ''})"
         if self.workers == 1:
             return f"{head}; {self.first.describe()}"
         rest = "worker 1" if self.workers == 2 else f"workers 1-{self.workers - 1}"
-        return f"{head}; worker 0: {self.first.describe()}; {rest}: {self.others.describe()} each"
+        each = " each" if self.workers > 2 else ""
+        return f"{head}; worker 0: {self.first.describe()}; {rest}: {self.others.describe()}{each}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"world_size": self.world_size, "workers": self.workers, "processes_per_worker": self.processes_per_worker,

@@ -11,7 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Action, Change, Consequence, Plan
+from reconciler.plan import Action, Change, Consequence, Launch, Plan
+from reconciler.scaleout import topology
 from reconciler.views.evaluations import by_pair, change_text
 from reconciler.views.printable import printable
 from reconciler.waitchain import Step
@@ -137,7 +138,7 @@ def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
             out.append(f"      {diff.path} = {_value(before, labels)}")
         else:
             out.append(f"      {diff.path}: {_value(before, labels)} -> {_value(after, labels)}{mark}")
-    out += [f"      => launches job {launch.job_name} (attempt {launch.attempt})" for launch in change.launches]
+    out += [f"      => launches job {launch.job_name} (attempt {launch.attempt}){_world(launch, ' on ')}" for launch in change.launches]
     return out
 
 
@@ -222,7 +223,15 @@ def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
             out.append(f"  - `{diff.path}`: `{_code(_value(before, labels))}` → `{_code(_value(after, labels))}`")
     if len(change.fields) > 30:
         out.append(f"  - … {len(change.fields) - 30} more fields")
+    out += [f"  - launches `{launch.job_name}` on {_md(_world(launch))}" for launch in change.launches if _world(launch)]
     return out
+
+
+def _world(launch: Launch, before: str = "") -> str:
+    """The world a training launch asks for, when it is more than one process ('' otherwise):
+    workers x processes per worker, and each worker's resources (`reconciler.scaleout`)."""
+    world = topology(launch.input.get("resources")) if launch.kind == "train" else None
+    return f"{before}{world.describe()}" if world is not None and world.is_distributed else ""
 
 
 def _md(value: str) -> str:

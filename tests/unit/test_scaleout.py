@@ -48,3 +48,21 @@ def test_job_result_of_its_ranks() -> None:
     killed = job_result({0: stopped, 1: None}, 2)
     assert killed is not None and killed["error"]["error_class"] == "killed" and "rank 1 of 2" in killed["error"]["message"]
     assert job_result({0: stopped, 1: stopped}, 2) is stopped  # all stopped together (ftctl cancel): cancelled
+
+
+def test_the_plan_shows_the_world_a_training_launch_asks_for() -> None:
+    from reconciler.plan import Action, Change, Consequence, Launch, Plan
+    from reconciler.views.plan import render_plan
+
+    def plan(resources: dict[str, Any]) -> Plan:
+        launch = Launch("ft-job-1-abcdef12", "train", 1, {"resources": resources})
+        change = Change("FineTuningJob", "job", Action.CREATE, "new", Consequence.LAUNCH, launches=(launch,))
+        return Plan("sqlite:///state.db", 1, {}, changes=(change,))
+
+    scaled = plan({"cpu": 4, "memory": 16, "gpu": 2, "num_workers": 2, "dist_cpu": 8})
+    words = "world 4 (2 workers x 2 processes); worker 0: 4 cpu, 16 GB, 2 gpu; worker 1: 8 cpu, 16 GB, 2 gpu"
+    assert f"=> launches job ft-job-1-abcdef12 (attempt 1) on {words}" in render_plan("text", scaled)
+    assert f"launches `ft-job-1-abcdef12` on {words}" in render_plan("markdown", scaled)
+    assert '"num_workers": 2' in render_plan("json", scaled)  # the plan file carries the resources as data
+    single = plan({"cpu": 2, "memory": 8, "gpu": 1, "num_workers": 1})
+    assert "world" not in render_plan("text", single) and "world" not in render_plan("markdown", single)
