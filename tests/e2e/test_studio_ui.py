@@ -22,8 +22,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.helpers import DEMO, show
-from tests.e2e.test_cml_backend import Project, project  # noqa: F401 (the fixture)
+from tests.e2e.test_cml_backend import Project
+from tests.e2e.test_cml_backend import project as cml_demo  # noqa: F401 (a fixture: the demo on the fake CML server)
+
+
+@pytest.fixture
+def cml_project(request: pytest.FixtureRequest) -> Project:
+    """test_cml_backend's project: a copy of the demo, the fake CML server running the stub runners."""
+    return request.getfixturevalue("cml_demo")  # type: ignore[no-any-return]
+
 
 AGGREGATED, ROW_WISE = "aggregregated_results.csv", "result_evaluation.csv"
 ADAPTER = "demo-ticketing-lora"
@@ -51,8 +61,8 @@ def _split_by_adapter(p: Project, adapter_id: str) -> list[tuple[str, float, flo
         "JOIN adapters a ON f.adapter_name = a.name WHERE a.id = ?", (adapter_id,))]
 
 
-def test_the_studios_pages_find_what_ftctl_ran_on_cml(project: Project) -> None:
-    p = project
+def test_the_studios_pages_find_what_ftctl_ran_on_cml(cml_project: Project) -> None:
+    p = cml_project
     p.apply()
     ran = _cml_ids(p)
 
@@ -84,8 +94,8 @@ def test_the_studios_pages_find_what_ftctl_ran_on_cml(project: Project) -> None:
     assert p.run("plan", "--offline", "--detailed-exitcode", DEMO, "extra/endpoint.yaml", expect=None).returncode == 0
 
 
-def test_killed_before_noting_the_cml_job_the_next_apply_writes_its_id(project: Project) -> None:
-    p = project
+def test_killed_before_noting_the_cml_job_the_next_apply_writes_its_id(cml_project: Project) -> None:
+    p = cml_project
     killed = p.apply(wait=False, expect=None, FTCTL_FAULT_KILL_AFTER="create_job_run")
     assert killed.returncode == -9, show(killed)
     [job] = p.ftctl_jobs()
@@ -96,8 +106,8 @@ def test_killed_before_noting_the_cml_job_the_next_apply_writes_its_id(project: 
     assert p.rows("SELECT cml_job_id FROM fine_tuning_jobs") == [(job.id,)]
 
 
-def test_a_rerun_keeps_each_adapter_versions_split(project: Project) -> None:
-    p = project
+def test_a_rerun_keeps_each_adapter_versions_split(cml_project: Project) -> None:
+    p = cml_project
     p.apply()
     [(g1_adapter, g1_job_row)] = p.rows("SELECT id, fine_tuning_job_id FROM adapters WHERE name = ?", (ADAPTER,))
     pipeline = p.root / DEMO / "pipeline.yaml"
