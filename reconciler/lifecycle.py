@@ -136,9 +136,9 @@ def _followed(table: str, row_id: str, name: str, ctx: JobContext) -> JobObserva
     the current input (`name`; the backend adopts it only when its recorded input has that digest).
     A row records its job by name, or on CML by the CML job's id."""
     recorded = ctx.recorded(str((ctx.snapshot.row(table, row_id) or {}).get("cml_job_id") or ""))
-    if recorded.job_name != name and recorded.job_name.startswith(name[: name.rfind("-") + 1]):
-        if recorded.state is not JobState.NOT_LAUNCHED:
-            return recorded
+    same_generation = recorded.job_name.startswith(name[: name.rfind("-") + 1])
+    if recorded.job_name != name and same_generation and recorded.state is not JobState.NOT_LAUNCHED:
+        return recorded
     return ctx.observe(name)
 
 
