@@ -8,7 +8,9 @@ job's runs (each run carries FTCTL_ATTEMPT), so a retry adds a run and a re-run 
 second run for the same attempt. The job is created from the runner script (`runners/<kind>.py`,
 a path in the project) with the job input as an environment value (FTCTL_JOB_INPUT, never space-split arguments), resources from the input, and the runtime
 configured (FTCTL_CML_RUNTIME) or taken from the Studio's template job (Accel_Finetuning_Base_Job,
-Mlflow_Evaluation_Base_Job). Secrets named by the input (`hf_token_env`, config bodies' `{from_env: NAME}`) are passed as
+Mlflow_Evaluation_Base_Job). A training with `num_workers > 1` gets FTCTL_NUM_WORKERS and FTCTL_DIST_*:
+its run is the master that launches the other CML workers (runners/cml_workers.py), and its result
+is read from all the ranks' results (`scaleout.job_result`). Secrets named by the input (`hf_token_env`, config bodies' `{from_env: NAME}`) are passed as
 environment variables of the run, never stored in the job.
 
 Creating calls are sent once (`retry=False`); after a transient failure the backend looks for what
@@ -43,6 +45,7 @@ from reconciler.backends import (
 )
 from reconciler.backends.cml_http import CMLClient, CMLError
 from reconciler.runtime import JobObservation, JobState
+from reconciler.scaleout import job_result, topology
 from reconciler.secrets import references
 
 INPUT_ENV = "FTCTL_JOB_INPUT"
@@ -285,7 +288,7 @@ class CMLBackend:
             stage = status.removeprefix("ENGINE_").lower()
             progress = read_json(self.job_dir(job_name) / "progress.json") or {"stage": stage}
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=ids)
-        result = read_json(self.job_dir(job_name) / "result.json")
+        result = self._result(job_name, job, run)
         if result and result.get("job_name") == job_name:
             error = result.get("error") or {}
             state = JobState.SUCCEEDED if result.get("status") == "succeeded" and status == "ENGINE_SUCCEEDED" else JobState.FAILED
@@ -301,6 +304,21 @@ class CMLBackend:
                                   f"result not readable at {self.job_dir(job_name) / 'result.json'}", {}, artifacts, {}, ids)
         error_class, message = ENDED_WITHOUT_RESULT.get(status, ("killed", f"CML says {status}"))
         return JobObservation(job_name, JobState.FAILED, attempt, error_class, message, external_id=ids)
+
+    def _result(self, job_name: str, job: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+        """The run's result: rank 0's `result.json`, or for a training scaled out over CML workers
+        (runners/cml_workers.py) what all its ranks' results say (`scaleout.job_result`)."""
+        folder = self.job_dir(job_name)
+        recorded = _environment(run).get(INPUT_ENV) or _environment(job).get(INPUT_ENV) or "{}"
+        try:
+            world_size = topology(json.loads(recorded).get("resources")).world_size
+        except (ValueError, AttributeError):
+            world_size = 1
+        if world_size <= 1:
+            return read_json(folder / "result.json")
+        ranks = {0: read_json(folder / "result.json")} | {
+            rank: read_json(folder / f"result.rank{rank}.json") for rank in range(1, world_size)}
+        return dict(job_result(ranks, world_size) or {})
 
     # -- endpoint export (cml_model) ---------------------------------------------------------------
 
