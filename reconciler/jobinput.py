@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import kinds
 from reconciler.records import Row, float32
 from reconciler.runtime import CONTRACT_VERSION
 
 PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
-RUNNER_KIND = {"FineTuningJob": "train", "EvaluationJob": "evaluate", "ModelExport": "export"}
 DEFAULT_TRACKING_URI = "sqlite:///.app/mlflow.db"
 EVALUATION_FOLDER = "evaluation"  # in an evaluation job's folder: the Studio's result files
 NAMED_KEYS = ("job_name", "outputs", "tracking")  # follow from the job's name and this machine: not in its digest
@@ -99,35 +99,6 @@ def named_input(kind: str, name: str, generation: int, index: int | None = None,
     return final, build(final)
 
 
-def _json(text: Any) -> Any:
-    if text in (None, ""):
-        return None
-    try:
-        return json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return None
-
-
-def model_source(row: Row) -> dict[str, Any]:
-    kind = str(row.get("type") or "huggingface")
-    if kind == "huggingface":
-        return {"type": kind, "name_or_path": str(row.get("huggingface_model_name") or row.get("name") or "")}
-    if kind == "model_registry":
-        return {"type": kind, "name_or_path": str(row.get("cml_registered_model_id") or "")}
-    return {"type": "project", "name_or_path": str(row.get("location") or "")}
-
-
-def dataset_source(row: Row) -> dict[str, Any]:
-    kind = str(row.get("type") or "")
-    where = row.get("huggingface_name") if kind == "huggingface" else row.get("location")
-    features = _json(row.get("features"))
-    return {"type": kind, "name_or_path": str(where or ""), "features": features if isinstance(features, list) else None}
-
-
-def prompt_templates(row: Row) -> dict[str, str]:
-    return {k: str(row.get(k) or "") for k in ("prompt_template", "input_template", "completion_template")}
-
-
 def _with_token(source: dict[str, Any], row: Row, hf_token_env: str | None, token_envs: Mapping[str, str]) -> dict[str, Any]:
     """A model or dataset source with the variable holding its Hub token: the job's own
     `hf_token_env`, else the one the model's or dataset's manifest names."""
@@ -138,15 +109,15 @@ def _with_token(source: dict[str, Any], row: Row, hf_token_env: str | None, toke
 def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: Row | None, prompt: Row | None,
           tracking_group: str | None, hf_token_env: str | None, token_envs: Mapping[str, str]) -> dict[str, Any]:
     folder = settings.job_dir(name)
-    source = _with_token(model_source(model), model, hf_token_env, token_envs)
+    source = _with_token(kinds.model.source(model), model, hf_token_env, token_envs)
     return {
         "contract_version": CONTRACT_VERSION,
         "kind": kind,
         "job_name": name,
         "seed": 42,
         "model": source,
-        "dataset": _with_token(dataset_source(dataset), dataset, hf_token_env, token_envs) if dataset else None,
-        "prompt": prompt_templates(prompt) if prompt else None,
+        "dataset": _with_token(kinds.dataset.source(dataset), dataset, hf_token_env, token_envs) if dataset else None,
+        "prompt": kinds.prompt.templates(prompt) if prompt else None,
         "outputs": {"dir": folder, "result": f"{folder}/result.json", "progress": f"{folder}/progress.json",
                     "adapter_dir": f"{folder}/adapter" if kind == "train" else None,
                     **({"evaluation_dir": settings.evaluation_dir(name)} if kind == "evaluate" else {})},
@@ -156,67 +127,32 @@ def _base(kind: str, name: str, settings: JobSettings, *, model: Row, dataset: R
     }
 
 
-def _number(value: Any) -> Any:
-    return None if value in (None, "") else value
-
-
-def job_resources(row: Row, dist: Any = None) -> dict[str, Any]:
-    """The `resources` block of a job input from a Studio job row (num_cpu, num_memory, num_gpu,
-    gpu_label_id, num_workers) and, for distributed training, [dist_cpu, dist_gpu, dist_memory]."""
-    out = {"cpu": _number(row.get("num_cpu")), "memory": _number(row.get("num_memory")), "gpu": _number(row.get("num_gpu")),
-           "gpu_label_id": _number(row.get("gpu_label_id")), "num_workers": int(row.get("num_workers") or 1)}
-    if isinstance(dist, list | tuple) and len(dist) == 3:
-        out.update(dist_cpu=dist[0], dist_gpu=dist[1], dist_memory=dist[2])
-    return out
-
-
 def train_input(name: str, job: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
                 hf_token_env: str | None = None, token_envs: Mapping[str, str] | None = None, axolotl: Any = None,
                 dist: Any = None) -> dict[str, Any] | None:
-    model, dataset = rows("models", job.get("base_model_id")), rows("datasets", job.get("dataset_id"))
-    prompt = rows("prompts", job.get("prompt_id"))
+    model_id, dataset_id, prompt_id = kinds.fine_tuning_job.inputs(job)
+    model, dataset, prompt = rows("models", model_id), rows("datasets", dataset_id), rows("prompts", prompt_id)
     if model is None or dataset is None:
         return None
     out = _base("train", name, settings, model=model, dataset=dataset, prompt=prompt, tracking_group=None,
                 hf_token_env=hf_token_env, token_envs=token_envs or {})
-    out["train"] = {
-        "framework_type": job.get("framework_type") or "legacy",
-        "adapter_name": job.get("adapter_name") or "",
-        "lora_config": _json(job.get("lora_config")),
-        "training_arguments": _json(job.get("training_arguments_config")),
-        "bnb_config": _json(job.get("model_bnb_config")),
-        "adapter_bnb_config": _json(job.get("adapter_bnb_config")),
-        "axolotl_config": axolotl,
-        "dataset_fraction": float(job.get("dataset_fraction") or 1.0),
-        "train_test_split": float(job.get("train_test_split") or 0.9),
-        "num_epochs": job.get("num_epochs"),
-        "learning_rate": job.get("learning_rate"),
-    }
-    out["resources"] = job_resources(job, dist)
+    out["train"] = kinds.fine_tuning_job.train_block(job, axolotl=axolotl)
+    out["resources"] = kinds.fine_tuning_job.resources(job, dist)
     return out
 
 
 def evaluate_input(name: str, evaluation: Row, *, rows: Callable[[str, Any], Row | None], settings: JobSettings,
                    adapter: Row | None, split: float, fraction: float, max_rows: int | None,
                    hf_token_env: str | None = None, token_envs: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    model, dataset = rows("models", evaluation.get("base_model_id")), rows("datasets", evaluation.get("dataset_id"))
-    prompt = rows("prompts", evaluation.get("prompt_id"))
+    model_id, dataset_id, prompt_id = kinds.evaluation_job.inputs(evaluation)
+    model, dataset, prompt = rows("models", model_id), rows("datasets", dataset_id), rows("prompts", prompt_id)
     if model is None or dataset is None or prompt is None:
         return None
     out = _base("evaluate", name, settings, model=model, dataset=dataset, prompt=prompt,
-                tracking_group=str(evaluation.get("parent_job_id") or ""), hf_token_env=hf_token_env, token_envs=token_envs or {})
-    label = str(adapter.get("name")) if adapter else f"{model.get('name')} (base)"
-    out["evaluate"] = {
-        "candidates": [{"label": label, "model": out["model"],
-                        "adapter_path": str(adapter.get("location")) if adapter else None,
-                        "evaluation_id": str(evaluation.get("id"))}],
-        "generation_config": _json(evaluation.get("generation_config")),
-        "bnb_config": _json(evaluation.get("model_bnb_config")),
-        "eval_dataset_fraction": fraction,
-        "train_test_split": split,
-        "max_rows": max_rows,
-    }
-    out["resources"] = job_resources(evaluation)
+                tracking_group=kinds.evaluation_job.parent(evaluation), hf_token_env=hf_token_env, token_envs=token_envs or {})
+    out["evaluate"] = kinds.evaluation_job.evaluate_block(evaluation, model=model, adapter=adapter, model_source=out["model"],
+                                                          fraction=fraction, split=split, max_rows=max_rows)
+    out["resources"] = kinds.evaluation_job.resources(evaluation)
     return out
 
 

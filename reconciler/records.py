@@ -1,8 +1,9 @@
 """Studio rows as plain values: the columns of the Studio's seven tables, how values are written,
 and how two rows are compared.
 
-Pure. The store module builds its SQLAlchemy tables from `STUDIO_COLUMNS`; the planner compares
-desired and live rows with `comparable`; plans record `fingerprint`s of what they read. Comparison
+Pure. The store module builds its SQLAlchemy tables from `STUDIO_COLUMNS` (each column's manifest
+field and value format is declared by its kind in `reconciler.kinds`); the planner compares
+desired and live rows with `comparable`; plans record `digest`s of what they read. Comparison
 removes every difference the Studio itself does not see, so a re-plan after an apply is empty:
 NULL and '' are equal, floats are equal at float32 precision (the Studio's API carries float32),
 JSON text is equal when it parses to the same value (key order and whitespace do not matter).
@@ -151,11 +152,6 @@ def as_shown(table: str, column: str, value: Any) -> Any:
         return json.loads(value)
     except ValueError:
         return value
-
-
-def fingerprint(table: str, row: Row) -> str:
-    """A short digest of what the Studio sees in a row; equal rows have equal fingerprints."""
-    return digest(comparable(table, row))
 
 
 def digest(value: Any) -> str:

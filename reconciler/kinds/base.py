@@ -264,6 +264,16 @@ class ConfigText:
         return body if isinstance(body, dict) and config_text(config_type, body) == value else value
 
 
+def json_value(text: Any) -> Any:
+    """A JSON column read for a job: parsed, None when empty or not JSON."""
+    if text in (None, ""):
+        return None
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return None
+
+
 # -- the two directions --------------------------------------------------------------------------
 
 

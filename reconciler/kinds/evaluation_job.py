@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, Snapshot
+from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, Snapshot, json_value
+from reconciler.kinds.fine_tuning_job import resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
 from reconciler.records import Row
 
@@ -48,9 +49,12 @@ BINDING = Binding(
 )
 
 
+__all__ = ["BINDING", "resources"]  # resources: a job row's, read alike for training and evaluation
+
+
 def parent(row: Row) -> str:
     """The EvaluationJob's id (every combination's row carries it)."""
-    return str(row.get("parent_job_id") or row.get("id") or "")
+    return str(row.get("parent_job_id") or "")
 
 
 def combination(row: Row) -> tuple[str, str]:
@@ -66,8 +70,21 @@ def cml_job_id(row: Row) -> str:
     return str(row.get("cml_job_id") or "")
 
 
-def candidate(row: Row, *, model: Row, adapter: Row | None, model_source: dict[str, Any]) -> dict[str, Any]:
-    """One entry of a job input's `evaluate.candidates`: the combination and its row id."""
+def inputs(row: Row) -> tuple[str, str, str]:
+    """(base model id, dataset id, prompt id) an evaluation row reads."""
+    return str(row.get("base_model_id") or ""), str(row.get("dataset_id") or ""), str(row.get("prompt_id") or "")
+
+
+def adapter_id(row: Row) -> str:
+    return str(row.get("adapter_id") or "")
+
+
+def evaluate_block(row: Row, *, model: Row, adapter: Row | None, model_source: dict[str, Any], fraction: float,
+                   split: float, max_rows: int | None) -> dict[str, Any]:
+    """A job input's `evaluate` block: the combination (with its row id) and the row's snapshots."""
     label = str(adapter.get("name")) if adapter else f"{model.get('name')} (base)"
-    return {"label": label, "model": model_source, "adapter_path": str(adapter.get("location")) if adapter else None,
-            "evaluation_id": str(row.get("id"))}
+    candidate = {"label": label, "model": model_source, "adapter_path": str(adapter.get("location")) if adapter else None,
+                 "evaluation_id": str(row.get("id"))}
+    return {"candidates": [candidate], "generation_config": json_value(row.get("generation_config")),
+            "bnb_config": json_value(row.get("model_bnb_config")), "eval_dataset_fraction": fraction,
+            "train_test_split": split, "max_rows": max_rows}

@@ -8,10 +8,9 @@ them only for a run that already happened (an imported Studio training).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from reconciler.kinds.base import FLOAT, INT, TEXT, Binding, Column, ConfigId, Path, Ref, Snapshot
+from reconciler.kinds.base import FLOAT, INT, TEXT, Binding, Column, ConfigId, Path, Ref, Snapshot, json_value
 from reconciler.models.jobs import (
     DEFAULT_DATASET_FRACTION,
     DEFAULT_TRAIN_TEST_SPLIT,
@@ -76,6 +75,11 @@ def cml_job_id(row: Row) -> str:
     return str(row.get("cml_job_id") or "")
 
 
+def inputs(row: Row) -> tuple[str, str, str]:
+    """(base model id, dataset id, prompt id) a training row reads."""
+    return str(row.get("base_model_id") or ""), str(row.get("dataset_id") or ""), str(row.get("prompt_id") or "")
+
+
 def axolotl_config_id(row: Row) -> str:
     return str(row.get("axolotl_config_id") or "")
 
@@ -87,25 +91,16 @@ def split(row: Row | None) -> tuple[float, float]:
             float(row.get("dataset_fraction") or DEFAULT_DATASET_FRACTION))
 
 
-def _json(text: Any) -> Any:
-    if text in (None, ""):
-        return None
-    try:
-        return json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return None
-
-
 def train_block(row: Row, *, axolotl: Any) -> dict[str, Any]:
     """A job input's `train` block, read from the job row."""
     train_test_split, dataset_fraction = split(row)
     return {
         "framework_type": row.get("framework_type") or "legacy",
         "adapter_name": adapter_name(row),
-        "lora_config": _json(row.get("lora_config")),
-        "training_arguments": _json(row.get("training_arguments_config")),
-        "bnb_config": _json(row.get("model_bnb_config")),
-        "adapter_bnb_config": _json(row.get("adapter_bnb_config")),
+        "lora_config": json_value(row.get("lora_config")),
+        "training_arguments": json_value(row.get("training_arguments_config")),
+        "bnb_config": json_value(row.get("model_bnb_config")),
+        "adapter_bnb_config": json_value(row.get("adapter_bnb_config")),
         "axolotl_config": axolotl,
         "dataset_fraction": dataset_fraction,
         "train_test_split": train_test_split,
