@@ -503,7 +503,9 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float, a
     Writes a manifest for every row ftctl does not manage yet (annotated with the row's id,
     ftctl.io/store-id), then shows the adoption's plan, asks, and adopts those rows in one apply:
     from then on `ftctl plan` over the manifests shows no changes until Git or the Studio changes
-    something.
+    something. Jobs the Studio ran are adopted as history: nothing is launched for them. An object
+    that cannot be expressed as a valid manifest is named and left out, with what depends on it;
+    the rest is adopted and the exit status is 1 (a partial import).
     """
     from reconciler.engine import import_rows
     from reconciler.views import render_diagnostics, render_plan
@@ -517,9 +519,11 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float, a
         return click.confirm("Adopt these rows?", default=False)
 
     report = import_rows(store, out_dir, lock_wait_s=lock_timeout, overwrite=force, approve=None if auto_approve else approve)
+    _skipped(report.skipped)
     if not report.objects:
-        click.echo("Nothing to import: ftctl already manages every row of the store.")
-        return
+        click.echo("Nothing to import: ftctl already manages every row of the store." if not report.skipped else
+                   "Nothing adopted: every object left to import is one that cannot be adopted (above).")
+        sys.exit(EXIT_ERRORS if report.skipped else EXIT_OK)
     click.echo(f"Wrote {report.objects} manifests to {', '.join(report.files)}.")
     _secret_variables(report.variables)
     if report.plan is not None and report.plan.plan is None:
@@ -532,8 +536,19 @@ def import_(store: str | None, out_dir: str, force: bool, lock_timeout: float, a
         sys.exit(EXIT_BLOCKED)
     if report.applied is None:
         click.echo(f"Nothing adopted: the manifests stay in {out_dir}; `ftctl apply` them to adopt the rows.")
-        return
-    click.echo(f"Adopted {report.objects} objects (serial {report.applied.serial}).")
+        sys.exit(EXIT_ERRORS if report.skipped else EXIT_OK)
+    partial = f"; {len(report.skipped)} left out (a partial import)" if report.skipped else ""
+    click.echo(f"Adopted {report.objects} objects (serial {report.applied.serial}){partial}.")
+    if report.skipped:
+        sys.exit(EXIT_ERRORS)
+
+
+def _skipped(skipped: Any) -> None:
+    """Name each object a partial import left out, and why (its first error)."""
+    if skipped:
+        click.echo(f"ftctl: {len(skipped)} objects cannot be adopted and are left out (the rest is adopted):", err=True)
+        for one in skipped:
+            click.echo(f"  {one.address}: {one.why}", err=True)
 
 
 @cli.command(name="export-manifests")

@@ -546,17 +546,38 @@ def commit_sha(environ: Mapping[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An object `ftctl import` left out: it cannot be expressed as a manifest that validates."""
+
+    address: str  # Kind/name
+    why: str  # the first error that stopped it: code and summary
+
+
+@dataclass(frozen=True)
 class ImportReport:
     files: list[str]
     objects: int
     plan: PlanReport | None = None
     applied: ApplyResult | None = None
     variables: tuple[str, ...] = ()  # the environment variables the manifests' secret references name
+    skipped: tuple[Skipped, ...] = ()  # objects left out of a partial import (the rest is adopted)
+
+
+Files = dict[str, list[dict[str, Any]]]
 
 
 def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = False, overwrite: bool = False) -> ImportReport:
     """Write manifests for the store's rows (all of them, or those ftctl does not manage) to out_dir."""
-    from reconciler.importer import Layout, manifests_for, to_yaml, unnamed_secrets, variables_to_set
+    from reconciler.importer import variables_to_set
+
+    files, header = _manifests(store, out_dir, unmanaged_only=unmanaged_only)
+    written = _write_manifests(files, out_dir, header=header, overwrite=overwrite)
+    return ImportReport(written, sum(len(d) for d in files.values()), variables=tuple(variables_to_set(files)))
+
+
+def _manifests(store: str | None, out_dir: str, *, unmanaged_only: bool) -> tuple[Files, str]:
+    """The manifests for the store's rows, by file name, and the header each file gets."""
+    from reconciler.importer import Layout, manifests_for, unnamed_secrets
 
     where = project([], store)
     snapshot = _read_for_plan(where.store)
@@ -565,23 +586,31 @@ def export_manifests(store: str | None, out_dir: str, *, unmanaged_only: bool = 
     if unnamed_secrets(files):
         raise EngineError(f"{', '.join(unnamed_secrets(files))}: the Studio row holds a secret (a token in text, a URL "
                           "with credentials) that a manifest must not hold; remove it from the row, then export again")
+    return files, f"Written by ftctl from {snapshot.source}; each manifest names the row it came from (ftctl.io/store-id)."
+
+
+def _write_manifests(files: Files, out_dir: str, *, header: str, overwrite: bool) -> list[str]:
+    from reconciler.importer import to_yaml
+
     targets = {os.path.join(out_dir, name): docs for name, docs in sorted(files.items())}
     clashes = [path for path in targets if os.path.exists(path)]
     if clashes and not overwrite:
         raise EngineError(f"{', '.join(clashes)} already exist; choose another folder (or --force to overwrite)")
     os.makedirs(out_dir, exist_ok=True)
-    header = f"Written by ftctl from {snapshot.source}; each manifest names the row it came from (ftctl.io/store-id)."
     for path, docs in targets.items():
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(to_yaml(docs, header=header))
-    return ImportReport(sorted(targets), sum(len(d) for d in files.values()), variables=tuple(variables_to_set(files)))
+    return sorted(targets)
 
 
 def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrite: bool = False,
                 approve: Callable[[Plan], bool] | None = None) -> ImportReport:
     """Write manifests for the rows ftctl does not manage yet, then adopt those rows (one apply)
     if `approve` (the CLI's confirmation; None: no question) agrees to the adoption's plan.
+    An object whose manifest does not validate (it cannot be expressed) is left out, with the
+    objects that depend on it, and named in the report (`skipped`); the rest is adopted.
     A store that is not there is refused before anything is written (a typo, not an empty store)."""
+    from reconciler.importer import variables_to_set
     from reconciler.store.location import StoreError, shown
     from reconciler.store.snapshot_file import is_snapshot_location
     from reconciler.store.write import refuse_unwritable
@@ -595,16 +624,43 @@ def import_rows(store: str | None, out_dir: str, *, lock_wait_s: float, overwrit
         refuse_unwritable(store)  # before any manifest is written
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
-    written = export_manifests(store, out_dir, unmanaged_only=True, overwrite=overwrite)
-    if not written.objects:
-        return written
+    files, header = _manifests(store, out_dir, unmanaged_only=True)
+    if not files:
+        return ImportReport([], 0)
+    written = _write_manifests(files, out_dir, header=header, overwrite=overwrite)
     report = make_plan([out_dir], store=store, policy=Policy(), offline=True, use_cache=False)
-    if report.plan is None or report.plan.is_blocked():
-        return ImportReport(written.files, written.objects, report, variables=written.variables)
+    skipped: list[Skipped] = []
+    while report.plan is None and (left_out := _inexpressible(report.validation, files)):
+        skipped += left_out
+        files = _without(files, {s.address for s in left_out})
+        for path in set(written) - {os.path.join(out_dir, name) for name in files}:
+            os.remove(path)  # every manifest of that file was left out
+        written = _write_manifests(files, out_dir, header=header, overwrite=True) if files else []
+        report = make_plan([out_dir], store=store, policy=Policy(), offline=True, use_cache=False) if files else report
+        if not files:
+            break
+    found = ImportReport(written, sum(len(d) for d in files.values()), report, variables=tuple(variables_to_set(files)),
+                         skipped=tuple(skipped))
+    if not files or report.plan is None or report.plan.is_blocked():
+        return found
     if approve is not None and not approve(report.plan):
-        return ImportReport(written.files, written.objects, report, variables=written.variables)
-    applied = execute_plan(report.plan, store=store, lock_wait_s=lock_wait_s)
-    return ImportReport(written.files, written.objects, report, applied, written.variables)
+        return found
+    return dataclasses.replace(found, applied=execute_plan(report.plan, store=store, lock_wait_s=lock_wait_s))
+
+
+def _inexpressible(validation: ValidationReport, files: Files) -> list[Skipped]:
+    """The imported objects the validation's errors are about (the first error of each)."""
+    ours = {f"{doc['kind']}/{doc['metadata']['name']}" for docs in files.values() for doc in docs}
+    out: dict[str, Skipped] = {}
+    for diag in validation.diagnostics:
+        if diag.severity.is_error() and diag.address in ours and diag.address not in out:
+            out[diag.address] = Skipped(diag.address, f"{diag.code} {diag.summary}")
+    return list(out.values())
+
+
+def _without(files: Files, addresses: set[str]) -> Files:
+    kept = {name: [d for d in docs if f"{d['kind']}/{d['metadata']['name']}" not in addresses] for name, docs in files.items()}
+    return {name: docs for name, docs in kept.items() if docs}
 
 
 def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: Mapping[str, str] | None = None,
