@@ -2,8 +2,8 @@
 
     python tests/bench/bare_trl.py SETTINGS.json
 
-SETTINGS names the model dir, the CSV, the prompt template, the LoRA config and the SFTConfig
-keyword arguments (train_throughput.py writes it from the same values it gives the runner). This
+SETTINGS names the model dir, the CSV, the prompt template, the LoRA config, the bitsandbytes config
+(`bnb`, optional: QLoRA) and the SFTConfig keyword arguments (train_throughput.py writes it from the same values it gives the runner). This
 does what the runner does, minus the runner: no job files, no progress, no MLflow. It prints one
 JSON line: tokens processed (the tokenized train rows' lengths x epochs trained), the time of
 `trainer.train()`, and their ratio, measured exactly as runners/train.py measures them.
@@ -45,7 +45,12 @@ def main() -> int:
     sft = dict(settings["sft"])
     if not has_gpu:
         sft.update(bf16=False, fp16=False, use_cpu=True)
-    model = AutoModelForCausalLM.from_pretrained(settings["model"], **({} if has_gpu else {"dtype": torch.float32}))
+    kwargs = {} if has_gpu else {"dtype": torch.float32}
+    if settings.get("bnb"):  # QLoRA: the base model in 4-bit, as the runner loads it from bnb_config
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(**settings["bnb"])
+    model = AutoModelForCausalLM.from_pretrained(settings["model"], **kwargs)
     trainer = SFTTrainer(model=model, args=SFTConfig(**sft), train_dataset=train, processing_class=tokenizer,
                          peft_config=LoraConfig(**settings["lora"]))
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])

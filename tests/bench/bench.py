@@ -14,6 +14,7 @@ skipped without it.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -370,9 +371,15 @@ TINY_MODEL = BENCH_DIR / "tiny-llama"
 THROUGHPUT = Path(__file__).with_name("train_throughput.py")
 
 
-def bench_train_throughput(epochs: int = 10, runs: int = 3) -> list[Measurement]:
+RANDOM_MODEL = BENCH_DIR / "random-0.5b"  # built by train_throughput.py --build-random (GPU runs)
+
+
+def bench_train_throughput(epochs: int = 10, runs: int = 3, device: str = "cpu", quant: str = "none") -> list[Measurement]:
+    """CPU: the tiny model, float32. CUDA: a ~0.5B Llama with random weights, bf16 LoRA, or QLoRA (4-bit) with --quant 4bit."""
+    what = "tiny model, demo data, CPU" if device == "cpu" else (
+        f"~0.5B random Llama, demo data, CUDA, {'4-bit QLoRA' if quant == '4bit' else 'bf16 LoRA'}")
     section(
-        "Training throughput: runners/train.py against a bare trl script (tiny model, demo data, CPU)",
+        f"Training throughput: runners/train.py against a bare trl script ({what})",
         f"tokens processed / trainer.train() time, {epochs} epochs, each side {runs} runs, alternating, "
         "each run its own process",
         "ratio: runner / bare of each side's fastest run (contention only slows a run); target >= 0.95",
@@ -391,11 +398,14 @@ def bench_train_throughput(epochs: int = 10, runs: int = 3) -> list[Measurement]
         if proc.returncode != 0:
             raise BenchError(failure(build, proc))
         argv = [python, str(THROUGHPUT), str(TINY_MODEL), "--device", "cpu", "--epochs", str(epochs), "--runs", str(runs)]
+        if device == "cuda":
+            argv = [python, str(THROUGHPUT), str(RANDOM_MODEL), "--device", "cuda", "--quant", quant, "--build-random",
+                    "--tokenizer", str(TINY_MODEL), "--epochs", str(epochs), "--runs", str(runs)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=CHILD_ENV, cwd=REPO)
         if proc.returncode != 0:
             raise BenchError(failure(argv, proc))
         for line in proc.stdout.splitlines():
-            if line.startswith("  run "):
+            if line.startswith(("  run ", "  model: ")):
                 print("    " + line.strip(), flush=True)
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
     except (BenchError, ValueError, IndexError) as exc:
@@ -444,7 +454,11 @@ def bench_launch(runs: int = 3) -> list[Measurement]:
     return [report(m)]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ftctl benchmarks (make bench [DEVICE=cuda] [QUANT=4bit])")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the training throughput's device")
+    parser.add_argument("--quant", choices=["none", "4bit"], default="none", help="cuda: QLoRA with bitsandbytes")
+    args = parser.parse_args(argv)
     print("ftctl benchmarks")
     print(f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
           f"{platform.system()} {platform.release()}")
@@ -453,7 +467,7 @@ def main() -> int:
     results = bench_cli()
     results += bench_plan_apply()
     results += bench_cml_status()
-    results += bench_train_throughput()
+    results += bench_train_throughput(device=args.device, quant=args.quant)
     results += bench_launch()
     failed = [m for m in results if m.error]
     missed = [m for m in results if m.verdict == "MISS"]
