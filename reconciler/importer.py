@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, import_spec
 from reconciler.adoption import owned_rows
+from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, import_spec
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.models.base import API_VERSION
 from reconciler.planner import STORE_ID_ANNOTATION

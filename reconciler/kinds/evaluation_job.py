@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, Snapshot, json_value
-from reconciler.kinds.fine_tuning_job import resources
+from reconciler.kinds.fine_tuning_job import cml_job_id, inputs, resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
 from reconciler.records import Row
 
@@ -49,7 +49,8 @@ BINDING = Binding(
 )
 
 
-__all__ = ["BINDING", "resources"]  # resources: a job row's, read alike for training and evaluation
+# A job row's CML job, inputs and resources are read alike for training and evaluation.
+__all__ = ["BINDING", "cml_job_id", "inputs", "resources"]
 
 
 def parent(row: Row) -> str:
@@ -64,15 +65,6 @@ def combination(row: Row) -> tuple[str, str]:
 
 def evaluation_dir(row: Row) -> str:
     return str(row.get("evaluation_dir") or "")
-
-
-def cml_job_id(row: Row) -> str:
-    return str(row.get("cml_job_id") or "")
-
-
-def inputs(row: Row) -> tuple[str, str, str]:
-    """(base model id, dataset id, prompt id) an evaluation row reads."""
-    return str(row.get("base_model_id") or ""), str(row.get("dataset_id") or ""), str(row.get("prompt_id") or "")
 
 
 def adapter_id(row: Row) -> str:

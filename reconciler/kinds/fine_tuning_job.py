@@ -76,7 +76,7 @@ def cml_job_id(row: Row) -> str:
 
 
 def inputs(row: Row) -> tuple[str, str, str]:
-    """(base model id, dataset id, prompt id) a training row reads."""
+    """(base model id, dataset id, prompt id) a job row (training or evaluation) reads."""
     return str(row.get("base_model_id") or ""), str(row.get("dataset_id") or ""), str(row.get("prompt_id") or "")
 
 
