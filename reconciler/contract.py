@@ -131,7 +131,6 @@ class JobInput(Contract):
     outputs: Outputs
     tracking: Tracking
     resources: Resources = Field(default_factory=Resources)
-    fail: str | None = Field(default=None, description="Tests: make the runner fail with this error class.")
 
 
 class JobError(Contract):

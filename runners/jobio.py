@@ -186,9 +186,9 @@ def classify(exc: BaseException) -> str:
     return "internal"
 
 
-def simulated_failure(job: dict[str, Any]) -> None:
-    """The runner's own failure hook (tests): `fail` in the input, or FTCTL_RUNNER_FAIL."""
-    wanted = job.get("fail") or os.environ.get("FTCTL_RUNNER_FAIL")
+def simulated_failure(wanted: str | None) -> None:
+    """Fail as a job of error class `wanted` would (tests; nothing when None). The runners' own hook
+    is FTCTL_RUNNER_FAIL, read by `run`; it is no part of the job input, which is the published contract."""
     if not wanted:
         return
     if wanted == "resources":
@@ -241,7 +241,7 @@ def run(kind: str, work: Callable[[dict[str, Any], Progress], tuple[dict[str, fl
     signal.signal(signal.SIGTERM, _terminated)
     try:
         progress.update(stage="starting")
-        simulated_failure(job)
+        simulated_failure(os.environ.get("FTCTL_RUNNER_FAIL"))
         metrics, artifacts = work(resolve_references(job), progress)
         result = {"status": "succeeded", "metrics": metrics, "artifacts": artifacts, "error": None}
     except BaseException as exc:  # every failure becomes a result; the traceback goes to the log

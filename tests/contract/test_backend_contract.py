@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import JobObservation, JobState
+from tests.fakes.stub_runners.failures import fail_job
 
 from .conftest import PREFIX, Harness, named
 
@@ -63,8 +64,9 @@ def test_a_successful_training_reports_its_adapter_and_metrics(harness: Harness)
 
 
 def test_a_config_failure_is_reported_with_its_class(harness: Harness) -> None:
-    name = named("train-config", fail="config")
-    harness.backend.launch(name, "train", harness.job_input(name, fail="config"))
+    name = named("train-config")
+    fail_job(harness.project, name, "config")
+    harness.backend.launch(name, "train", harness.job_input(name))
     done = harness.finish(name)
     assert (done.state, done.attempt, done.error_class) == (JobState.FAILED, 1, "config")
     assert "config" in done.message
@@ -74,8 +76,9 @@ def test_a_config_failure_is_reported_with_its_class(harness: Harness) -> None:
 def test_the_log_of_a_failed_job_shows_the_runners_error(harness: Harness) -> None:
     if harness.kind == "fake":
         pytest.skip("the fake backend starts no process: a fake job has no runner output to log")
-    name = named("train-logged", fail="data")
-    harness.backend.launch(name, "train", harness.job_input(name, fail="data"))
+    name = named("train-logged")
+    fail_job(harness.project, name, "data")
+    harness.backend.launch(name, "train", harness.job_input(name))
     assert harness.finish(name).error_class == "data"
     log = Path(harness.backend.log_path(name))
     assert log.parent == Path(harness.backend.paths(name)["dir"])
@@ -100,8 +103,9 @@ def test_launching_again_starts_no_second_run(harness: Harness) -> None:
 
 
 def test_attempt_2_after_a_failure_is_one_more_run(harness: Harness) -> None:
-    name = named("retry", fail="transient")
-    job = harness.job_input(name, fail="transient")  # a retry relaunches the same input
+    name = named("retry")
+    fail_job(harness.project, name, "transient")  # every attempt of it
+    job = harness.job_input(name)  # a retry relaunches the same input
     harness.backend.launch(name, "train", job)
     failed = harness.finish(name)
     assert (failed.state, failed.attempt, failed.error_class) == (JobState.FAILED, 1, "transient")
@@ -155,9 +159,10 @@ def test_cancel_of_an_unknown_job_returns_false(harness: Harness) -> None:
 
 
 def test_observing_many_agrees_with_observing_each(harness: Harness) -> None:
-    ok, failed = named("many-ok"), named("many-failed", fail="config")
+    ok, failed = named("many-ok"), named("many-failed")
+    fail_job(harness.project, failed, "config")
     harness.backend.launch(ok, "train", harness.job_input(ok))
-    harness.backend.launch(failed, "train", harness.job_input(failed, fail="config"))
+    harness.backend.launch(failed, "train", harness.job_input(failed))
     harness.finish(ok)
     harness.finish(failed)
     unknown = [f"{PREFIX}many-unknown-{i}" for i in range(10)]

@@ -1,5 +1,8 @@
 """Shared by the stub runners: the real job machinery (runners/jobio.py: input, progress, result,
-the `fail` hook, SIGTERM), with the work replaced by a few file writes. Contract-true and fast.
+its FTCTL_RUNNER_FAIL hook, SIGTERM), with the work replaced by a few file writes. Contract-true and fast.
+
+A test makes one job fail with a chosen error class with `failures.fail_job` (a side file in the
+project folder, no part of the job input: the published contract).
 
 FTCTL_STUB_SECONDS holds each job that long before it finishes (tests of running and cancelled
 jobs); FTCTL_STUB_METRIC sets the evaluation's rougeL (default 0.3). The train stub reports, as the
@@ -19,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "runners"))
 import jobio
+from failures import planned
 from studio_results import folder_of, write_results
 
 
@@ -60,4 +64,10 @@ def export(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[s
 
 
 def main(kind: str) -> None:
-    sys.exit(jobio.run(kind, {"train": train, "evaluate": evaluate, "export": export}[kind]))
+    work = {"train": train, "evaluate": evaluate, "export": export}[kind]
+
+    def planned_then_work(job: dict[str, Any], progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+        jobio.simulated_failure(planned(job["job_name"]))
+        return work(job, progress)
+
+    sys.exit(jobio.run(kind, planned_then_work))
