@@ -2,8 +2,10 @@
 
 Pure. An adopted FineTuningJob or EvaluationJob is history: its run is the one its rows record
 (`cml_job_id`, the Studio's CML job), so ftctl never launches, relaunches or re-registers anything for
-it, and never rewrites its rows. Only a change to the manifest that re-runs the job makes a new
-generation, which ftctl runs as its own (that generation is no longer history).
+it, and never rewrites its rows. A manifest that records its run (`cml_job_id`, which import writes)
+is history wherever it is applied: into an empty store its rows are written as they were and
+nothing runs. To run an imported job again, remove its `cml_job_id` and change what re-runs it:
+the new generation is ftctl's own.
 """
 
 from __future__ import annotations
@@ -11,17 +13,33 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.live import ManagedRecord, Snapshot
+from reconciler.manifests.loader import Manifest
 from reconciler.plan import Action, Change
 
 IMPORTED = "imported"  # the origin of a record `ftctl import` adopted (live.ManagedRecord.origin)
 
 
-def is_history(record: ManagedRecord | None, change: Change) -> bool:
-    """Whether this change is about an adopted job's own generation (adopted now or before)."""
-    if change.action in (Action.CREATE, Action.REPLACE, Action.DELETE):
-        return False  # a new generation (or none): ftctl's own
+def is_history(manifest: Manifest, record: ManagedRecord | None, change: Change) -> bool:
+    """Whether this change is about a run that already happened outside ftctl: the manifest records
+    it (`cml_job_id`, as `ftctl import` writes it: into an empty store its rows are written as they
+    were, and nothing runs), or ftctl import adopted this generation (its record's origin)."""
+    if change.action is Action.DELETE:
+        return False
+    if records_run(manifest):
+        return True
+    if change.action in (Action.CREATE, Action.REPLACE):
+        return False  # a new generation: ftctl's own
     origin = change.record.origin if change.record is not None else (record.origin if record is not None else "")
     return origin == IMPORTED
+
+
+def records_run(manifest: Manifest) -> bool:
+    """Whether the manifest names the run that made its rows (each combination's, for a fan-out)."""
+    spec = manifest.resource.spec
+    items = getattr(spec, "combinations", None)
+    if items:
+        return all(getattr(item, "cml_job_id", None) for item in items)
+    return bool(getattr(spec, "cml_job_id", None))
 
 
 def as_history(change: Change, record: ManagedRecord | None, snapshot: Snapshot) -> Change:

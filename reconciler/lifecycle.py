@@ -60,7 +60,7 @@ class JobContext:
 def advance(manifest: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
     if change.waits_for or change.action is Action.DELETE:
         return change
-    if is_history(record, change):
+    if is_history(manifest, record, change):
         return as_history(change, record, ctx.snapshot)
     res = manifest.resource
     if isinstance(res, FineTuningJob):

@@ -4,7 +4,7 @@
 salvaged manifests of documents with schema errors, less what it says of a field that failed the
 schema (the schema error already says it). Each rule module owns one domain of the catalog
 (`reconciler.catalog`). On adopted history (a manifest whose `ftctl.io/store-id` names a row the
-store holds), ftctl's stricter rules (codes from 101) and the Studio rules the Studio bypasses itself
+Studio wrote), ftctl's stricter rules (codes from 101) and the Studio rules the Studio bypasses itself
 warn instead of blocking: the row exists as the Studio wrote it, and adopting it changes nothing.
 """
 
@@ -76,18 +76,10 @@ def is_stricter(code: str) -> bool:
 
 
 def _adopted_history(ctx: RuleContext) -> set[str]:
-    """`Kind/name` of each manifest that adopts a row the store already holds (its
-    `ftctl.io/store-id` names an existing row, or an evaluation's fan-out): that row is history."""
-    if ctx.snapshot is None:
-        return set()
-    snapshot = ctx.snapshot
-    managed = {r.store_id for r in snapshot.managed.values()}
-    out = set()
-    for m in ctx.manifests:
-        store_id = m.resource.metadata.annotations.get(STORE_ID_ANNOTATION)
-        if store_id and (store_id in managed or snapshot.by_id(store_id) or snapshot.by_name(m.kind, store_id)):
-            out.add(m.address)
-    return out
+    """`Kind/name` of each manifest that stands for a row the Studio wrote: its `ftctl.io/store-id`
+    names that row (`ftctl import` writes it), in this store or in the one it was imported from
+    (applied into an empty store, the row is written again as it was)."""
+    return {m.address for m in ctx.manifests if m.resource.metadata.annotations.get(STORE_ID_ANNOTATION)}
 
 
 def _as_history(diag: Diagnostic) -> Diagnostic:
@@ -95,7 +87,7 @@ def _as_history(diag: Diagnostic) -> Diagnostic:
     Studio already wrote warns instead of blocking: adopting it changes nothing."""
     if diag.severity is not Severity.ERROR or not (is_stricter(diag.code) or diag.code in STUDIO_BYPASSED):
         return diag
-    return replace(diag, severity=Severity.WARNING, detail=f"{diag.detail}\n{HISTORY_NOTE}" if diag.detail else HISTORY_NOTE)
+    return replace(diag, severity=Severity.WARNING, detail=f"{diag.detail}; {HISTORY_NOTE}" if diag.detail else HISTORY_NOTE)
 
 
 def _about_unknown(diag: Diagnostic, unknown: dict[tuple[str, int], frozenset[FieldPath]]) -> bool:
