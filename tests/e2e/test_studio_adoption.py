@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,13 @@ def studio_project(root: Path, store: str) -> Path:
 def objects_in(db: Path) -> int:
     """How many objects the store's rows are (an evaluation's fan-out is one)."""
     with sqlite3.connect(db) as conn:
-        rows = sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
+        rows = sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                    for t in ("datasets", "models", "prompts", "adapters", "configs", "fine_tuning_jobs"))
         groups = conn.execute("SELECT COUNT(DISTINCT COALESCE(NULLIF(parent_job_id, ''), id)) FROM evaluation_jobs").fetchone()[0]
     return int(rows + groups)
 
 
-def run(root: Path, *args: str) -> object:
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return ftctl(root, *args, env=jobs_env(root / "jobs"), timeout=180)
 
 
@@ -67,8 +68,8 @@ def imported(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict
     root = studio_project(tmp_path / "project", request.param)
     before = dump_studio(root / STORE)
     done = run(root, "import", "--auto-approve")
-    assert done.returncode == 0, show(done)  # type: ignore[arg-type]
-    assert f"Adopted {objects_in(root / STORE)} objects" in done.stdout, show(done)  # type: ignore[arg-type,attr-defined]
+    assert done.returncode == 0, show(done)
+    assert f"Adopted {objects_in(root / STORE)} objects" in done.stdout, show(done)
     return root, before
 
 
@@ -78,7 +79,7 @@ def test_import_adopts_every_row_and_writes_none(imported: tuple[Path, dict[str,
     managed = query(root / STORE, "SELECT COUNT(*) FROM ftctl_objects")[0][0]
     assert managed == objects_in(root / STORE)
     again = run(root, "import", "--auto-approve", "--out", "more")
-    assert again.returncode == 0 and "Nothing to import" in again.stdout, show(again)  # type: ignore[arg-type,attr-defined]
+    assert again.returncode == 0 and "Nothing to import" in again.stdout, show(again)
 
 
 def test_the_plan_after_import_is_empty_and_apply_launches_nothing(imported: tuple[Path, dict[str, list[tuple[object, ...]]]]) -> None:
@@ -105,7 +106,7 @@ def test_import_then_apply_into_an_empty_store_is_row_identical(imported: tuple[
 def test_a_job_that_fails_a_stricter_rule_is_adopted_with_a_warning(tmp_path: Path) -> None:
     root = studio_project(tmp_path / "project", "tiny_fraction.db")
     done = run(root, "import", "--auto-approve")
-    assert done.returncode == 0, show(done)  # type: ignore[arg-type]
+    assert done.returncode == 0, show(done)
     planned = plan(root, "imported", env=jobs_env(root / "jobs"))
     assert planned.returncode == 0, show(planned)
     [line] = [ln for ln in planned.stderr.splitlines() if "FT-103" in ln]
@@ -118,9 +119,9 @@ def test_an_object_that_cannot_be_adopted_is_named_and_the_rest_is_adopted(tmp_p
     with sqlite3.connect(root / STORE) as conn:  # a prompt on a dataset the store does not hold: no manifest can say that
         conn.execute("UPDATE prompts SET dataset_id = 'not-a-dataset' WHERE name = 'Ticket Triage'")
     done = run(root, "import", "--auto-approve")
-    assert done.returncode == 1, show(done)  # type: ignore[arg-type]
-    assert "Prompt/Ticket Triage" in done.stderr and "left out" in done.stderr, show(done)  # type: ignore[arg-type,attr-defined]
-    assert "a partial import" in done.stdout, show(done)  # type: ignore[arg-type,attr-defined]
+    assert done.returncode == 1, show(done)
+    assert "Prompt/Ticket Triage" in done.stderr and "left out" in done.stderr, show(done)
+    assert "a partial import" in done.stdout, show(done)
     names = {name for (name,) in query(root / STORE, "SELECT name FROM ftctl_objects WHERE kind = 'Prompt'")}
     assert "Ticket Triage" not in names and {"SQL Creation", "Ticketing Prompt with Actions"} <= names, names
     planned = plan(root, "imported", env=jobs_env(root / "jobs"))
