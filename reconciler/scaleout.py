@@ -87,18 +87,23 @@ def topology(resources: Mapping[str, Any] | None) -> Topology:
 def job_result(results: Mapping[int, Mapping[str, Any] | None], world_size: int) -> Mapping[str, Any] | None:
     """The job's result from its ranks' (rank -> result, None where a rank wrote none).
 
-    Rank 0's when it says why the job ended; the earliest failure that is a rank's own (not one its
-    launcher stopped after another rank failed) when there is one; a job whose rank 0 failed
-    while another rank left no result at all lost that rank (SIGKILL, the OOM killer): `killed`.
-    None when rank 0 wrote nothing and no other rank says why."""
+    A run of several ranks that did not all succeed, where a rank left no result at all, lost that
+    rank (SIGKILL, the OOM killer): `killed`, whatever the others said after (a peer's broken
+    connection, their launcher's stop). Else the earliest failure that is a rank's own (not
+    `cancelled`, what a launcher's stop makes of the others); else rank 0's. None when no rank wrote
+    anything."""
     main = results.get(0)
-    own = [r for r in results.values() if r and r.get("status") == "failed"
+    written = [r for r in (results.get(rank) for rank in range(world_size)) if r]
+    if not written:
+        return None
+    silent = [rank for rank in range(world_size) if not results.get(rank)]
+    if world_size > 1 and silent and not all(r.get("status") == "succeeded" for r in written):
+        ranks = ", ".join(str(r) for r in silent)
+        return {**(main or written[0]), "status": "failed", "metrics": {}, "artifacts": {},
+                "error": {"error_class": "killed", "type": "WorkerDied",
+                          "message": f"rank {ranks} of {world_size} ended without a result (killed, or its process died)"}}
+    own = [r for r in written if r.get("status") == "failed"
            and (r.get("error") or {}).get("error_class") not in STOPPED_BY_LAUNCHER]
     if own:
         return min(own, key=lambda r: float(r.get("finished_at") or 0.0))
-    silent = [rank for rank in range(world_size) if not results.get(rank)]
-    if world_size > 1 and silent and main is not None and main.get("status") != "succeeded":
-        ranks = ", ".join(str(r) for r in silent)
-        return {**main, "error": {"error_class": "killed", "type": "WorkerDied",
-                                  "message": f"rank {ranks} of {world_size} ended without a result (killed, or its process died)"}}
     return main

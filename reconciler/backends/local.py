@@ -180,8 +180,10 @@ class LocalBackend:
         progress = read_json(folder / "progress.json")
         if _locked(folder / "lock"):
             return JobObservation(job_name, JobState.RUNNING, attempt, progress=progress, external_id=str(folder))
-        result = self.result(folder, int(launch.get("world_size") or 1))
-        if not result and (folder / "cancelled").exists():
+        world_size = int(launch.get("world_size") or 1)
+        result = self.result(folder, world_size)
+        stopped = not result or (world_size > 1 and result.get("status") != "succeeded")  # its ranks saw peers go first
+        if stopped and (folder / "cancelled").exists():
             return JobObservation(job_name, JobState.FAILED, attempt, "cancelled", "cancelled (ftctl cancel)", progress=progress,
                                   external_id=str(folder))
         if not result:

@@ -48,6 +48,9 @@ def test_job_result_of_its_ranks() -> None:
     killed = job_result({0: stopped, 1: None}, 2)
     assert killed is not None and killed["error"]["error_class"] == "killed" and "rank 1 of 2" in killed["error"]["message"]
     assert job_result({0: stopped, 1: stopped}, 2) is stopped  # all stopped together (ftctl cancel): cancelled
+    lost = job_result({0: result("failed", "transient", at=7.0), 1: None}, 2)  # rank 0 saw its peer's connection break
+    assert lost is not None and lost["error"]["error_class"] == "killed"
+    assert job_result({0: ok, 1: None}, 2) is ok  # rank 0 finished: a rank without a result changed nothing
 
 
 def test_the_plan_shows_the_world_a_training_launch_asks_for() -> None:
