@@ -12,19 +12,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from reconciler.kinds import BY_TABLE
 from reconciler.records import Row, comparable, digest
 from reconciler.runtime import JobObservation
 
-# Studio table -> the kind of its rows, and the column that names them.
-TABLE_KIND: dict[str, tuple[str, str]] = {
-    "datasets": ("Dataset", "name"),
-    "models": ("Model", "name"),
-    "prompts": ("Prompt", "name"),
-    "adapters": ("Adapter", "name"),
-    "configs": ("Config", "description"),
-    "fine_tuning_jobs": ("FineTuningJob", "adapter_name"),
-    "evaluation_jobs": ("EvaluationJob", "parent_job_id"),
-}
+# Studio table -> the kind of its rows, and the column that names them (each kind's binding says).
+TABLE_KIND: dict[str, tuple[str, str]] = {b.table: (b.kind, b.name_column) for b in BY_TABLE.values()}
 KIND_TABLE: dict[str, str] = {kind: table for table, (kind, _) in TABLE_KIND.items()}
 
 
@@ -47,17 +40,10 @@ class LiveObject:
 
 
 def live_object(table: str, row: Row) -> LiveObject:
-    kind, name_column = TABLE_KIND[table]
+    binding = BY_TABLE[table]
     text = lambda c: "" if row.get(c) is None else str(row[c])  # noqa: E731
-    return LiveObject(
-        kind,
-        text("id"),
-        text(name_column),
-        type=text("framework_type" if table == "fine_tuning_jobs" else "type"),
-        model_id=text("base_model_id" if table.endswith("_jobs") else "model_id"),
-        dataset_id=text("dataset_id"),
-        features=text("features"),
-    )
+    fields = {name: text(column) for name, column in binding.live_fields.items()}
+    return LiveObject(binding.kind, text("id"), binding.name_of(row), **fields)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ Pair → diff → decide (gitops-engine's `(live?, target?)`): `pairing` pairs e
 managed record and lists the records no manifest declares; `pairing.decide` says what each pair's
 shape asks for (create, adopt, replace, noop, compare, delete, orphan); a compared pair is diffed
 column by column on the columns ftctl owns (`rowdiff`). What differs per kind (its table, whether
-a change re-runs work, which columns force a new row, unique columns, who references its rows) is
-looked up in `KINDS`, the one table below: nothing here branches on a kind's name. A live row that
+a change re-runs work, which columns force a new row, unique columns, who references its rows, what
+its job produces) is read from its binding (`reconciler.kinds.BINDINGS`): nothing here branches on
+a kind's name or names a Studio column. A live row that
 differs from what ftctl last wrote is drift: the plan shows it before/after and puts the
 manifest's value back.
 """
@@ -23,10 +24,13 @@ from functools import cached_property
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, PlanFacts, Scope, declared_id, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
+from reconciler.kinds import BINDINGS, BY_TABLE, product_link, product_name, referrers
+from reconciler.kinds.base import Binding
+from reconciler.kinds.config import content_key
 from reconciler.lifecycle import JobContext, advance
-from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
+from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
-from reconciler.models import MODELS, Config, Model
+from reconciler.models import Config, Model
 from reconciler.models.base import PROTECTED_ANNOTATION, STORE_ID_ANNOTATION
 from reconciler.pairing import Decision, Pair, decide, orphans, pair_manifests
 from reconciler.plan import (
@@ -43,7 +47,6 @@ from reconciler.plan import (
 )
 from reconciler.records import Row, comparable, digest
 from reconciler.rowdiff import (
-    config_key,
     field_diffs,
     pair_live,
     readable,
@@ -53,50 +56,6 @@ from reconciler.rowdiff import (
     with_parent,
 )
 
-# == What the planner knows per kind =============================================================
-# The one place kind-specific facts live (until reconciler/kinds declares them per kind); the code
-# below reads these facts and never tests a kind's name.
-
-
-@dataclass(frozen=True)
-class KindFacts:
-    table: str  # its Studio table ('' for kinds without rows)
-    rerun: Consequence | None = None  # any change re-runs its work (a new generation), with this consequence
-    replace_columns: frozenset[str] = frozenset()  # columns that cannot change in place (a new row)
-    unique: tuple[str, ...] = ()  # columns unique among its rows by the Studio's code (a second row breaks it)
-    referrers: tuple[tuple[str, str], ...] = ()  # (table, column) of rows referencing its rows: no delete while used
-    delete_rank: int = 99  # deletion order: what uses others goes first
-    content_addressed: bool = False  # equal bodies share one row (configs, CF-004)
-    fan_out: bool = False  # one row per item, each carrying the object's id as parent_job_id (evaluations)
-    produces: str = ""  # the column of its row naming what its job produces (a training's adapter)
-    lends_token: bool = False  # its manifest's hf_token_env is what jobs on it download with
-
-
-def _facts(kind: str, **declared: object) -> KindFacts:
-    """A kind's facts: what its model declares (`RERUN`, `REPLACE_COLUMNS`) and `declared` here."""
-    model = MODELS[kind]
-    rerun = Consequence(model.RERUN) if model.RERUN else None
-    return KindFacts(KIND_TABLE.get(kind, ""), rerun, model.REPLACE_COLUMNS, **declared)  # type: ignore[arg-type]
-
-
-KINDS: dict[str, KindFacts] = {
-    "Model": _facts("Model", unique=("huggingface_model_name",), delete_rank=7, lends_token=True, referrers=(
-        ("adapters", "model_id"), ("fine_tuning_jobs", "base_model_id"), ("evaluation_jobs", "base_model_id"))),
-    "Dataset": _facts("Dataset", unique=("name", "huggingface_name"), delete_rank=6, lends_token=True, referrers=(
-        ("prompts", "dataset_id"), ("fine_tuning_jobs", "dataset_id"), ("evaluation_jobs", "dataset_id"))),
-    "Config": _facts("Config", delete_rank=5, content_addressed=True),
-    "Prompt": _facts("Prompt", unique=("name",), delete_rank=4, referrers=(
-        ("fine_tuning_jobs", "prompt_id"), ("evaluation_jobs", "prompt_id"), ("adapters", "prompt_id"))),
-    "Adapter": _facts("Adapter", unique=("name",), delete_rank=3, referrers=(("evaluation_jobs", "adapter_id"),)),
-    "FineTuningJob": _facts("FineTuningJob", unique=("adapter_name",), delete_rank=2, produces="adapter_name"),
-    "EvaluationJob": _facts("EvaluationJob", delete_rank=1, fan_out=True),
-    "ModelExport": _facts("ModelExport", delete_rank=0),
-}
-# What a producing kind's job produces (a training registers an adapter whose row names its job).
-PRODUCT_TABLE, PRODUCED_BY = "adapters", "fine_tuning_job_id"
-# A config row ftctl shares with others (a Studio default, another tool's row) is owned only this far.
-SHARED_COLUMNS = ("type", "config")
-# ================================================================================================
 NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")
 
 
@@ -198,24 +157,18 @@ class _Planner:
 
     def _manifest_producers(self) -> dict[str, str]:
         """What the manifests' jobs produce (a training's adapter name) -> the job's manifest name."""
-        out = {}
-        for m in self.manifests:
-            column = KINDS[m.kind].produces
-            value = getattr(m.resource, column, None) if column else None
-            if value:
-                out[str(value)] = m.name
-        return out
+        return {product: m.name for m in self.manifests if (product := product_name(m))}
 
     def _managed_producers(self, by_key: dict[tuple[str, str], Manifest]) -> dict[str, str]:
         """What managed jobs outside the manifests produce (an adapter name) -> the job's name."""
         out = {}
         for (kind, name), record in self.snapshot.managed.items():
-            facts = KINDS.get(kind)
-            if facts is None or not facts.produces or (kind, name) in by_key:
+            binding = BINDINGS.get(kind)
+            if binding is None or not binding.produces or (kind, name) in by_key:
                 continue
-            row = self.snapshot.row(facts.table, record.store_id)
-            if row is not None and row.get(facts.produces):
-                out[str(row[facts.produces])] = name
+            row = self.snapshot.row(binding.table, record.store_id)
+            if row is not None and binding.name_of(row):
+                out[binding.name_of(row)] = name
         return out
 
     def _scope(self) -> Scope:
@@ -232,7 +185,7 @@ class _Planner:
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
         self.desired[key] = desired
-        token_env = getattr(manifest.resource.spec, "hf_token_env", None) if KINDS[pair.kind].lends_token else None
+        token_env = getattr(manifest.resource.spec, "hf_token_env", None) if BINDINGS[pair.kind].lends_token else None
         if token_env:
             self.token_envs[own_id] = token_env  # jobs on it download with it
         protected = is_protected(manifest, record)
@@ -260,7 +213,7 @@ class _Planner:
                 change = self._compare(desired, record, wave, spec_fp, protected)
         if not desired.table and change.record is not None:  # no Studio row: keep the spec to diff against
             change = replace(change, record=replace(change.record, spec=desired.spec))
-        if KINDS[pair.kind].rerun is not None:
+        if BINDINGS[pair.kind].rerun is not None:
             change = advance(manifest, desired, record, change, self._job_context)
         if change.action.is_change() and not change.waits_for and change.ops:
             self.changed.add(key)
@@ -269,13 +222,13 @@ class _Planner:
 
     def _in_sync(self, desired: Desired, record: ManagedRecord) -> bool:
         """A row-backed object that is not a job whose owned columns equal the store's (no digests)."""
-        if KINDS[desired.kind].rerun is not None or desired.waits_for or len(desired.rows) != 1 or len(record.row_ids) != 1:
+        if BINDINGS[desired.kind].rerun is not None or desired.waits_for or len(desired.rows) != 1 or len(record.row_ids) != 1:
             return False
         live = self.snapshot.comparable_row(desired.table, record.row_ids[0])
         if live is None:
             return False
         want = desired.rows[0].comparable
-        columns = SHARED_COLUMNS if record.origin == "shared" else desired.rows[0].values
+        columns = _owned(record) or desired.rows[0].values
         return all(want[c] == live[c] for c in columns)
 
     @cached_property
@@ -288,7 +241,7 @@ class _Planner:
         for op in change.ops:
             if op.op == "insert":
                 self.rows_by_id[(op.table, op.row_id)] = dict(op.values)
-        if desired.table and not KINDS[desired.kind].fan_out and desired.rows:
+        if desired.table and not BINDINGS[desired.kind].fan_out and desired.rows:
             own = change.record.store_id if change.record else (record.store_id if record else "")
             if own:
                 self.rows_by_id[(desired.table, own)] = {"id": own, **desired.rows[0].values}
@@ -302,27 +255,28 @@ class _Planner:
 
     def _adoptable(self, manifest: Manifest) -> bool:
         store_id = manifest.resource.metadata.annotations.get(STORE_ID_ANNOTATION)
-        table = KIND_TABLE.get(manifest.kind, "")
-        if not store_id or not table or store_id in self._managed_ids:
+        binding = BINDINGS[manifest.kind]
+        if not store_id or not binding.table or store_id in self._managed_ids:
             return False
-        if KINDS[manifest.kind].fan_out:
-            return any(r.get("parent_job_id") == store_id for r in self.snapshot.rows.get(table, {}).values())
-        return self.snapshot.row(table, store_id) is not None
+        return bool(self._rows_of(binding, store_id))
+
+    def _rows_of(self, binding: Binding, store_id: str) -> tuple[str, ...]:
+        """The ids of the rows of the object whose id is `store_id` that the store holds."""
+        if binding.fan_out:
+            return tuple(sorted(str(r["id"]) for r in self.snapshot.rows.get(binding.table, {}).values()
+                                if binding.owned_by(r, store_id)))
+        return (store_id,) if self.snapshot.row(binding.table, store_id) is not None else ()
 
     def _adoption_record(self, manifest: Manifest) -> ManagedRecord:
         store_id = manifest.resource.metadata.annotations[STORE_ID_ANNOTATION]
-        table = KIND_TABLE[manifest.kind]
-        if KINDS[manifest.kind].fan_out:
-            row_ids = tuple(sorted(str(r["id"]) for r in self.snapshot.rows[table].values() if r.get("parent_job_id") == store_id))
-        else:
-            row_ids = (store_id,)
-        row = self.snapshot.row(table, row_ids[0]) or {}
-        origin = "shared" if table == "configs" and str(row.get("is_default") or 0) == "1" else "imported"
-        return ManagedRecord(manifest.kind, manifest.name, table, store_id, row_ids, "", "", 1, False, origin)
+        binding = BINDINGS[manifest.kind]
+        row_ids = self._rows_of(binding, store_id)
+        origin = "shared" if binding.is_shared(self.snapshot.row(binding.table, row_ids[0]) or {}) else "imported"
+        return ManagedRecord(manifest.kind, manifest.name, binding.table, store_id, row_ids, "", "", 1, False, origin)
 
     def _adopt(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
         """Take an existing Studio row under management; differences are shown and put right."""
-        only = SHARED_COLUMNS if record.origin == "shared" else None
+        only = _owned(record)
         live_fp = rows_fp(desired, self._live_rows(record), only=only, compare=self._live_comparable)
         record = ManagedRecord(record.kind, record.name, record.store_table, record.store_id, record.row_ids,
                                spec_fp, live_fp, 1, protected, record.origin)
@@ -368,12 +322,13 @@ class _Planner:
         if desired.waits_for:
             return Change(kind, name, Action.CREATE, f"waits for {', '.join(desired.waits_for)}",
                           Consequence.WAIT, wave, waits_for=desired.waits_for)
-        if KINDS[kind].content_addressed:
+        if BINDINGS[kind].content_addressed:
             shared = self._equal_config(desired)
             if shared is not None:
                 self.ids[(kind, name)] = shared
-                record = Record("configs", shared, (shared,), spec_fp, rows_fp(desired, {}, only=SHARED_COLUMNS), 1, "shared", protected)
-                return Change(kind, name, Action.CREATE, f"equal to {self._config_label(shared, exclude=name)} (CF-004): shares its row",
+                record = Record(desired.table, shared, (shared,), spec_fp, rows_fp(desired, {}, only=BINDINGS[kind].shared_columns), 1,
+                                "shared", protected)
+                return Change(kind, name, Action.CREATE, f"equal to {self._config_label(desired, shared)} (CF-004): shares its row",
                               Consequence.SHARED, wave, record=record)
         clash = self._unmanaged_clash(desired)
         if clash:
@@ -381,8 +336,8 @@ class _Planner:
         own_id = self.ids[(kind, name)]
         ids = self._row_ids(desired, own_id, generation=1)
         ops = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
-        if KINDS[kind].content_addressed:
-            self.new_configs[config_key(desired.rows[0].values)] = own_id
+        if BINDINGS[kind].content_addressed:
+            self.new_configs[content_key(desired.rows[0].values)] = own_id
         record = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp,
                         rows_fp(desired, {}), 1, "created", protected)
         fields = tuple(FieldDiff(f"{r.table}.{c}", None, v) for r in desired.rows for c, v in r.values.items() if v not in (None, ""))
@@ -390,7 +345,7 @@ class _Planner:
                       fields=fields, ops=ops, record=record)
 
     def _row_ids(self, desired: Desired, own_id: str, *, generation: int) -> dict[str, str]:
-        if KINDS[desired.kind].fan_out:  # a first generation keeps the row ids its manifest declares (imported)
+        if BINDINGS[desired.kind].fan_out:  # a first generation keeps the row ids its manifest declares (imported)
             return {r.key: (r.row_id if generation == 1 and r.row_id and self.snapshot.row(desired.table, r.row_id) is None
                             else new_id(self.seed, desired.kind, desired.name, generation, r.key)) for r in desired.rows}
         return {r.key: own_id for r in desired.rows}
@@ -399,28 +354,28 @@ class _Planner:
         """A new object's id: the one its manifest declares (`ftctl.io/store-id`, an import applied
         to a store that does not hold the row), else one derived from the plan's seed."""
         declared = declared_id(manifest)
-        table = KINDS[manifest.kind].table if manifest.kind in KINDS else ""
-        taken = declared is None or not table or self.snapshot.row(table, declared) is not None or any(
-            row.get("parent_job_id") == declared for row in self.snapshot.rows.get(table, {}).values())
+        binding = BINDINGS[manifest.kind]
+        taken = declared is None or not binding.table or self.snapshot.row(binding.table, declared) is not None or bool(
+            self._rows_of(binding, declared))
         return new_id(self.seed, *key, 1) if taken or declared is None else declared
 
-    def _config_label(self, store_id: str, *, exclude: str) -> str:
+    def _config_label(self, desired: Desired, store_id: str) -> str:
         owners = [*self.ids.items(), *(((r.kind, r.name), r.store_id) for r in self.snapshot.managed.values())]
         for (kind, name), known in owners:
-            if known == store_id and kind == "Config" and name != exclude:
-                return f"Config/{name}"
-        row = self.snapshot.row("configs", store_id) or {}
-        default = "a Studio default config" if str(row.get("is_default") or 0) == "1" else "a Studio config"
+            if known == store_id and kind == desired.kind and name != desired.name:
+                return f"{kind}/{name}"
+        shipped = BINDINGS[desired.kind].is_shared(self.snapshot.row(desired.table, store_id) or {})
+        default = "a Studio default config" if shipped else "a Studio config"
         return f"{default} ({store_id}; its description stays as it is)"
 
     def _equal_config(self, desired: Desired) -> str | None:
         values = desired.rows[0].values
-        key = config_key(values)
+        key = content_key(values)
         if key in self.new_configs:
             return self.new_configs[key]
-        managed_ids = {r.store_id for r in self.snapshot.managed.values() if r.kind == "Config"}
-        for row in self.snapshot.rows.get("configs", {}).values():
-            if row["id"] not in managed_ids and row["id"] not in self.deleted_ids and config_key(row) == key:
+        managed_ids = {r.store_id for r in self.snapshot.managed.values() if r.kind == desired.kind}
+        for row in self.snapshot.rows.get(desired.table, {}).values():
+            if row["id"] not in managed_ids and row["id"] not in self.deleted_ids and content_key(row) == key:
                 return str(row["id"])
         return None
 
@@ -428,7 +383,7 @@ class _Planner:
         if not desired.rows:
             return ""
         values = desired.rows[0].values
-        for column in KINDS[desired.kind].unique:
+        for column in BINDINGS[desired.kind].unique:
             value = values.get(column)
             if not value:
                 continue
@@ -449,14 +404,14 @@ class _Planner:
         live = self._live_rows(record)
         if (desired.rows and any(row is None for row in live.values())) or (desired.rows and not live):
             return self._recreate(desired, record, wave, spec_fp, protected)
-        only = SHARED_COLUMNS if record.origin == "shared" else None
-        rerun = KINDS[kind].rerun
+        only = _owned(record)
+        rerun = BINDINGS[kind].rerun
         rerun_spec_changed = rerun is not None and spec_fp != record.spec_fingerprint
         if not rerun_spec_changed and self._rows_match(desired, live, only):  # the common case: in sync
             return self._noop_or_protect(desired, record, wave, protected)
         live_fp = rows_fp(desired, live, only=only, compare=self._live_comparable)
         want_fp = rows_fp(desired, {}, only=only)
-        table_replace = KINDS[kind].replace_columns
+        table_replace = BINDINGS[kind].replace_columns
         fields = tuple(
             FieldDiff(f.path, f.before, f.after, f.forces_replace or f.path.split(".", 1)[1] in table_replace, f.sensitive)
             for f in field_diffs(desired, live, only=only)
@@ -479,11 +434,11 @@ class _Planner:
     def _force_replace(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
         """`--replace`: a new row (a job: a new generation and its launch) whatever changed; the
         field diffs still show what did."""
-        only = SHARED_COLUMNS if record.origin == "shared" else None
+        only = _owned(record)
         live = self._live_rows(record)
         fields = field_diffs(desired, live, only=only) if live else ()
         return self._replace(desired, record, wave, spec_fp, protected, "replacement requested (--replace)",
-                             KINDS[desired.kind].rerun or Consequence.NONE, fields, False)
+                             BINDINGS[desired.kind].rerun or Consequence.NONE, fields, False)
 
     def _rows_match(self, desired: Desired, live: dict[str, Row | None], only: tuple[str, ...] | None) -> bool:
         """The owned columns of every desired row equal its live row's, as the Studio sees them."""
@@ -534,22 +489,23 @@ class _Planner:
         generation = record.generation + 1
         delete_ops = self._retire_ops(record) or self._delete_ops(record)
         self.deleted_ids.update(record.row_ids)
-        if KINDS[kind].content_addressed:
+        if BINDINGS[kind].content_addressed:
             shared = self._equal_config(desired)
             if shared is not None:
                 self.ids[(kind, name)] = shared
-                rec = Record("configs", shared, (shared,), spec_fp, rows_fp(desired, {}, only=SHARED_COLUMNS), generation, "shared", protected)
-                return Change(kind, name, Action.REPLACE, f"{why}; the new body equals {self._config_label(shared, exclude=name)}: shares its row",
+                rec = Record(desired.table, shared, (shared,), spec_fp, rows_fp(desired, {}, only=BINDINGS[kind].shared_columns),
+                             generation, "shared", protected)
+                return Change(kind, name, Action.REPLACE, f"{why}; the new body equals {self._config_label(desired, shared)}: shares its row",
                               Consequence.SHARED, wave, drift, fields, delete_ops, rec)
         own_id = new_id(self.seed, kind, name, generation)
         self.ids[(kind, name)] = own_id
-        if KINDS[kind].fan_out:  # the rows carry the job's id as parent_job_id
+        if BINDINGS[kind].fan_out:  # the rows carry the job's id (the binding's owner column)
             desired = with_parent(desired, own_id)
             spec_fp = self._spec_fingerprint(desired)  # as the next plan, rendering with the new id, computes it
         ids = self._row_ids(desired, own_id, generation=generation)
         inserts = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
-        if KINDS[kind].content_addressed:
-            self.new_configs[config_key(desired.rows[0].values)] = own_id
+        if BINDINGS[kind].content_addressed:
+            self.new_configs[content_key(desired.rows[0].values)] = own_id
         rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, rows_fp(desired, {}),
                      generation, "created", protected)
         return Change(kind, name, Action.REPLACE, why, consequence, wave, drift, fields, delete_ops + inserts, rec)
@@ -561,16 +517,17 @@ class _Planner:
         The Studio finds a training by its adapter's name (get_dataset_split_by_adapter), so each
         version keeps answering with the split it was trained with, and the new generation's row
         takes the name. Empty when the kind keeps nothing (its rows are deleted and written anew)."""
-        column = KINDS[record.kind].produces
-        row = self.snapshot.row(record.store_table, record.store_id) if column else None
+        binding = BINDINGS[record.kind]
+        row = self.snapshot.row(record.store_table, record.store_id) if binding.produces else None
         if row is None or record.origin == "shared":
             return ()
-        product = str(row.get(column) or "")
+        made, link = BINDINGS[binding.produces], product_link(record.kind)
+        product = binding.name_of(row)
         retired = f"{product}-g{record.generation}"
-        produced = [a for a in self.snapshot.rows.get(PRODUCT_TABLE, {}).values()
-                    if a.get("name") == product and a.get(PRODUCED_BY) == record.store_id]
-        return (RowOp(record.store_table, "update", record.store_id, {column: retired}),
-                *(RowOp(PRODUCT_TABLE, "update", str(a["id"]), {"name": retired}) for a in produced))
+        produced = [a for a in self.snapshot.rows.get(made.table, {}).values()
+                    if made.name_of(a) == product and a.get(link) == record.store_id]
+        return (RowOp(record.store_table, "update", record.store_id, binding.named(retired)),
+                *(RowOp(made.table, "update", str(a["id"]), made.named(retired)) for a in produced))
 
     def _delete_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
         if record.origin == "shared" or not record.store_table:
@@ -586,7 +543,7 @@ class _Planner:
         """The managed objects no manifest declares: deleted with `--prune`, else kept as orphans."""
         if self.partial:  # what a partial plan did not read is not its business
             return []
-        found = orphans(self.manifests, self.snapshot.managed, {kind: f.delete_rank for kind, f in KINDS.items()})
+        found = orphans(self.manifests, self.snapshot.managed, {kind: b.delete_rank for kind, b in BINDINGS.items()})
         going = {rid for p in found if p.record for rid in p.record.row_ids} if self.policy.prune else set()
         changes = []
         for pair in found:
@@ -616,11 +573,17 @@ class _Planner:
                       wave=0, fields=fields, ops=ops)
 
     def _users(self, record: ManagedRecord, going: set[str]) -> Iterable[str]:
-        for table, column in KINDS[record.kind].referrers if record.kind in KINDS else ():
+        for table, column in referrers(record.kind) if record.kind in BINDINGS else ():
             for row in self.snapshot.rows.get(table, {}).values():
                 if row.get(column) in record.row_ids and row["id"] not in going:
-                    kind = next(k for k, t in KIND_TABLE.items() if t == table)
-                    yield f"{kind} {row.get('name') or row.get('adapter_name') or row['id']}"
+                    user = BY_TABLE[table]
+                    yield f"{user.kind} {(user.name_of(row) if not user.fan_out else '') or row['id']}"
+
+
+def _owned(record: ManagedRecord) -> tuple[str, ...] | None:
+    """The columns ftctl owns of a record's rows: all (None), or only the shared ones of a row the
+    Studio ships or another object holds (`Binding.shared_columns`)."""
+    return BINDINGS[record.kind].shared_columns if record.origin == "shared" else None
 
 
 def _mass_deletion(changes: list[Change], policy: Policy) -> list[Blocker]:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow
+from reconciler.kinds import BINDINGS
 from reconciler.plan import Change, FieldDiff
 from reconciler.records import JSON_COLUMNS, Row, as_shown, comparable, digest
 
@@ -54,7 +55,9 @@ _ABSENT = object()
 
 
 def with_parent(desired: Desired, parent: str) -> Desired:
-    rows = tuple(DesiredRow(r.table, r.key, {**r.values, "parent_job_id": parent}) for r in desired.rows)
+    """A fan-out's rows, each carrying `parent` (the object's new id) in its owner column."""
+    owner = BINDINGS[desired.kind].owner_column
+    rows = tuple(DesiredRow(r.table, r.key, {**r.values, owner: parent}) for r in desired.rows)
     return Desired(desired.kind, desired.name, desired.table, rows, desired.spec, desired.depends_on, desired.waits_for)
 
 
@@ -65,16 +68,13 @@ def run_inputs(desired: Desired) -> str:
     return digest([r.comparable.get(c) for r in desired.rows for c in columns])
 
 
-def config_key(values: Row) -> str:
-    return digest([values.get("type"), comparable("configs", dict(values)).get("config")])
-
-
 def pair_live(desired: Desired, live: dict[str, Row | None]) -> dict[str, Row]:
-    """Desired row key -> live row: single rows by position, evaluation rows by (model, adapter)."""
+    """Desired row key -> live row: single rows by position, fan-out rows by their item key
+    (`Binding.row_key`: an evaluation's (model, adapter))."""
     rows = [r for r in live.values() if r is not None]
     if not fans_out(desired):
         return {desired.rows[0].key: rows[0]} if desired.rows and rows else {}
-    return {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": r for r in rows}
+    return {BINDINGS[desired.kind].row_key(r): r for r in rows}
 
 
 def field_diffs(desired: Desired, live: dict[str, Row | None], *, only: tuple[str, ...] | None) -> tuple[FieldDiff, ...]:

@@ -50,6 +50,38 @@ TABLE_ORDER = ("datasets", "models", "configs", "prompts", "fine_tuning_jobs", "
 STORE_ID = "store_id"  # an item's field holding its row's id (evaluation combinations)
 
 
+def product_link(kind: str) -> str:
+    """The column of the rows `kind`'s job registers that names the job's row ('' when it registers none)."""
+    produced = BINDINGS.get(BINDINGS[kind].produces) if kind in BINDINGS else None
+    return next((r.column for r in produced.references if r.kind == kind), "") if produced else ""
+
+
+def product_name(manifest: Any) -> str:
+    """What the job of a producing kind's manifest registers its product as (a training's adapter
+    name: the manifest's value for the job row's name column, the manifest's name when left out)."""
+    binding = BINDINGS.get(manifest.kind)
+    if binding is None or not binding.produces:
+        return ""
+    column = binding.column(binding.name_column)
+    value = field_value(manifest.resource.spec, column.path)
+    return manifest.name if (value is ABSENT or value is None) and column.named else str(value or "")
+
+
+def referrers(kind: str) -> tuple[tuple[str, str], ...]:
+    """(table, column) of the rows that reference `kind`'s rows (no delete while they do); a job's
+    product naming the job that registered it is no use of the job."""
+    return tuple((b.table, r.column) for b in BINDINGS.values() for r in b.references
+                 if r.kind == kind and b.kind != BINDINGS[kind].produces)
+
+
+def run_note(table: str, job_id: str, results_dir: str | None = None) -> Row:
+    """What a job's launch writes into the Studio row that records it: the job (`run_column`) and,
+    for kinds whose results the Studio's pages read, the folder they are written to."""
+    binding = BY_TABLE[table]
+    results = {binding.results_column: results_dir} if binding.results_column and results_dir else {}
+    return {binding.run_column: job_id, **results}
+
+
 @dataclass(frozen=True)
 class RenderedRow:
     key: str  # pairs the row with a live row of the same object ('' for one-row kinds)
@@ -151,6 +183,10 @@ __all__ = [
     "lost_columns",
     "model",
     "model_export",
+    "product_link",
+    "product_name",
     "prompt",
+    "referrers",
     "render_rows",
+    "run_note",
 ]

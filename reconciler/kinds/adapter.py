@@ -29,6 +29,8 @@ BINDING = Binding(
     name_column="name",
     unique=("name",),
     run_inputs=("type", "huggingface_name", "location", "cml_registered_model_id", "model_id"),
+    delete_rank=3,
+    live_fields={"type": "type", "model_id": "model_id"},
 )
 
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from reconciler.plan import Consequence
 from reconciler.records import Row, config_text, parsed_config
 
 
@@ -118,7 +119,7 @@ class Binding:
     name_column: str = ""  # the column a row is named by ('' when rows have no name)
     unique: tuple[str, ...] = ()  # columns unique among the kind's rows (by the Studio's code)
     replace_columns: frozenset[str] = frozenset()  # a change to one of them makes a new row
-    rerun: str = ""  # non-empty: any change re-runs work (the consequence, as the plan shows it)
+    rerun: Consequence | None = None  # any change re-runs its work (a new generation), with this consequence
     items: tuple[str, ...] = ()  # the spec list whose items fan out into rows ('' = one row)
     item_key: tuple[str, ...] = ()  # per-item columns that pair a desired row with a live row
     extra_refs: tuple[tuple[tuple[str, ...], str], ...] = ()  # (spec path, kind) referenced without a column
@@ -126,6 +127,18 @@ class Binding:
     run_inputs: tuple[str, ...] = ()
     # What the planner keeps beside the rows (jobs: settings with no Studio column; ModelExport: all).
     resolved: Callable[[Any, Any], dict[str, Any]] | None = None  # (manifest, scope) -> resolved spec
+    # -- what the planner and the job stages need of the kind ------------------------------------
+    delete_rank: int = 99  # deletion order: what uses others goes first
+    content_addressed: bool = False  # equal bodies share one row (configs, CF-004)
+    lends_token: bool = False  # its manifest's hf_token_env is what jobs on it download with
+    produces: str = ""  # the kind its job registers (a training's Adapter, whose row names the job's row)
+    run_column: str = ""  # the column recording the job that ran the row (the Studio's `cml_job_id`)
+    results_column: str = ""  # the column naming the folder of the job's results (the Studio's pages read it)
+    # A row the Studio itself ships (its defaults) is shared: ftctl owns only `shared_columns` of it.
+    shared: Callable[[Mapping[str, Any]], bool] | None = None
+    shared_columns: tuple[str, ...] = ()
+    # `live.LiveObject` field -> the column it reads (rules resolve references through these).
+    live_fields: Mapping[str, str] = field(default_factory=lambda: {"type": "type"})
 
     @property
     def references(self) -> tuple[Reference, ...]:
@@ -135,12 +148,41 @@ class Binding:
     def history_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.history)
 
+    @property
+    def fan_out(self) -> bool:
+        """One row per item, each carrying the object's id in `owner_column` (evaluations)."""
+        return bool(self.items)
+
+    @property
+    def owner_column(self) -> str:
+        return next((c.name for c in self.columns if c.derived == "owner"), "")
+
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
     def row_key(self, row: Mapping[str, Any]) -> str:
         """Pairs a desired row with a live row of the same object: '' for one-row kinds."""
         return "|".join(str(row.get(c) or "") for c in self.item_key)
+
+    def name_of(self, row: Mapping[str, Any]) -> str:
+        """What the row is named by ('' when it has no name)."""
+        value = row.get(self.name_column) if self.name_column else None
+        return "" if value is None else str(value)
+
+    def named(self, name: str) -> dict[str, Any]:
+        """The values that rename a row."""
+        return {self.name_column: name}
+
+    def run_of(self, row: Mapping[str, Any]) -> str:
+        """The job a row records (its CML job's id, or ftctl's job name for a local job); '' when none."""
+        return str(row.get(self.run_column) or "") if self.run_column else ""
+
+    def owned_by(self, row: Mapping[str, Any], owner: str) -> bool:
+        """Whether a fan-out row belongs to the object whose id is `owner`."""
+        return bool(self.owner_column) and row.get(self.owner_column) == owner
+
+    def is_shared(self, row: Mapping[str, Any]) -> bool:
+        return self.shared is not None and self.shared(row)
 
 
 # -- codecs --------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ change makes a new row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.kinds.base import OMIT, TEXT, Binding, Column, ConfigText, Flag, Rendering
-from reconciler.models.config import Config, ConfigSpec
-from reconciler.records import Row, parsed_config
+from reconciler.models.config import ConfigSpec
+from reconciler.records import Row, comparable, digest, parsed_config
 
 
 def _family(r: Rendering) -> Any:
@@ -44,11 +45,16 @@ BINDING = Binding(
         Column("model_family", ("model_family",), TEXT, fallback=_family),
         Column("is_default", ("is_default",), Flag(), empty=0),
     ),
-    replace_columns=Config.REPLACE_COLUMNS,
+    name_column="description",  # how the Studio finds its axolotl formats; NULL on user configs
+    replace_columns=frozenset({"type", "config", "model_family"}),  # content-addressed: a change is a new row
     extra_refs=((("model",), "Model"),),
     run_inputs=("type", "config"),
+    delete_rank=5,
+    content_addressed=True,
+    shared=lambda row: is_default(row),  # the Studio's shipped defaults and axolotl formats
+    shared_columns=("type", "config"),  # a config row shared with others is owned only this far
 )
-SHARED_COLUMNS = ("type", "config")  # a config row shared with others is owned only this far
+SHARED_COLUMNS = BINDING.shared_columns
 
 
 def body(row: Row) -> Any:
@@ -56,9 +62,14 @@ def body(row: Row) -> Any:
     return parsed_config(str(row.get("config") or ""), yaml=row.get("type") == "axolotl")
 
 
-def is_default(row: Row) -> bool:
+def is_default(row: Mapping[str, Any]) -> bool:
     return str(row.get("is_default") or 0) == "1"
 
 
 def kind_of(row: Row) -> str:
     return str(row.get("type") or "")
+
+
+def content_key(values: Row) -> str:
+    """What makes two config rows the same config (content addressing: CF-004)."""
+    return digest([values.get("type"), comparable(BINDING.table, dict(values)).get("config")])

@@ -49,6 +49,9 @@ BINDING = Binding(
     name_column="name",
     unique=("name", "huggingface_name"),
     run_inputs=("type", "huggingface_name", "location"),
+    delete_rank=6,
+    lends_token=True,
+    live_fields={"type": "type", "features": "features"},
 )
 
 

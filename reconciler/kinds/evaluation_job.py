@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, Snapshot, json_value
 from reconciler.kinds.fine_tuning_job import cml_job_id, inputs, resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
+from reconciler.plan import Consequence
 from reconciler.records import Row
 
 BINDING = Binding(
@@ -41,11 +42,15 @@ BINDING = Binding(
         Column("generation_config", ("generation_config",), Snapshot("generation_config")),
     ),
     name_column="parent_job_id",
-    rerun=EvaluationJob.RERUN,
+    rerun=Consequence(EvaluationJob.RERUN),
     items=("combinations",),
     resolved=lambda manifest, _scope: {"eval_dataset_fraction": manifest.resource.spec.eval_dataset_fraction,
                                        "selected_features": manifest.resource.spec.selected_features},
     item_key=("base_model_id", "adapter_id"),
+    delete_rank=1,
+    run_column="cml_job_id",
+    results_column="evaluation_dir",
+    live_fields={"type": "type", "model_id": "base_model_id", "dataset_id": "dataset_id"},
 )
 
 

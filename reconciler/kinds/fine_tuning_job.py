@@ -17,6 +17,7 @@ from reconciler.models.jobs import (
     FineTuningJob,
     FineTuningJobSpec,
 )
+from reconciler.plan import Consequence
 from reconciler.records import Row
 
 BINDING = Binding(
@@ -56,8 +57,12 @@ BINDING = Binding(
     ),
     name_column="adapter_name",
     unique=("adapter_name",),
-    rerun=FineTuningJob.RERUN,
+    rerun=Consequence(FineTuningJob.RERUN),
     resolved=lambda manifest, _scope: _dist(manifest.resource.spec.resources),
+    delete_rank=2,
+    produces="Adapter",
+    run_column="cml_job_id",
+    live_fields={"type": "framework_type", "model_id": "base_model_id", "dataset_id": "dataset_id"},
 )
 
 

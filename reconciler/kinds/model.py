@@ -46,6 +46,8 @@ BINDING = Binding(
     name_column="name",
     unique=("huggingface_model_name",),
     run_inputs=("type", "huggingface_model_name", "location", "cml_registered_model_id"),
+    delete_rank=7,
+    lends_token=True,
 )
 
 

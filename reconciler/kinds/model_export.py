@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.kinds.base import Binding, RenderContext
 from reconciler.models.export import ModelExport, ModelExportSpec
+from reconciler.plan import Consequence
 
 
 def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
@@ -26,5 +27,5 @@ def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
     }
 
 
-BINDING = Binding(kind="ModelExport", table="", spec_model=ModelExportSpec, rerun=ModelExport.RERUN,
-                  resolved=lambda manifest, scope: resolve(manifest.resource, scope))
+BINDING = Binding(kind="ModelExport", table="", spec_model=ModelExportSpec, rerun=Consequence(ModelExport.RERUN),
+                  resolved=lambda manifest, scope: resolve(manifest.resource, scope), delete_rank=0)

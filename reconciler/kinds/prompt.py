@@ -24,6 +24,8 @@ BINDING = Binding(
     name_column="name",
     unique=("name",),
     run_inputs=TEMPLATES,
+    delete_rank=4,
+    live_fields={"type": "type", "dataset_id": "dataset_id"},
 )
 
 

@@ -58,11 +58,10 @@ class Resource(Strict):
     """The envelope shared by all kinds; each kind narrows `kind` and `spec`."""
 
     KIND: ClassVar[str] = ""
-    # How a change reaches the store, declared beside each model and read by the planner:
-    # RERUN non-empty means any change re-runs work (its consequence code, `plan.Consequence`);
-    # REPLACE_COLUMNS are Studio columns that cannot change in place (a change makes a new row).
+    # How a change reaches the store, declared beside each model and read by the planner (through
+    # the kind's binding, `reconciler.kinds`, which also says which Studio columns cannot change in
+    # place): RERUN non-empty means any change re-runs work (its consequence code, `plan.Consequence`).
     RERUN: ClassVar[str] = ""
-    REPLACE_COLUMNS: ClassVar[frozenset[str]] = frozenset()
 
     apiVersion: str = API_VERSION
     kind: str

@@ -52,6 +52,5 @@ class ConfigSpec(Strict):
 
 class Config(Resource):
     KIND: ClassVar[str] = "Config"
-    REPLACE_COLUMNS: ClassVar[frozenset[str]] = frozenset({"type", "config", "model_family"})  # content-addressed
     kind: Literal["Config"]
     spec: ConfigSpec

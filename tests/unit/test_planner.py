@@ -11,11 +11,12 @@ import pytest
 
 from reconciler.desired import PlanFacts
 from reconciler.graph import build_graph
+from reconciler.kinds import BINDINGS
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest, load_paths
 from reconciler.pairing import Decision, Pair, decide, orphans
 from reconciler.plan import Action, Consequence, Plan, Policy
-from reconciler.planner import KINDS, build_plan
+from reconciler.planner import build_plan
 
 RECORD = ManagedRecord("Prompt", "p", "prompts", "id-p", ("id-p",), "s", "r")
 MANIFEST = object()  # decide looks at the shape only
@@ -36,19 +37,19 @@ def test_decide_by_the_pairs_shape(pair: Pair, prune: bool, forced: bool, in_syn
 
 
 def test_orphans_come_users_first() -> None:
-    managed = {(k, n): ManagedRecord(k, n, KINDS[k].table, f"id-{n}", (f"id-{n}",), "s", "r")
+    managed = {(k, n): ManagedRecord(k, n, BINDINGS[k].table, f"id-{n}", (f"id-{n}",), "s", "r")
                for k, n in (("Model", "m"), ("Dataset", "d"), ("FineTuningJob", "j"), ("Prompt", "p"), ("Config", "c"))}
-    assert [p.address for p in orphans([], managed, {k: f.delete_rank for k, f in KINDS.items()})] == [
+    assert [p.address for p in orphans([], managed, {k: f.delete_rank for k, f in BINDINGS.items()})] == [
         "FineTuningJob/j", "Prompt/p", "Config/c", "Dataset/d", "Model/m"]
 
 
 def test_every_kind_has_its_facts() -> None:
     from reconciler.models import MODELS
-    assert set(KINDS) == set(MODELS)
-    assert KINDS["FineTuningJob"].rerun is Consequence.NEW_ADAPTER_VERSION
-    assert KINDS["EvaluationJob"].rerun is Consequence.RERUN and KINDS["EvaluationJob"].fan_out
-    assert KINDS["ModelExport"].rerun is Consequence.REEXPORT and not KINDS["ModelExport"].table
-    assert KINDS["Config"].content_addressed and "config" in KINDS["Config"].replace_columns
+    assert set(BINDINGS) == set(MODELS)
+    assert BINDINGS["FineTuningJob"].rerun is Consequence.NEW_ADAPTER_VERSION
+    assert BINDINGS["EvaluationJob"].rerun is Consequence.RERUN and BINDINGS["EvaluationJob"].fan_out
+    assert BINDINGS["ModelExport"].rerun is Consequence.REEXPORT and not BINDINGS["ModelExport"].table
+    assert BINDINGS["Config"].content_addressed and "config" in BINDINGS["Config"].replace_columns
 
 
 # -- build_plan on manifests written here and a snapshot built here -------------------------------
