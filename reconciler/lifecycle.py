@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler import kinds
 from reconciler.desired import Desired
 from reconciler.history import as_history, is_history
 from reconciler.jobinput import JobSettings, evaluate_input, export_input, named_input, train_input
@@ -25,8 +26,11 @@ from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
 from reconciler.plan import Action, Change, Consequence, Launch, ObservedJob, Record, RowOp
-from reconciler.records import Row, parsed_config
+from reconciler.records import Row
 from reconciler.runtime import RETRYABLE, JobObservation, JobState
+
+TRAININGS, EVALUATIONS = kinds.fine_tuning_job.BINDING, kinds.evaluation_job.BINDING
+ADAPTERS, MODELS = kinds.adapter.BINDING, kinds.model.BINDING
 
 
 @dataclass
@@ -116,16 +120,14 @@ def launch_note(launch: Launch, started: JobObservation) -> dict[str, Any]:
     CML jobs), the job name elsewhere; and for an evaluation its `evaluation_dir`, the folder its
     results are written to in the Studio's files (what the Studio's evaluation page reads)."""
     folder = (launch.input.get("outputs") or {}).get("evaluation_dir") if isinstance(launch.input, dict) else None
-    return {"cml_job_id": started.studio_job_id, **({"evaluation_dir": folder} if folder else {})}
+    return kinds.run_note(launch.row.partition("/")[0], started.studio_job_id, folder)
 
 
 def _cml_job_id(table: str, row_id: str, obs: JobObservation, ctx: JobContext) -> tuple[RowOp, ...]:
     """Adopt a launch a crashed apply did not note in the Studio's row (`launch_note`): the job it
     found under its name, and where an evaluation's results are."""
     live = ctx.snapshot.row(table, row_id)
-    note = {"cml_job_id": obs.studio_job_id}
-    if table == "evaluation_jobs":
-        note["evaluation_dir"] = ctx.settings.evaluation_dir(obs.job_name)
+    note = kinds.run_note(table, obs.studio_job_id, ctx.settings.evaluation_dir(obs.job_name))
     missing = {k: v for k, v in note.items() if live is not None and (live.get(k) or "") != v}
     return (RowOp(table, "update", row_id, missing),) if missing else ()
 
@@ -135,7 +137,7 @@ def _followed(table: str, row_id: str, name: str, ctx: JobContext) -> JobObserva
     the input of its day: an in-place change since never runs it again), else the one named after
     the current input (`name`; the backend adopts it only when its recorded input has that digest).
     A row records its job by name, or on CML by the CML job's id."""
-    recorded = ctx.recorded(str((ctx.snapshot.row(table, row_id) or {}).get("cml_job_id") or ""))
+    recorded = ctx.recorded(kinds.BY_TABLE[table].run_of(ctx.snapshot.row(table, row_id) or {}))
     same_generation = recorded.job_name.startswith(name[: name.rfind("-") + 1])
     if recorded.job_name != name and same_generation and recorded.state is not JobState.NOT_LAUNCHED:
         return recorded
@@ -170,20 +172,19 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     row_id = change.record.store_id if change.record else (record.store_id if record else "")
     row = {"id": row_id, **desired.rows[0].values}
     backend = _backend(m, change, record, ctx)
-    axolotl = ctx.row("configs", row.get("axolotl_config_id")) if row.get("axolotl_config_id") else None
-    body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
+    body = kinds.fine_tuning_job.axolotl_body(row, ctx.row)
     name, document = named_input("FineTuningJob", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: train_input(
         n, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs,
-        axolotl=body if isinstance(body, dict) else None, dist=desired.spec.get("dist")))
+        axolotl=body, dist=desired.spec.get("dist")))
 
     def launch(attempt: int) -> Launch | None:
-        return Launch(name, "train", attempt, document, row=f"fine_tuning_jobs/{row_id}", backend=backend) if document else None
+        return Launch(name, "train", attempt, document, row=f"{TRAININGS.table}/{row_id}", backend=backend) if document else None
 
     if _fresh(change):
         first = launch(1)
         return replace(_with_backend(change, backend), launches=(first,) if first else ())
-    obs = _followed("fine_tuning_jobs", row_id, name, ctx)
-    adopt = _cml_job_id("fine_tuning_jobs", row_id, obs, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
+    obs = _followed(TRAININGS.table, row_id, name, ctx)
+    adopt = _cml_job_id(TRAININGS.table, row_id, obs, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
@@ -200,31 +201,27 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
 
 
 def _produced_adapter(adapter_name: str, job_row_id: str, ctx: JobContext) -> Row | None:
-    for row in ctx.snapshot.rows.get("adapters", {}).values():
-        if row.get("name") == adapter_name and row.get("fine_tuning_job_id") == job_row_id:
+    for row in ctx.snapshot.rows.get(ADAPTERS.table, {}).values():
+        if kinds.adapter.name(row) == adapter_name and kinds.adapter.trained_by(row) == job_row_id:
             return row
     return None
 
 
 def _retire_adapter(adapter_name: str, new_job_id: str, gen: int, ctx: JobContext) -> tuple[RowOp, ...]:
     """A re-run trains a new version: the previous one keeps its row, renamed `<name>-g<N>`."""
-    for row in ctx.snapshot.rows.get("adapters", {}).values():
-        if row.get("name") == adapter_name and row.get("fine_tuning_job_id") not in ("", None, new_job_id):
-            return (RowOp("adapters", "update", str(row["id"]), {"name": f"{adapter_name}-g{gen - 1}"}),)
+    for row in ctx.snapshot.rows.get(ADAPTERS.table, {}).values():
+        if kinds.adapter.name(row) == adapter_name and kinds.adapter.trained_by(row) not in ("", new_job_id):
+            return (RowOp(ADAPTERS.table, "update", str(row["id"]), ADAPTERS.named(f"{adapter_name}-g{gen - 1}")),)
     return ()
 
 
 def _adapter_insert(adapter_name: str, job_row: Row, obs: JobObservation, gen: int, ctx: JobContext, job: str) -> RowOp:
     adapter_id = ctx.new_id("adapter", adapter_name, gen)
-    values = {
-        "id": adapter_id, "type": "project", "name": adapter_name,
-        "description": f"trained by FineTuningJob/{job} (generation {gen})", "huggingface_name": "",
-        "model_id": job_row.get("base_model_id") or "", "location": str(obs.artifacts.get("adapter_dir") or ""),
-        "fine_tuning_job_id": job_row["id"], "prompt_id": job_row.get("prompt_id") or "",
-        "cml_registered_model_id": "", "mlflow_experiment_id": str(obs.artifacts.get("mlflow_experiment_id") or ""),
-        "mlflow_run_id": str(obs.artifacts.get("mlflow_run_id") or ""),
-    }
-    return RowOp("adapters", "insert", adapter_id, values)
+    values = kinds.adapter.trained_adapter_row(
+        job_row, name=adapter_name, description=f"trained by FineTuningJob/{job} (generation {gen})",
+        adapter_dir=str(obs.artifacts.get("adapter_dir") or ""), experiment_id=str(obs.artifacts.get("mlflow_experiment_id") or ""),
+        run_id=str(obs.artifacts.get("mlflow_run_id") or ""))
+    return RowOp(ADAPTERS.table, "insert", adapter_id, {"id": adapter_id, **values})
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -238,8 +235,8 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     if _fresh(change):
         ids = list(written)
     else:
-        by_key = {f"{r.get('base_model_id') or ''}|{r.get('adapter_id') or ''}": str(r["id"])
-                  for rid in (record.row_ids if record else ()) if (r := ctx.snapshot.row("evaluation_jobs", rid))}
+        by_key = {EVALUATIONS.row_key(r): str(r["id"])
+                  for rid in (record.row_ids if record else ()) if (r := ctx.snapshot.row(EVALUATIONS.table, rid))}
         ids = [by_key.get(r.key, "") for r in desired.rows]
     ops: list[RowOp] = []
     launches: list[Launch] = []
@@ -251,11 +248,11 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
         name, document = named_input("EvaluationJob", m.name, gen, index, store_id=ctx.snapshot.store_id,
                                      build=lambda n, row=row: _eval_input(n, row, job, ctx))  # type: ignore[misc]
         if _fresh(change):
-            launches += [Launch(name, "evaluate", 1, document, row=f"evaluation_jobs/{row_id}", backend=backend)] if document else []
+            launches += [Launch(name, "evaluate", 1, document, row=f"{EVALUATIONS.table}/{row_id}", backend=backend)] if document else []
             continue
-        obs = _followed("evaluation_jobs", row_id, name, ctx)
+        obs = _followed(EVALUATIONS.table, row_id, name, ctx)
         if obs.state is not JobState.NOT_LAUNCHED:
-            ops += _cml_job_id("evaluation_jobs", row_id, obs, ctx)
+            ops += _cml_job_id(EVALUATIONS.table, row_id, obs, ctx)
         launcher = _launcher(name, document, row_id, backend)
         reason, _, _, more = _next_step(obs, job.spec.retries, launcher, _succeeded, ctx.others(name))
         launches += more
@@ -272,7 +269,7 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
 
 
 def _launcher(name: str, document: dict[str, Any] | None, row_id: str, backend: str) -> Callable[[int], Launch | None]:
-    return lambda attempt: Launch(name, "evaluate", attempt, document, row=f"evaluation_jobs/{row_id}", backend=backend) if document else None
+    return lambda attempt: Launch(name, "evaluate", attempt, document, row=f"{EVALUATIONS.table}/{row_id}", backend=backend) if document else None
 
 
 def _succeeded(_obs: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
@@ -280,12 +277,10 @@ def _succeeded(_obs: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...
 
 
 def _eval_input(name: str, row: Row, job: EvaluationJob, ctx: JobContext) -> dict[str, Any] | None:
-    adapter = ctx.row("adapters", row.get("adapter_id")) if row.get("adapter_id") else None
-    trained_by = ctx.row("fine_tuning_jobs", adapter.get("fine_tuning_job_id")) if adapter else None
-    split = float((trained_by or {}).get("train_test_split") or 0.9)
-    fraction = float((trained_by or {}).get("dataset_fraction") or 1.0) * job.spec.eval_dataset_fraction
+    adapter = kinds.evaluation_job.adapter_of(row, ctx.row)
+    split, trained_fraction = kinds.adapter.trained_split(adapter, ctx.row)
     return evaluate_input(name, row, rows=ctx.row, settings=ctx.settings, adapter=adapter, split=split,
-                          fraction=fraction, max_rows=None, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs)
+                          fraction=trained_fraction * job.spec.eval_dataset_fraction, max_rows=None, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs)
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -300,10 +295,10 @@ def gate_verdict(export: ModelExport, adapter_id: str, ctx: JobContext) -> tuple
     if record is None:
         return None, f"gate: EvaluationJob/{gate.evaluation} has not run"
     for row_id in record.row_ids:
-        row = ctx.snapshot.row("evaluation_jobs", row_id) or {}
-        if (row.get("adapter_id") or "") != (adapter_id or ""):
+        row = ctx.snapshot.row(EVALUATIONS.table, row_id) or {}
+        if kinds.evaluation_job.adapter_id(row) != (adapter_id or ""):
             continue
-        obs = ctx.recorded(str(row.get("cml_job_id") or ""))  # the job its row records (its name, or CML job id)
+        obs = ctx.recorded(EVALUATIONS.run_of(row))  # the job its row records (its name, or CML job id)
         if obs.state is not JobState.SUCCEEDED:
             return None, f"gate: EvaluationJob/{gate.evaluation} is {obs.summary()}"
         value = obs.metrics.get(gate.metric)
@@ -324,19 +319,19 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
     assert isinstance(export, ModelExport)
     spec = desired.spec
     gen = _generation(change, record)
-    model = ctx.row("models", spec.get("base_model_id"))
-    adapter = ctx.row("adapters", spec.get("adapter_id")) if spec.get("adapter_id") else None
+    model_id, adapter_id = kinds.model_export.refs(spec)
+    model = ctx.row(MODELS.table, model_id)
+    adapter = ctx.row(ADAPTERS.table, adapter_id) if adapter_id else None
     backend = _backend(m, change, record, ctx)
     name, document = named_input("ModelExport", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: None if model is None else export_input(
-        n, model=model, adapter=adapter, registered_model_name=str(spec["model_name"]), merge=bool(spec.get("merge")),
-        export_type=str(spec.get("type")), generation_config=spec.get("generation_config"), settings=ctx.settings,
-        hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs, resources=spec.get("resources")))
+        n, model=model, adapter=adapter, **kinds.model_export.export_args(spec), settings=ctx.settings,
+        hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs))
 
     def launch(attempt: int) -> Launch | None:
         return Launch(name, "export", attempt, document, backend=backend) if document else None
 
     if _fresh(change):
-        verdict, why = gate_verdict(export, str(spec.get("adapter_id") or ""), ctx)
+        verdict, why = gate_verdict(export, adapter_id, ctx)
         if verdict is not True:
             consequence = Consequence.GATED if verdict is False else Consequence.WAIT
             return Change(change.kind, change.name, change.action, why, consequence, change.wave, waits_for=(why,))

@@ -3,7 +3,8 @@ and what jobs read of an adapter row."""
 
 from __future__ import annotations
 
-from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref
+from reconciler.kinds import fine_tuning_job
+from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref, RowsOf
 from reconciler.kinds.model import registry_fact
 from reconciler.models.adapter import AdapterSpec
 from reconciler.records import Row
@@ -45,6 +46,13 @@ def location(row: Row) -> str:
 def trained_by(row: Row) -> str:
     """The store id of the FineTuningJob row that produced the adapter ('' when none)."""
     return str(row.get("fine_tuning_job_id") or "")
+
+
+def trained_split(row: Row | None, rows: RowsOf) -> tuple[float, float]:
+    """(train_test_split, dataset_fraction) the adapter was trained with: its training row's, the
+    Studio's defaults for an adapter trained elsewhere (or no adapter: a base model)."""
+    job = rows(fine_tuning_job.BINDING.table, trained_by(row)) if row and trained_by(row) else None
+    return fine_tuning_job.split(job)
 
 
 def base_model(row: Row) -> str:

@@ -43,6 +43,9 @@ ABSENT: Any = _Absent()
 OMIT: Any = _Absent()  # a render fallback's answer: leave the column as the store has it
 
 
+RowsOf = Callable[[str, Any], "Row | None"]  # (table, id) -> the row (as a plan will have written it), None when absent
+
+
 class RenderContext(Protocol):
     """What rendering a manifest into rows may ask: reference ids, stored paths, config bodies, facts."""
 

@@ -59,7 +59,11 @@ SHARED_COLUMNS = BINDING.shared_columns
 
 def body(row: Row) -> Any:
     """The config's body parsed (YAML for axolotl)."""
-    return parsed_config(str(row.get("config") or ""), yaml=row.get("type") == "axolotl")
+    return parsed_body(row, yaml=row.get("type") == "axolotl")
+
+
+def parsed_body(row: Row, *, yaml: bool) -> Any:
+    return parsed_config(str(row.get("config") or ""), yaml=yaml)
 
 
 def is_default(row: Mapping[str, Any]) -> bool:

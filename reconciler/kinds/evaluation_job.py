@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, Snapshot, json_value
+from reconciler.kinds import adapter as adapters
+from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, RowsOf, Snapshot, json_value
 from reconciler.kinds.fine_tuning_job import cml_job_id, inputs, resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
 from reconciler.plan import Consequence
@@ -74,6 +75,11 @@ def evaluation_dir(row: Row) -> str:
 
 def adapter_id(row: Row) -> str:
     return str(row.get("adapter_id") or "")
+
+
+def adapter_of(row: Row, rows: RowsOf) -> Row | None:
+    """The adapter row a combination evaluates (None for the base model alone)."""
+    return rows(adapters.BINDING.table, adapter_id(row)) if adapter_id(row) else None
 
 
 def evaluate_block(row: Row, *, model: Row, adapter: Row | None, model_source: dict[str, Any], fraction: float,

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.kinds.base import FLOAT, INT, TEXT, Binding, Column, ConfigId, Path, Ref, Snapshot, json_value
+from reconciler.kinds import config
+from reconciler.kinds.base import (
+    FLOAT,
+    INT,
+    TEXT,
+    Binding,
+    Column,
+    ConfigId,
+    Path,
+    Ref,
+    RowsOf,
+    Snapshot,
+    json_value,
+)
 from reconciler.models.jobs import (
     DEFAULT_DATASET_FRACTION,
     DEFAULT_TRAIN_TEST_SPLIT,
@@ -87,6 +100,14 @@ def inputs(row: Row) -> tuple[str, str, str]:
 
 def axolotl_config_id(row: Row) -> str:
     return str(row.get("axolotl_config_id") or "")
+
+
+def axolotl_body(row: Row, rows: RowsOf) -> dict[str, Any] | None:
+    """The axolotl config the training row links, parsed (None when it links none or it is no mapping)."""
+    config_id = axolotl_config_id(row)
+    linked = rows(config.BINDING.table, config_id) if config_id else None
+    body = config.parsed_body(linked, yaml=True) if linked else None
+    return body if isinstance(body, dict) else None
 
 
 def split(row: Row | None) -> tuple[float, float]:

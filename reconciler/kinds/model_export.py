@@ -27,5 +27,17 @@ def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
     }
 
 
+def refs(spec: dict[str, Any]) -> tuple[str, str]:
+    """(base model id, adapter id or '') of a resolved export spec."""
+    return str(spec.get("base_model_id") or ""), str(spec.get("adapter_id") or "")
+
+
+def export_args(spec: dict[str, Any]) -> dict[str, Any]:
+    """What `jobinput.export_input` takes from a resolved export spec."""
+    return {"registered_model_name": str(spec.get("model_name")), "merge": bool(spec.get("merge")),
+            "export_type": str(spec.get("type")), "generation_config": spec.get("generation_config"),
+            "resources": spec.get("resources")}
+
+
 BINDING = Binding(kind="ModelExport", table="", spec_model=ModelExportSpec, rerun=Consequence(ModelExport.RERUN),
                   resolved=lambda manifest, scope: resolve(manifest.resource, scope), delete_rank=0)
