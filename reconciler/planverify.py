@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import kinds
 from reconciler.jobinput import input_digest, job_name
 from reconciler.jobverify import launch_input_problems
-from reconciler.live import KIND_TABLE, ManagedRecord, Snapshot
+from reconciler.kinds import BINDINGS, BY_TABLE, product_link
+from reconciler.live import ManagedRecord, Snapshot
 from reconciler.models import MODELS
 from reconciler.models.base import MAX_RETRIES
 from reconciler.plan import Action, Change, Launch, Plan, RowOp
@@ -30,14 +32,16 @@ from reconciler.runtime import BACKENDS, RunnerKind
 
 # Tables a kind writes besides its own: a training registers the adapter it produced (and renames
 # the previous version's).
-EXTRA_TABLES: dict[str, frozenset[str]] = {"FineTuningJob": frozenset({"adapters"})}
+EXTRA_TABLES: dict[str, frozenset[str]] = {
+    b.kind: frozenset({BINDINGS[b.produces].table}) for b in BINDINGS.values() if b.produces}
 # Columns the planner writes with no field diff: the job recorded in a job's row and an evaluation's
 # results folder (a launch an apply did not note: lifecycle.launch_note), and the retired
-# generation's new names (its job row's adapter_name and its adapter's name: planner._retire_ops).
+# generation's new names (its job row's name column and its product's: planner._retire_ops).
 ALWAYS_WRITTEN: dict[tuple[str, str], frozenset[str]] = {
-    ("FineTuningJob", "fine_tuning_jobs"): frozenset({"cml_job_id", "adapter_name"}),
-    ("EvaluationJob", "evaluation_jobs"): frozenset({"cml_job_id", "evaluation_dir"}),
-    ("FineTuningJob", "adapters"): frozenset({"name"}),
+    **{(b.kind, b.table): frozenset({b.run_column, b.results_column, b.name_column if b.produces else ""} - {""})
+       for b in BINDINGS.values() if b.run_column},
+    **{(b.kind, BINDINGS[b.produces].table): frozenset({BINDINGS[b.produces].name_column})
+       for b in BINDINGS.values() if b.produces},
 }
 RUNNER: dict[str, RunnerKind] = {
     "FineTuningJob": RunnerKind.TRAIN,
@@ -128,7 +132,7 @@ class _ChangeCheck:
 
     def __post_init__(self) -> None:
         kind = self.change.kind
-        self.table = KIND_TABLE.get(kind, "")
+        self.table = BINDINGS[kind].table if kind in BINDINGS else ""
         self.tables = ({self.table} - {""}) | EXTRA_TABLES.get(kind, frozenset())
         self.managed: ManagedRecord | None = self.snapshot.managed.get((kind, self.change.name))
         inserted = {op.row_id for op in self.change.ops if op.op == "insert" and op.table == self.table}
@@ -183,12 +187,13 @@ class _ChangeCheck:
 
     def _adapter(self, op: RowOp) -> Iterator[str]:
         """A training registers the adapter it produced: named, based and prompted as its job row says."""
-        job = self.after(self.table, op.values.get("fine_tuning_job_id"))
-        if op.values.get("fine_tuning_job_id") not in self.own or job is None:
+        trained_by = kinds.adapter.trained_by(op.values)
+        job = self.after(self.table, trained_by)
+        if trained_by not in self.own or job is None:
             yield f"registers an adapter that {self.change.address} did not train"
             return
         yield from _typed(op)
-        for column, job_column in (("name", "adapter_name"), ("model_id", "base_model_id"), ("prompt_id", "prompt_id")):
+        for column, job_column in kinds.adapter.FROM_TRAINING:
             if (op.values.get(column) or "") != (job.get(job_column) or ""):
                 yield f"sets {column}, which is not the training's {job_column}"
 
@@ -197,7 +202,7 @@ class _ChangeCheck:
         diffs list each written column), and of a replace each column it shows (a JSON column key
         by key), the others as the row it replaces has them. A masked (secret) value is not compared."""
         create = self.change.action is Action.CREATE
-        if not create and op.table == "evaluation_jobs":
+        if not create and BY_TABLE[op.table].fan_out:
             return  # a replace's evaluation rows pair with the old ones by combination: bounded by type only
         shown, keyed, masked = _diffs_by_column(self.change, op.table)
         old = self._replaced_row(op.table)
@@ -226,9 +231,12 @@ class _ChangeCheck:
     def _extra_update(self, op: RowOp) -> Iterator[str]:
         """A training renames the previous version of its adapter: a trained row of the same name."""
         row = self.snapshot.row(op.table, op.row_id)
-        names = {str(r.get("adapter_name") or "") for rid in self.own if (r := self.snapshot.row(self.table, rid))}
-        names |= {str(o.values.get("adapter_name") or "") for o in self.change.ops if o.op == "insert" and o.table == self.table}
-        if op.op != "update" or row is None or not row.get("fine_tuning_job_id") or row.get("name") not in names - {""}:
+        job = BINDINGS[self.change.kind]
+        names = {job.name_of(r) for rid in self.own if (r := self.snapshot.row(self.table, rid))}
+        names |= {job.name_of(o.values) for o in self.change.ops if o.op == "insert" and o.table == self.table}
+        product = BY_TABLE[op.table]
+        if (op.op != "update" or row is None or not row.get(product_link(self.change.kind))
+                or product.name_of(row) not in names - {""}):
             yield f"targets a row that is not {self.change.address}'s (never an unmanaged or another object's row)"
         else:
             yield from self._columns(op)
@@ -305,7 +313,7 @@ def _of_kind(table: str, column: str, kind: str, value: Any, row: Row) -> bool:
         return type(value) in (int, float) and math.isfinite(value)
     if not isinstance(value, str):
         return False
-    if column not in JSON_COLUMNS.get(table, ()) or not value or row.get("type") in YAML_CONFIG_TYPES:
+    if column not in JSON_COLUMNS.get(table, ()) or not value or kinds.config.kind_of(row) in YAML_CONFIG_TYPES:
         return True
     try:
         json.loads(value)

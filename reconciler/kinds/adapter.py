@@ -59,12 +59,17 @@ def base_model(row: Row) -> str:
     return str(row.get("model_id") or "")
 
 
+# What a trained adapter's row takes from its training's row: (adapter column, training column).
+FROM_TRAINING = (("name", "adapter_name"), ("model_id", "base_model_id"), ("prompt_id", "prompt_id"))
+
+
 def trained_adapter_row(job_row: Row, *, name: str, description: str, adapter_dir: str, experiment_id: str,
                         run_id: str) -> Row:
     """The adapter row a finished training registers (no id), as the Studio's own training does."""
+    taken = {column: job_row.get(job_column) or "" for column, job_column in FROM_TRAINING}
     return {
         "type": "project", "name": name, "description": description, "huggingface_name": "",
-        "model_id": job_row.get("base_model_id") or "", "location": adapter_dir,
-        "fine_tuning_job_id": job_row["id"], "prompt_id": job_row.get("prompt_id") or "",
+        "model_id": taken["model_id"], "location": adapter_dir,
+        "fine_tuning_job_id": job_row["id"], "prompt_id": taken["prompt_id"],
         "cml_registered_model_id": "", "mlflow_experiment_id": experiment_id, "mlflow_run_id": run_id,
     }
