@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from reconciler.jobinput import job_prefix
+from reconciler.kinds import adapter, evaluation_job, model
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.plan import Comparison
 from reconciler.runtime import JobObservation
@@ -24,7 +25,7 @@ def compare(snapshot: Snapshot, observations: Mapping[str, JobObservation], *, n
     """The managed evaluations called `names`: each adapter against the base model, on the metrics both reported."""
     out: list[Comparison] = []
     for (kind, name), record in sorted(snapshot.managed.items()):
-        if kind == "EvaluationJob" and name in names:
+        if kind == evaluation_job.BINDING.kind and name in names:
             out += _compare_one(snapshot, record, observations)
     return out
 
@@ -35,9 +36,9 @@ def _compare_one(snapshot: Snapshot, record: ManagedRecord, observations: Mappin
     for index, row_id in enumerate(record.row_ids):
         prefix = job_prefix(record.kind, record.name, record.generation, index, store_id=snapshot.store_id)
         metrics = next((o.metrics for n, o in sorted(observations.items()) if n.startswith(prefix) and o.metrics), None)
-        row = snapshot.row("evaluation_jobs", row_id) or {}
+        row = snapshot.row(record.store_table, row_id) or {}
         if metrics is not None:
-            (adapters if row.get("adapter_id") else bases).append((_label(snapshot, row), metrics))
+            (adapters if evaluation_job.adapter_id(row) else bases).append((_label(snapshot, row), metrics))
     return [Comparison(record.name, metric, base_label, float(base[metric]), label, float(metrics[metric]))
             for base_label, base in bases[:1] for label, metrics in adapters
             for metric in SHOWN if metric in base and metric in metrics]
@@ -45,8 +46,8 @@ def _compare_one(snapshot: Snapshot, record: ManagedRecord, observations: Mappin
 
 def _label(snapshot: Snapshot, row: Mapping[str, Any]) -> str:
     """An adapter's name, or `<model> (base)` for the base model alone."""
-    adapter = snapshot.row("adapters", str(row["adapter_id"])) if row.get("adapter_id") else None
-    if adapter is not None:
-        return str(adapter.get("name") or row["adapter_id"])
-    model = snapshot.row("models", str(row.get("base_model_id"))) or {}
-    return f"{model.get('name') or row.get('base_model_id')} (base)"
+    model_id, adapter_id = evaluation_job.combination(row)
+    adapter_row = snapshot.row(adapter.BINDING.table, adapter_id) if adapter_id else None
+    if adapter_row is not None:
+        return adapter.name(adapter_row) or adapter_id
+    return f"{model.name(snapshot.row(model.BINDING.table, model_id) or {}) or model_id} (base)"

@@ -18,9 +18,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from reconciler import kinds
 from reconciler.jobinput import JobSettings, evaluate_input, export_input, train_input
 from reconciler.plan import Launch
-from reconciler.records import Row, float32, parsed_config
+from reconciler.records import Row, float32
 
 RowsAfter = Callable[[str, Any], Row | None]  # (table, id) -> the row after the plan, or None
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # a Hub token travels as an environment variable's name
@@ -68,25 +69,23 @@ def _rebuilt(launch: Launch, document: dict[str, Any], *, rows: RowsAfter, spec:
              settings: JobSettings) -> dict[str, Any] | None:
     name, row_id = launch.job_name, launch.row.partition("/")[2]
     if launch.kind == "export":
-        model = rows("models", (spec or {}).get("base_model_id"))
-        tokens = _token_envs(document, model=(spec or {}).get("base_model_id"), dataset=None)
+        model_id, adapter_id = kinds.model_export.refs(spec or {})
+        model = rows(kinds.model.BINDING.table, model_id)
+        tokens = _token_envs(document, model=model_id, dataset=None)
         if spec is None or model is None:
             return None
-        adapter = rows("adapters", spec.get("adapter_id")) if spec.get("adapter_id") else None
-        return export_input(name, model=model, adapter=adapter, registered_model_name=str(spec.get("model_name")),
-                            merge=bool(spec.get("merge")), export_type=str(spec.get("type")),
-                            generation_config=spec.get("generation_config"), settings=settings, token_envs=tokens,
-                            resources=spec.get("resources"))
-    job = rows("fine_tuning_jobs" if launch.kind == "train" else "evaluation_jobs", row_id)
-    tokens = _token_envs(document, model=(job or {}).get("base_model_id"), dataset=(job or {}).get("dataset_id"))
+        adapter = rows(kinds.adapter.BINDING.table, adapter_id) if adapter_id else None
+        return export_input(name, model=model, adapter=adapter, **kinds.model_export.export_args(spec), settings=settings,
+                            token_envs=tokens)
+    job = rows((kinds.fine_tuning_job if launch.kind == "train" else kinds.evaluation_job).BINDING.table, row_id)
+    model_id, dataset_id, _ = kinds.fine_tuning_job.inputs(job or {})
+    tokens = _token_envs(document, model=model_id, dataset=dataset_id)
     if job is None:
         return None
     if launch.kind == "evaluate":
         return _evaluation(launch, document, job, rows=rows, settings=settings, tokens=tokens)
-    axolotl = rows("configs", job.get("axolotl_config_id")) if job.get("axolotl_config_id") else None
-    body = parsed_config(str(axolotl.get("config") or ""), yaml=True) if axolotl else None
     return train_input(name, job, rows=rows, settings=settings, token_envs=tokens,
-                       axolotl=body if isinstance(body, dict) else None, dist=_dist(document))
+                       axolotl=kinds.fine_tuning_job.axolotl_body(job, rows), dist=_dist(document))
 
 
 def _evaluation(launch: Launch, document: dict[str, Any], row: Row, *, rows: RowsAfter, settings: JobSettings,
@@ -95,9 +94,8 @@ def _evaluation(launch: Launch, document: dict[str, Any], row: Row, *, rows: Row
     fraction = block.get("eval_dataset_fraction") if isinstance(block, dict) else None
     if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 < fraction <= 1:
         return None
-    adapter = rows("adapters", row.get("adapter_id")) if row.get("adapter_id") else None
-    trained_by = rows("fine_tuning_jobs", adapter.get("fine_tuning_job_id")) if adapter else None
-    split = float((trained_by or {}).get("train_test_split") or 0.9)
+    adapter = kinds.evaluation_job.adapter_of(row, rows)
+    split, _ = kinds.adapter.trained_split(adapter, rows)
     return evaluate_input(launch.job_name, row, rows=rows, settings=settings, adapter=adapter, split=split,
                           fraction=float(fraction), max_rows=None, token_envs=tokens)
 

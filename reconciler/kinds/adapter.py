@@ -4,7 +4,7 @@ and what jobs read of an adapter row."""
 from __future__ import annotations
 
 from reconciler.kinds import fine_tuning_job
-from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref, RowsOf
+from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref, RowsOf, RowView
 from reconciler.kinds.model import registry_fact
 from reconciler.models.adapter import AdapterSpec
 from reconciler.records import Row
@@ -35,15 +35,15 @@ BINDING = Binding(
 )
 
 
-def name(row: Row) -> str:
+def name(row: RowView) -> str:
     return str(row.get("name") or "")
 
 
-def location(row: Row) -> str:
+def location(row: RowView) -> str:
     return str(row.get("location") or "")
 
 
-def trained_by(row: Row) -> str:
+def trained_by(row: RowView) -> str:
     """The store id of the FineTuningJob row that produced the adapter ('' when none)."""
     return str(row.get("fine_tuning_job_id") or "")
 
@@ -55,7 +55,7 @@ def trained_split(row: Row | None, rows: RowsOf) -> tuple[float, float]:
     return fine_tuning_job.split(job)
 
 
-def base_model(row: Row) -> str:
+def base_model(row: RowView) -> str:
     return str(row.get("model_id") or "")
 
 

@@ -43,6 +43,7 @@ ABSENT: Any = _Absent()
 OMIT: Any = _Absent()  # a render fallback's answer: leave the column as the store has it
 
 
+RowView = Mapping[str, Any]  # a row read, never written
 RowsOf = Callable[[str, Any], "Row | None"]  # (table, id) -> the row (as a plan will have written it), None when absent
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.kinds.base import OMIT, TEXT, Binding, Column, ConfigText, Flag, Rendering
+from reconciler.kinds.base import OMIT, TEXT, Binding, Column, ConfigText, Flag, Rendering, RowView
 from reconciler.models.config import ConfigSpec
 from reconciler.records import Row, comparable, digest, parsed_config
 
@@ -57,12 +57,12 @@ BINDING = Binding(
 SHARED_COLUMNS = BINDING.shared_columns
 
 
-def body(row: Row) -> Any:
+def body(row: RowView) -> Any:
     """The config's body parsed (YAML for axolotl)."""
     return parsed_body(row, yaml=row.get("type") == "axolotl")
 
 
-def parsed_body(row: Row, *, yaml: bool) -> Any:
+def parsed_body(row: RowView, *, yaml: bool) -> Any:
     return parsed_config(str(row.get("config") or ""), yaml=yaml)
 
 
@@ -70,7 +70,7 @@ def is_default(row: Mapping[str, Any]) -> bool:
     return str(row.get("is_default") or 0) == "1"
 
 
-def kind_of(row: Row) -> str:
+def kind_of(row: RowView) -> str:
     return str(row.get("type") or "")
 
 

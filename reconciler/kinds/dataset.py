@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.kinds.base import OMIT, TEXT, Binding, Column, JsonList, Path, Rendering
+from reconciler.kinds.base import OMIT, TEXT, Binding, Column, JsonList, Path, Rendering, RowView
 from reconciler.models.dataset import DatasetSpec
-from reconciler.records import Row, parsed_config
+from reconciler.records import parsed_config
 
 
 def _features(r: Rendering) -> Any:
@@ -55,7 +55,7 @@ BINDING = Binding(
 )
 
 
-def source(row: Row) -> dict[str, Any]:
+def source(row: RowView) -> dict[str, Any]:
     """A job input's `dataset` block: where the data is, and its columns."""
     kind = str(row.get("type") or "")
     where = row.get("huggingface_name") if kind == "huggingface" else row.get("location")
@@ -63,10 +63,10 @@ def source(row: Row) -> dict[str, Any]:
     return {"type": kind, "name_or_path": str(where or ""), "features": features if isinstance(features, list) else None}
 
 
-def name(row: Row) -> str:
+def name(row: RowView) -> str:
     return str(row.get("name") or "")
 
 
-def feature_text(row: Row) -> str:
+def feature_text(row: RowView) -> str:
     """The features column as stored (JSON list text, '' when unknown)."""
     return str(row.get("features") or "")

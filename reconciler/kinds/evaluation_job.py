@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.kinds import adapter as adapters
-from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, RowsOf, Snapshot, json_value
+from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, RowsOf, RowView, Snapshot, json_value
 from reconciler.kinds.fine_tuning_job import cml_job_id, inputs, resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
 from reconciler.plan import Consequence
@@ -59,21 +59,21 @@ BINDING = Binding(
 __all__ = ["BINDING", "cml_job_id", "inputs", "resources"]
 
 
-def parent(row: Row) -> str:
+def parent(row: RowView) -> str:
     """The EvaluationJob's id (every combination's row carries it)."""
     return str(row.get("parent_job_id") or "")
 
 
-def combination(row: Row) -> tuple[str, str]:
+def combination(row: RowView) -> tuple[str, str]:
     """(base model id, adapter id or '') of one combination's row."""
     return str(row.get("base_model_id") or ""), str(row.get("adapter_id") or "")
 
 
-def evaluation_dir(row: Row) -> str:
+def evaluation_dir(row: RowView) -> str:
     return str(row.get("evaluation_dir") or "")
 
 
-def adapter_id(row: Row) -> str:
+def adapter_id(row: RowView) -> str:
     return str(row.get("adapter_id") or "")
 
 

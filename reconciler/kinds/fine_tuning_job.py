@@ -21,6 +21,7 @@ from reconciler.kinds.base import (
     Path,
     Ref,
     RowsOf,
+    RowView,
     Snapshot,
     json_value,
 )
@@ -84,21 +85,21 @@ def _dist(res: Any) -> dict[str, Any]:
     return {"dist": [res.dist_cpu, res.dist_gpu, res.dist_memory]} if res.num_workers > 1 else {}
 
 
-def adapter_name(row: Row) -> str:
+def adapter_name(row: RowView) -> str:
     return str(row.get("adapter_name") or "")
 
 
-def cml_job_id(row: Row) -> str:
+def cml_job_id(row: RowView) -> str:
     """The job that ran this row: the CML job's id (or, for ftctl's local jobs, the job's name)."""
     return str(row.get("cml_job_id") or "")
 
 
-def inputs(row: Row) -> tuple[str, str, str]:
+def inputs(row: RowView) -> tuple[str, str, str]:
     """(base model id, dataset id, prompt id) a job row (training or evaluation) reads."""
     return str(row.get("base_model_id") or ""), str(row.get("dataset_id") or ""), str(row.get("prompt_id") or "")
 
 
-def axolotl_config_id(row: Row) -> str:
+def axolotl_config_id(row: RowView) -> str:
     return str(row.get("axolotl_config_id") or "")
 
 
@@ -110,7 +111,7 @@ def axolotl_body(row: Row, rows: RowsOf) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def split(row: Row | None) -> tuple[float, float]:
+def split(row: RowView | None) -> tuple[float, float]:
     """(train_test_split, dataset_fraction) the job trained with; the Studio's defaults without one."""
     row = row or {}
     return (float(row.get("train_test_split") or DEFAULT_TRAIN_TEST_SPLIT),

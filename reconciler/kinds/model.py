@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.kinds.base import OMIT, TEXT, Binding, Column, Path, Rendering
+from reconciler.kinds.base import OMIT, TEXT, Binding, Column, Path, Rendering, RowView
 from reconciler.models.model import ModelSpec
-from reconciler.records import Row
 
 
 def registry_fact(attribute: str) -> Callable[[Rendering], Any]:
@@ -51,7 +50,7 @@ BINDING = Binding(
 )
 
 
-def source(row: Row) -> dict[str, Any]:
+def source(row: RowView) -> dict[str, Any]:
     """A job input's `model` block: where the weights come from."""
     kind = str(row.get("type") or "huggingface")
     if kind == "huggingface":
@@ -61,5 +60,5 @@ def source(row: Row) -> dict[str, Any]:
     return {"type": "project", "name_or_path": str(row.get("location") or "")}
 
 
-def name(row: Row) -> str:
+def name(row: RowView) -> str:
     return str(row.get("name") or "")

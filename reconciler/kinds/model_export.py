@@ -3,6 +3,7 @@ change re-exports), and the export job reads from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.kinds.base import Binding, RenderContext
@@ -27,12 +28,12 @@ def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
     }
 
 
-def refs(spec: dict[str, Any]) -> tuple[str, str]:
+def refs(spec: Mapping[str, Any]) -> tuple[str, str]:
     """(base model id, adapter id or '') of a resolved export spec."""
     return str(spec.get("base_model_id") or ""), str(spec.get("adapter_id") or "")
 
 
-def export_args(spec: dict[str, Any]) -> dict[str, Any]:
+def export_args(spec: Mapping[str, Any]) -> dict[str, Any]:
     """What `jobinput.export_input` takes from a resolved export spec."""
     return {"registered_model_name": str(spec.get("model_name")), "merge": bool(spec.get("merge")),
             "export_type": str(spec.get("type")), "generation_config": spec.get("generation_config"),

@@ -3,9 +3,8 @@ auto-generated axolotl prompts have no type and no input or completion template 
 
 from __future__ import annotations
 
-from reconciler.kinds.base import TEXT, Binding, Column, Ref
+from reconciler.kinds.base import TEXT, Binding, Column, Ref, RowView
 from reconciler.models.prompt import PromptSpec
-from reconciler.records import Row
 
 TEMPLATES = ("prompt_template", "input_template", "completion_template")
 
@@ -29,10 +28,10 @@ BINDING = Binding(
 )
 
 
-def templates(row: Row) -> dict[str, str]:
+def templates(row: RowView) -> dict[str, str]:
     """A job input's `prompt` block."""
     return {k: str(row.get(k) or "") for k in TEMPLATES}
 
 
-def dataset(row: Row) -> str:
+def dataset(row: RowView) -> str:
     return str(row.get("dataset_id") or "")
