@@ -25,7 +25,8 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.health import Health, Sync, job_health, sync_state
-from reconciler.live import TABLE_KIND, Snapshot, live_object
+from reconciler.kinds import BINDINGS, BY_TABLE, adapter, product_link
+from reconciler.live import Snapshot, live_object
 from reconciler.plan import Action, Change, FieldDiff, Plan
 
 FORMAT_VERSION = 1
@@ -129,23 +130,25 @@ def unmanaged_rows(snapshot: Snapshot) -> list[UnmanagedRow]:
     """Studio rows no managed object owns (nor produced), by table then id."""
     owned = {rid for record in snapshot.managed.values() for rid in (record.store_id, *record.row_ids)}
     out = []
-    for table, (kind, _) in TABLE_KIND.items():
+    for table, binding in BY_TABLE.items():
         for row_id, row in sorted(snapshot.rows.get(table, {}).items()):
-            if row_id in owned or (table == "evaluation_jobs" and row.get("parent_job_id") in owned):
+            if row_id in owned or (binding.fan_out and row.get(binding.owner_column) in owned):
                 continue
-            if table == "adapters" and _produced(row, snapshot, owned):
+            if _produced(table, row, snapshot, owned):
                 continue
-            out.append(UnmanagedRow(table, row_id, kind, live_object(table, row).name))
+            out.append(UnmanagedRow(table, row_id, binding.kind, live_object(table, row).name))
     return out
 
 
-def _produced(row: dict[str, Any], snapshot: Snapshot, owned: set[str]) -> bool:
-    """An adapter a managed fine-tuning job produced: ftctl registered it (and renamed earlier versions)."""
-    if row.get("fine_tuning_job_id") in owned:
-        return True
-    description = str(row.get("description") or "")
-    return any(description.startswith(f"trained by FineTuningJob/{record.name} (")
-               for record in snapshot.managed.values() if record.kind == "FineTuningJob")
+def _produced(table: str, row: dict[str, Any], snapshot: Snapshot, owned: set[str]) -> bool:
+    """A row a managed job produced (a training's adapter): ftctl registered it (and renamed earlier versions)."""
+    for producer in (b for b in BINDINGS.values() if b.produces and BINDINGS[b.produces].table == table):
+        if row.get(product_link(producer.kind)) in owned:
+            return True
+        if any(adapter.described_as_trained_by(row, record.name) for record in snapshot.managed.values()
+               if record.kind == producer.kind):
+            return True
+    return False
 
 
 def _field(diff: FieldDiff) -> dict[str, Any]:

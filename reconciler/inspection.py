@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reconciler.health import Health, ObjectStatus, object_health
-from reconciler.live import KIND_TABLE, TABLE_KIND, ManagedRecord, Snapshot
+from reconciler.kinds import BINDINGS, BY_TABLE, product_link
+from reconciler.live import ManagedRecord, Snapshot
 from reconciler.models import MODELS
 from reconciler.records import Row
 from reconciler.runtime import JobState
@@ -29,20 +30,11 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
 ALL = "all"
 # The columns `get` shows per kind beyond name and state: (header, row columns, first non-empty
 # wins); a `*_id` column shows the name of the object it points to.
-KEY_FIELDS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "Dataset": (("TYPE", ("type",)), ("SOURCE", ("huggingface_name", "location"))),
-    "Model": (("TYPE", ("type",)), ("SOURCE", ("huggingface_model_name", "location"))),
-    "Prompt": (("DATASET", ("dataset_id",)),),
-    "Config": (("TYPE", ("type",)),),
-    "Adapter": (("BASE MODEL", ("model_id",)), ("SOURCE", ("huggingface_name", "location"))),
-    "FineTuningJob": (("BASE MODEL", ("base_model_id",)), ("DATASET", ("dataset_id",))),
-    "EvaluationJob": (("DATASET", ("dataset_id",)), ("BASE MODEL", ("base_model_id",))),
-    "ModelExport": (("TYPE", ("type",)), ("ADAPTER", ("adapter_id",))),
-}
+KEY_FIELDS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {kind: b.shown for kind, b in BINDINGS.items()}
 UNMANAGED = "unmanaged"  # the sync state of a Studio row ftctl does not manage
 PRODUCED = "produced"  # the sync state of a row a managed job produced (a trained adapter): listed with its kind
 # Tables whose rows a managed object's job produces, and the column naming the producing row.
-PRODUCED_BY: dict[str, str] = {"adapters": "fine_tuning_job_id"}
+PRODUCED_BY: dict[str, str] = {BINDINGS[b.produces].table: product_link(b.kind) for b in BINDINGS.values() if b.produces}
 NOT_COMPARED = "-"  # the sync state when no manifests were given
 
 
@@ -133,7 +125,7 @@ def items(snapshot: Snapshot, kinds: Sequence[str], *, statuses: Mapping[tuple[s
     produced = {i for r in snapshot.managed.values() for i in r.row_ids}
     for table, row in _unowned_rows(snapshot):
         made = PRODUCED_BY.get(table) and str(row.get(PRODUCED_BY[table]) or "") in produced
-        if TABLE_KIND[table][0] in kinds and (made or unmanaged):
+        if BY_TABLE[table].kind in kinds and (made or unmanaged):
             out.append(_unmanaged_item(snapshot, table, row, PRODUCED if made else UNMANAGED))
     return sorted(out, key=lambda i: (KINDS.index(i.kind), i.name, i.store_id))
 
@@ -149,8 +141,8 @@ def _managed_item(snapshot: Snapshot, key: tuple[str, str], status: ObjectStatus
 
 
 def _unmanaged_item(snapshot: Snapshot, table: str, row: Row, sync: str) -> Item:
-    kind, name_column = TABLE_KIND[table]
-    return Item(kind, str(row.get(name_column) or row["id"]), False, sync, Health.HEALTHY.value, str(row["id"]), 0,
+    kind = BY_TABLE[table].kind
+    return Item(kind, BY_TABLE[table].name_of(row) or str(row["id"]), False, sync, Health.HEALTHY.value, str(row["id"]), 0,
                 None, _fields(snapshot, kind, row), {})
 
 
@@ -214,12 +206,12 @@ def describe(snapshot: Snapshot, item: Item, *, status: ObjectStatus | None, job
     }
 
 
-_JOB_KINDS = ("FineTuningJob", "EvaluationJob", "ModelExport")
+_JOB_KINDS = tuple(kind for kind, b in BINDINGS.items() if b.rerun)  # kinds whose objects run jobs
 
 
 def _rows(snapshot: Snapshot, record: ManagedRecord | None, item: Item) -> list[dict[str, Any]]:
     if record is None:
-        table = KIND_TABLE.get(item.kind, "")
+        table = BINDINGS[item.kind].table if item.kind in BINDINGS else ""
         row = snapshot.row(table, item.store_id) if table else None
         return [{"table": table, "id": item.store_id, "values": dict(row)}] if row else []
     found = ((i, snapshot.row(record.store_table, i)) for i in record.row_ids) if record.store_table else ()
@@ -242,8 +234,8 @@ def _used_by(snapshot: Snapshot, ids: set[str], own: str) -> list[str]:
     for table, row in snapshot.all_rows():
         for column, value in row.items():
             if column.endswith("_id") and value and str(value) in ids:
-                kind = TABLE_KIND[table][0]
-                out.add(f"{_address(snapshot, kind, str(row['id']), str(row.get(TABLE_KIND[table][1]) or row['id']))} ({column})")
+                user = BY_TABLE[table]
+                out.add(f"{_address(snapshot, user.kind, str(row['id']), user.name_of(row) or str(row['id']))} ({column})")
     for record in snapshot.managed.values():
         for column, value in (record.spec or {}).items():
             if column.endswith("_id") and value and str(value) in ids:

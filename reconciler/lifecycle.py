@@ -218,7 +218,7 @@ def _retire_adapter(adapter_name: str, new_job_id: str, gen: int, ctx: JobContex
 def _adapter_insert(adapter_name: str, job_row: Row, obs: JobObservation, gen: int, ctx: JobContext, job: str) -> RowOp:
     adapter_id = ctx.new_id("adapter", adapter_name, gen)
     values = kinds.adapter.trained_adapter_row(
-        job_row, name=adapter_name, description=f"trained by FineTuningJob/{job} (generation {gen})",
+        job_row, name=adapter_name, description=kinds.adapter.trained_description(job, gen),
         adapter_dir=str(obs.artifacts.get("adapter_dir") or ""), experiment_id=str(obs.artifacts.get("mlflow_experiment_id") or ""),
         run_id=str(obs.artifacts.get("mlflow_run_id") or ""))
     return RowOp(ADAPTERS.table, "insert", adapter_id, {"id": adapter_id, **values})

@@ -40,7 +40,7 @@ from reconciler.records import Row
 
 BINDINGS: dict[str, Binding] = {
     b.kind: b
-    for b in (dataset.BINDING, model.BINDING, prompt.BINDING, config.BINDING, adapter.BINDING,
+    for b in (dataset.BINDING, model.BINDING, prompt.BINDING, adapter.BINDING, config.BINDING,
               fine_tuning_job.BINDING, evaluation_job.BINDING, model_export.BINDING)
 }
 BY_TABLE: dict[str, Binding] = {b.table: b for b in BINDINGS.values() if b.table}

@@ -32,6 +32,7 @@ BINDING = Binding(
     run_inputs=("type", "huggingface_name", "location", "cml_registered_model_id", "model_id"),
     delete_rank=3,
     live_fields={"type": "type", "model_id": "model_id"},
+    shown=(("BASE MODEL", ("model_id",)), ("SOURCE", ("huggingface_name", "location"))),
 )
 
 
@@ -61,6 +62,16 @@ def base_model(row: RowView) -> str:
 
 # What a trained adapter's row takes from its training's row: (adapter column, training column).
 FROM_TRAINING = (("name", "adapter_name"), ("model_id", "base_model_id"), ("prompt_id", "prompt_id"))
+
+
+def trained_description(job: str, generation: int) -> str:
+    """The description of an adapter ftctl registered for the training `job` (its manifest name)."""
+    return f"trained by FineTuningJob/{job} (generation {generation})"
+
+
+def described_as_trained_by(row: RowView, job: str) -> bool:
+    """Whether the adapter's description says ftctl registered it for the training `job`."""
+    return str(row.get("description") or "").startswith(f"trained by FineTuningJob/{job} (")
 
 
 def trained_adapter_row(job_row: Row, *, name: str, description: str, adapter_dir: str, experiment_id: str,

@@ -143,6 +143,9 @@ class Binding:
     shared_columns: tuple[str, ...] = ()
     # `live.LiveObject` field -> the column it reads (rules resolve references through these).
     live_fields: Mapping[str, str] = field(default_factory=lambda: {"type": "type"})
+    # What `ftctl get` shows beyond name and state: (header, columns: the first non-empty wins; a
+    # `*_id` column shows the name of the object it points to). Kinds without rows: spec keys.
+    shown: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def references(self) -> tuple[Reference, ...]:

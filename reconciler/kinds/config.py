@@ -52,6 +52,7 @@ BINDING = Binding(
     delete_rank=5,
     content_addressed=True,
     shared=lambda row: is_default(row),  # the Studio's shipped defaults and axolotl formats
+    shown=(("TYPE", ("type",)),),
     shared_columns=("type", "config"),  # a config row shared with others is owned only this far
 )
 SHARED_COLUMNS = BINDING.shared_columns

@@ -52,6 +52,7 @@ BINDING = Binding(
     delete_rank=6,
     lends_token=True,
     live_fields={"type": "type", "features": "features"},
+    shown=(("TYPE", ("type",)), ("SOURCE", ("huggingface_name", "location"))),
 )
 
 

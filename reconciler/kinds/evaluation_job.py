@@ -52,6 +52,7 @@ BINDING = Binding(
     run_column="cml_job_id",
     results_column="evaluation_dir",
     live_fields={"type": "type", "model_id": "base_model_id", "dataset_id": "dataset_id"},
+    shown=(("DATASET", ("dataset_id",)), ("BASE MODEL", ("base_model_id",))),
 )
 
 

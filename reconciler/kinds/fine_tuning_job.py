@@ -77,6 +77,7 @@ BINDING = Binding(
     produces="Adapter",
     run_column="cml_job_id",
     live_fields={"type": "framework_type", "model_id": "base_model_id", "dataset_id": "dataset_id"},
+    shown=(("BASE MODEL", ("base_model_id",)), ("DATASET", ("dataset_id",))),
 )
 
 

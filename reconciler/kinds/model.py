@@ -46,6 +46,7 @@ BINDING = Binding(
     unique=("huggingface_model_name",),
     run_inputs=("type", "huggingface_model_name", "location", "cml_registered_model_id"),
     delete_rank=7,
+    shown=(("TYPE", ("type",)), ("SOURCE", ("huggingface_model_name", "location"))),
     lends_token=True,
 )
 

@@ -41,4 +41,5 @@ def export_args(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 BINDING = Binding(kind="ModelExport", table="", spec_model=ModelExportSpec, rerun=Consequence(ModelExport.RERUN),
-                  resolved=lambda manifest, scope: resolve(manifest.resource, scope), delete_rank=0)
+                  resolved=lambda manifest, scope: resolve(manifest.resource, scope), delete_rank=0,
+                  shown=(("TYPE", ("type",)), ("ADAPTER", ("adapter_id",))))

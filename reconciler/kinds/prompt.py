@@ -25,6 +25,7 @@ BINDING = Binding(
     run_inputs=TEMPLATES,
     delete_rank=4,
     live_fields={"type": "type", "dataset_id": "dataset_id"},
+    shown=(("DATASET", ("dataset_id",)),),
 )
 
 
