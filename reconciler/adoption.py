@@ -11,9 +11,10 @@ owned here: their jobs are not managed yet, and import adopts each as an Adapter
 
 from __future__ import annotations
 
+from reconciler.kinds import adapter, fine_tuning_job
 from reconciler.live import Snapshot
 
-JOBS, ADAPTERS = "fine_tuning_jobs", "adapters"
+JOBS, ADAPTERS = fine_tuning_job.BINDING.table, adapter.BINDING.table
 
 
 def owned_rows(snapshot: Snapshot) -> dict[str, str]:
@@ -23,13 +24,13 @@ def owned_rows(snapshot: Snapshot) -> dict[str, str]:
     for record in snapshot.managed.values():
         for rid in record.row_ids if record.store_table == JOBS else ():
             row = snapshot.row(JOBS, rid)
-            if row is not None and row.get("adapter_name"):
-                by_adapter_name[str(row["adapter_name"])] = record.address
-    owner_of_job = {str(row["id"]): by_adapter_name[str(row.get("adapter_name"))]
-                    for row in snapshot.rows.get(JOBS, {}).values() if str(row.get("adapter_name") or "") in by_adapter_name}
+            if row is not None and fine_tuning_job.adapter_name(row):
+                by_adapter_name[fine_tuning_job.adapter_name(row)] = record.address
+    owner_of_job = {str(row["id"]): by_adapter_name[fine_tuning_job.adapter_name(row)]
+                    for row in snapshot.rows.get(JOBS, {}).values() if fine_tuning_job.adapter_name(row) in by_adapter_name}
     owned = {job_id: owner for job_id, owner in owner_of_job.items() if job_id not in managed_ids}
     for row in snapshot.rows.get(ADAPTERS, {}).values():
-        owner = owner_of_job.get(str(row.get("fine_tuning_job_id") or ""))
+        owner = owner_of_job.get(adapter.trained_by(row))
         if owner and str(row["id"]) not in managed_ids:
             owned[str(row["id"])] = owner
     return owned

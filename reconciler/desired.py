@@ -17,12 +17,12 @@ from typing import Any
 
 from reconciler.facts import HubFacts, LocalFacts, RegistryFacts
 from reconciler.jobinput import JobSettings
-from reconciler.kinds import BINDINGS, render_rows
+from reconciler.kinds import BINDINGS, adapter, config, render_rows
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Config, IdRef
 from reconciler.models.base import STORE_ID_ANNOTATION
-from reconciler.records import Row, comparable, parsed_config
+from reconciler.records import Row, comparable
 from reconciler.rules.configs import parse_body
 from reconciler.runtime import JobObservation
 
@@ -97,8 +97,8 @@ class Scope:
         """The registered adapter a job trains, once its current generation has produced it."""
         job = self.producers.get(name)
         current_job = self.ids.get(("FineTuningJob", job)) if job else None
-        for row in self.snapshot.rows.get("adapters", {}).values():
-            if row.get("name") == name and (current_job is None or row.get("fine_tuning_job_id") == current_job):
+        for row in self.snapshot.rows.get(adapter.BINDING.table, {}).values():
+            if adapter.name(row) == name and (current_job is None or adapter.trained_by(row) == current_job):
                 return str(row["id"])
         self.waits_for.append(f"FineTuningJob/{job}" if job else f"Adapter/{name}")
         return None
@@ -110,14 +110,13 @@ class Scope:
         if isinstance(source, dict):
             return source, None
         if isinstance(source, IdRef):
-            row = self.snapshot.row("configs", source.id) or {}
-            text = str(row.get("config") or "")
-            return parsed_config(text, yaml=config_type == "axolotl"), source.id
+            row = self.snapshot.row(config.BINDING.table, source.id) or {}
+            return config.parsed_body(row, yaml=config_type == "axolotl"), source.id
         manifest = self.configs.get(source)
         if manifest is None:  # a managed Config outside a partial plan's manifests: the body it wrote
             config_id = self.ref_id(source, "Config")
-            text = str((self.snapshot.row("configs", config_id or "") or {}).get("config") or "")
-            return parsed_config(text, yaml=config_type == "axolotl"), config_id
+            row = self.snapshot.row(config.BINDING.table, config_id or "") or {}
+            return config.parsed_body(row, yaml=config_type == "axolotl"), config_id
         assert isinstance(manifest.resource, Config)
         body, _, _ = parse_body(config_type, manifest.resource.spec.config)
         return body, self.ref_id(source, "Config")

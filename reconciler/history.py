@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler.kinds import BY_TABLE
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.plan import Action, Change
@@ -46,7 +47,7 @@ def as_history(change: Change, record: ManagedRecord | None, snapshot: Snapshot)
     """The change with nothing to run: the job ran in the Studio, as its rows record."""
     table = change.record.store_table if change.record is not None else (record.store_table if record else "")
     row_ids = change.record.row_ids if change.record is not None else (record.row_ids if record else ())
-    runs = sorted({str(row.get("cml_job_id")) for rid in row_ids if (row := snapshot.row(table, rid)) and row.get("cml_job_id")})
+    runs = sorted({BY_TABLE[table].run_of(row) for rid in row_ids if (row := snapshot.row(table, rid)) and BY_TABLE[table].run_of(row)})
     ran = f"ran in the Studio as {', '.join(runs)}" if runs else "ran in the Studio"
     note = f"adopted history: {ran}; ftctl runs nothing for it"
     return replace(change, reason=f"{change.reason}; {note}" if change.action is not Action.NOOP else note, launches=())

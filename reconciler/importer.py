@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from reconciler.adoption import owned_rows
-from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, import_spec
+from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, config, import_spec
 from reconciler.live import TABLE_KIND, Snapshot
 from reconciler.models.base import API_VERSION
 from reconciler.planner import STORE_ID_ANNOTATION
@@ -95,12 +95,13 @@ def to_yaml(documents: list[dict[str, Any]], *, header: str) -> str:
 
 def _objects(snapshot: Snapshot, table: str) -> Iterator[tuple[str, list[Row]]]:
     rows = sorted(snapshot.rows.get(table, {}).values(), key=lambda r: str(r["id"]))
-    if table != "evaluation_jobs":
+    binding = BY_TABLE[table]
+    if not binding.fan_out:
         yield from ((str(r["id"]), [r]) for r in rows)
         return
     groups: dict[str, list[Row]] = {}
     for row in rows:
-        groups.setdefault(str(row.get("parent_job_id") or row["id"]), []).append(row)
+        groups.setdefault(str(row.get(binding.owner_column) or row["id"]), []).append(row)
     yield from sorted(groups.items())
 
 
@@ -129,7 +130,7 @@ def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], unmanaged_on
 
 def _base_name(table: str, row: Row, store_id: str, name_column: str) -> str:
     if table == "configs":
-        return f"{row.get('type') or 'config'}-{store_id[:8]}"
+        return f"{config.kind_of(row) or 'config'}-{store_id[:8]}"
     if table == "evaluation_jobs":
         return f"evaluation-{store_id[:8]}"
     value = str(row.get(name_column) or "").strip()

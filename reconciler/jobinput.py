@@ -163,7 +163,7 @@ def export_input(name: str, *, model: Row, adapter: Row | None, registered_model
     out = _base("export", name, settings, model=model, dataset=None, prompt=None, tracking_group=None,
                 hf_token_env=hf_token_env, token_envs=token_envs or {})
     out["export"] = {"type": export_type, "registered_model_name": registered_model_name,
-                     "adapter_path": str(adapter.get("location")) if adapter else None, "merge": merge,
+                     "adapter_path": kinds.adapter.location(adapter) if adapter else None, "merge": merge,
                      "generation_config": generation_config}
     # An endpoint is deployed with the manifest's resources; a registry export is a plain job (no GPU needed).
     res = (resources or {}) if export_type == "cml_model" else {"cpu": 2, "memory": 8, "gpu": 0}

@@ -16,6 +16,7 @@ from reconciler.catalog import make_diag
 from reconciler.diagnostics import Diagnostic
 from reconciler.facts import LocalFacts
 from reconciler.graph import Graph, build_graph
+from reconciler.kinds import adapter, fine_tuning_job
 from reconciler.live import LiveObject, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import FineTuningJob, IdRef
@@ -92,10 +93,10 @@ class RuleContext:
         if kind != "Adapter":
             return None
         for (job_kind, _), job in self.snapshot.managed.items():
-            row = self.snapshot.row("fine_tuning_jobs", job.store_id) if job_kind == "FineTuningJob" else None
-            if row is not None and row.get("adapter_name") == ref:
-                trained = [str(r["id"]) for r in self.snapshot.rows.get("adapters", {}).values()
-                           if r.get("name") == ref and r.get("fine_tuning_job_id") == job.store_id]
+            row = self.snapshot.row(fine_tuning_job.BINDING.table, job.store_id) if job_kind == "FineTuningJob" else None
+            if row is not None and fine_tuning_job.adapter_name(row) == ref:
+                trained = [str(r["id"]) for r in self.snapshot.rows.get(adapter.BINDING.table, {}).values()
+                           if adapter.name(r) == ref and adapter.trained_by(r) == job.store_id]
                 return Target(kind, ref, live=self.snapshot.by_id(trained[0]) if trained else None)
         return None
 
