@@ -24,6 +24,7 @@ from functools import cached_property
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, PlanFacts, Scope, declared_id, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
+from reconciler.history import IMPORTED, records_run
 from reconciler.kinds import BINDINGS, BY_TABLE, product_link, product_name, referrers
 from reconciler.kinds.base import Binding
 from reconciler.kinds.config import content_key
@@ -54,6 +55,7 @@ from reconciler.rowdiff import (
     run_inputs,
     spec_diffs,
     with_parent,
+    without_history,
 )
 
 NAMESPACE = uuid.UUID("6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c")
@@ -140,6 +142,7 @@ class _Planner:
     changed: set[tuple[str, str]] = field(default_factory=set)  # objects this plan changes
     rows_by_id: dict[tuple[str, str], Row] = field(default_factory=dict)  # (table, id) -> row as this plan writes it
     token_envs: dict[str, str] = field(default_factory=dict)  # model/dataset store id -> its manifest's hf_token_env
+    recorded_runs: set[tuple[str, str]] = field(default_factory=set)  # objects whose manifest records their run (history)
 
     @cached_property
     def _managed_ids(self) -> set[str]:
@@ -184,6 +187,10 @@ class _Planner:
         own_id = record.store_id if record else self._declared_or_new(manifest, key)
         self.ids[key] = own_id
         desired = render(manifest, self._scope(), own_id=own_id)
+        if records_run(manifest):
+            self.recorded_runs.add(key)
+        elif not pair.adopting and (record is None or record.origin != IMPORTED):
+            desired = without_history(desired)  # a generation ftctl runs: its launch fills them
         self.desired[key] = desired
         token_env = getattr(manifest.resource.spec, "hf_token_env", None) if BINDINGS[pair.kind].lends_token else None
         if token_env:
@@ -476,6 +483,7 @@ class _Planner:
         return {rid: self.snapshot.row(record.store_table, rid) for rid in record.row_ids}
 
     def _recreate(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
+        desired, spec_fp = self._own_generation(desired, spec_fp)
         change = self._create(desired, wave, spec_fp, protected, reason="its row was deleted outside ftctl: it is written again")
         if change.record is None:
             return change
@@ -502,6 +510,7 @@ class _Planner:
         if BINDINGS[kind].fan_out:  # the rows carry the job's id (the binding's owner column)
             desired = with_parent(desired, own_id)
             spec_fp = self._spec_fingerprint(desired)  # as the next plan, rendering with the new id, computes it
+        desired, spec_fp = self._own_generation(desired, spec_fp)
         ids = self._row_ids(desired, own_id, generation=generation)
         inserts = tuple(RowOp(r.table, "insert", ids[r.key], {"id": ids[r.key], **r.values}) for r in desired.rows)
         if BINDINGS[kind].content_addressed:
@@ -509,6 +518,17 @@ class _Planner:
         rec = Record(desired.table, own_id, tuple(ids[r.key] for r in desired.rows), spec_fp, rows_fp(desired, {}),
                      generation, "created", protected)
         return Change(kind, name, Action.REPLACE, why, consequence, wave, drift, fields, delete_ops + inserts, rec)
+
+    def _own_generation(self, desired: Desired, spec_fp: str) -> tuple[Desired, str]:
+        """A new generation ftctl runs (a re-run, a re-creation) starts without the previous run's
+        history columns (its CML job, results folder, adapter): its own launch fills them, and the
+        next plan, rendering without them, computes the same fingerprint. A manifest that records
+        its run keeps them: that generation is history (`history.is_history`), never launched."""
+        stripped = without_history(desired)
+        if stripped is desired or (desired.kind, desired.name) in self.recorded_runs:
+            return desired, spec_fp
+        self.desired[(desired.kind, desired.name)] = stripped
+        return stripped, self._spec_fingerprint(stripped)
 
     def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
         """A re-run of a kind whose job produces something (a training's adapter) keeps the previous

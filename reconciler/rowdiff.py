@@ -61,6 +61,16 @@ def with_parent(desired: Desired, parent: str) -> Desired:
     return Desired(desired.kind, desired.name, desired.table, rows, desired.spec, desired.depends_on, desired.waits_for)
 
 
+def without_history(desired: Desired) -> Desired:
+    """The rows without the columns a job's run fills (`Binding.history_columns`: the run's CML job,
+    results folder, registered adapter): what ftctl writes and compares for a generation it runs."""
+    history = set(BINDINGS[desired.kind].history_columns) if desired.kind in BINDINGS else set()
+    if not any(history & set(r.values) for r in desired.rows):
+        return desired
+    rows = tuple(replace(r, values={c: v for c, v in r.values.items() if c not in history}) for r in desired.rows)
+    return replace(desired, rows=rows)
+
+
 def run_inputs(desired: Desired) -> str:
     columns = RUN_INPUT_COLUMNS.get(desired.table)
     if columns is None:

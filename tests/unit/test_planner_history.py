@@ -1,0 +1,147 @@
+"""History columns across generations (issue 14): what a job's run fills in its Studio row
+(`Binding.history_columns`: the CML job, the results folder, the registered adapter) is written
+from a manifest only for the run the manifest records, never copied into a new generation ftctl
+runs, and never compared as drift once ftctl launched that generation.
+
+build_plan over values: manifests loaded from text, the store as rows laid down in the test, each
+plan applied as values (its row ops, records and launch notes), no store or backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.desired import PlanFacts
+from reconciler.graph import build_graph
+from reconciler.kinds import BINDINGS
+from reconciler.lifecycle import launch_note
+from reconciler.live import ManagedRecord, Snapshot
+from reconciler.manifests.loader import Manifest, load_paths
+from reconciler.plan import Action, Change, Plan, Policy
+from reconciler.planner import build_plan
+from reconciler.records import Row
+from reconciler.runtime import JobObservation, JobState
+
+BASE = """\
+apiVersion: ftctl/v1
+kind: Model
+metadata: {name: m}
+spec: {type: huggingface, huggingface_model_name: org/tiny}
+---
+apiVersion: ftctl/v1
+kind: Dataset
+metadata: {name: d}
+spec: {type: huggingface, huggingface_name: org/data}
+---
+apiVersion: ftctl/v1
+kind: Prompt
+metadata: {name: p}
+spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
+"""
+EVALUATION = """\
+---
+apiVersion: ftctl/v1
+kind: EvaluationJob
+metadata:
+  name: e
+  annotations: {ftctl.io/store-id: studio-eval}
+spec:
+  dataset: d
+  prompt: p
+  resources: {cpu: %(cpu)d}
+  combinations: [{model: m, store_id: studio-row%(run)s}]
+"""
+STUDIO_RUN = ", cml_job_id: studio-cml-1, evaluation_dir: studio/evals/1"
+EVALUATIONS = BINDINGS["EvaluationJob"]
+
+
+def _manifests(tmp_path: Path, text: str) -> list[Manifest]:
+    path = tmp_path / "project.yaml"
+    path.write_text(text, encoding="utf-8")
+    loaded = load_paths([str(path)])
+    assert not [d for d in loaded.diagnostics if d.severity.is_error()], loaded.diagnostics
+    return loaded.manifests
+
+
+def _plan(manifests: list[Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None) -> Plan:
+    return build_plan(manifests, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}), seed="history",
+                      graph=build_graph(manifests))
+
+
+def _applied(snapshot: Snapshot, plan: Plan) -> Snapshot:
+    """The store once `plan` is applied: its row ops, its records, each launch noted in its row."""
+    rows: dict[str, dict[str, Row]] = {t: {i: dict(r) for i, r in table.items()} for t, table in snapshot.rows.items()}
+    managed = dict(snapshot.managed)
+    for change in plan.changes:
+        for op in change.ops:
+            table = rows.setdefault(op.table, {})
+            if op.op == "insert":
+                table[op.row_id] = {"id": op.row_id, **op.values}
+            elif op.op == "update":
+                table[op.row_id] = {**table[op.row_id], **op.values}
+            else:
+                table.pop(op.row_id, None)
+        for launch in change.launches:
+            table_name, row_id = launch.row.split("/", 1)
+            rows[table_name][row_id].update(launch_note(launch, JobObservation(launch.job_name, JobState.QUEUED)))
+        if change.record is not None:
+            r = change.record
+            managed[(change.kind, change.name)] = ManagedRecord(
+                change.kind, change.name, r.store_table, r.store_id, r.row_ids, r.spec_fingerprint, r.row_fingerprint,
+                r.generation, r.protected, r.origin, 0, r.spec, r.backend)
+    return Snapshot(rows=rows, managed=managed)
+
+
+def _change(plan: Plan, address: str) -> Change:
+    return next(c for c in plan.changes if c.address == address)
+
+
+def _studio_store(tmp_path: Path) -> Snapshot:
+    """Model, dataset and prompt applied by ftctl, and an evaluation the Studio ran (not managed)."""
+    snapshot = _applied(Snapshot(), _plan(_manifests(tmp_path, BASE), Snapshot()))
+    ids = {r.kind: r.store_id for r in snapshot.managed.values()}
+    row = {"id": "studio-row", "type": "mlflow", "cml_job_id": "studio-cml-1", "parent_job_id": "studio-eval",
+           "base_model_id": ids["Model"], "dataset_id": ids["Dataset"], "prompt_id": ids["Prompt"], "num_workers": None,
+           "adapter_id": "", "num_cpu": 2, "num_gpu": None, "num_memory": None, "evaluation_dir": "studio/evals/1",
+           "model_bnb_config": None, "adapter_bnb_config": None, "generation_config": None}
+    return Snapshot(rows={**snapshot.rows, EVALUATIONS.table: {"studio-row": row}}, managed=snapshot.managed)
+
+
+def test_an_adopted_run_keeps_its_history_and_a_rerun_ftctl_launches_starts_without_it(tmp_path: Path) -> None:
+    store = _studio_store(tmp_path)
+    adopted = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 2, "run": STUDIO_RUN})
+    first = _plan(adopted, store)
+    assert not _change(first, "EvaluationJob/e").launches  # the Studio's run is history: nothing runs
+    store = _applied(store, first)
+    assert EVALUATIONS.run_of(store.rows[EVALUATIONS.table]["studio-row"]) == "studio-cml-1"
+    assert _change(_plan(adopted, store), "EvaluationJob/e").action is Action.NOOP
+
+    # The manifest no longer records the run (its cml_job_id is gone; evaluation_dir stays) and asks
+    # for more CPU: a new generation ftctl runs, whose row carries none of the old run's columns.
+    rerun = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 4, "run": ", evaluation_dir: studio/evals/1"})
+    second = _plan(rerun, store)
+    change = _change(second, "EvaluationJob/e")
+    assert change.action is Action.REPLACE and change.launches
+    [insert] = [op for op in change.ops if op.op == "insert"]
+    assert not set(EVALUATIONS.history_columns) & set(insert.values), insert.values
+    assert insert.row_id != "studio-row"
+    store = _applied(store, second)
+    noted = store.rows[EVALUATIONS.table][insert.row_id]
+    assert EVALUATIONS.run_of(noted) == change.launches[0].job_name  # its own launch filled them
+    assert noted[EVALUATIONS.results_column] != "studio/evals/1"
+
+    # The next plan follows ftctl's run: no drift on the columns its launch wrote, nothing re-run.
+    running = {change.launches[0].job_name: JobObservation(change.launches[0].job_name, JobState.RUNNING)}
+    third = _change(_plan(rerun, store, running), "EvaluationJob/e")
+    assert third.action is Action.NOOP and not third.drift and not third.fields and not third.ops and not third.launches
+
+
+def test_a_manifest_that_records_its_run_stays_history_in_a_new_generation(tmp_path: Path) -> None:
+    store = _studio_store(tmp_path)
+    store = _applied(store, _plan(_manifests(tmp_path, BASE + EVALUATION % {"cpu": 2, "run": STUDIO_RUN}), store))
+    changed = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 4, "run": STUDIO_RUN})
+    plan = _plan(changed, store)
+    change = _change(plan, "EvaluationJob/e")
+    assert not change.launches  # the run it records is history, whatever else changed
+    store = _applied(store, plan)
+    assert _change(_plan(changed, store), "EvaluationJob/e").action is Action.NOOP
