@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.kinds import BY_TABLE
 from reconciler.lifecycle import launch_note
-from reconciler.live import TABLE_KIND, Snapshot
+from reconciler.live import Snapshot
 from reconciler.plan import Change, Consequence, Plan
 from reconciler.planverify import PlanRefusedError, check_plan
 from reconciler.runtime import JobObservation
@@ -180,8 +181,8 @@ def _describe(key: str, snapshot: Snapshot) -> str:
         return f"{key[1:]} (ftctl record)"
     table, _, row_id = key.partition("/")
     row = snapshot.row(table, row_id) or {}
-    kind, name_column = TABLE_KIND.get(table, (table, "id"))
-    name = row.get(name_column) or ""
+    binding = BY_TABLE.get(table)
+    kind, name = (binding.kind, binding.name_of(row)) if binding else (table, "")
     return f"{kind} {name!r} ({key})" if name else f"{kind} ({key})"
 
 

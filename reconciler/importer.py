@@ -22,7 +22,7 @@ import yaml
 
 from reconciler.adoption import owned_rows
 from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, config, import_spec
-from reconciler.live import TABLE_KIND, Snapshot
+from reconciler.live import Snapshot
 from reconciler.models.base import API_VERSION
 from reconciler.planner import STORE_ID_ANNOTATION
 from reconciler.records import Row
@@ -111,7 +111,7 @@ def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], unmanaged_on
     taken: set[tuple[str, str]] = set(managed.values())
     owned = owned_rows(snapshot)
     for table in ORDER:
-        kind, name_column = TABLE_KIND[table]
+        kind = BY_TABLE[table].kind
         for store_id, rows in _objects(snapshot, table):
             if store_id in managed:
                 if not unmanaged_only:
@@ -119,7 +119,7 @@ def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], unmanaged_on
                 continue
             if store_id in owned:
                 continue  # a managed job's adapter or earlier run: the job's history (`adoption.owned_rows`)
-            base = _base_name(table, rows[0], store_id, name_column)
+            base = _base_name(table, rows[0], store_id)
             name, n = base, 2
             while (kind, name) in taken:
                 name, n = f"{base}-{n}", n + 1
@@ -128,10 +128,10 @@ def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], unmanaged_on
     return out
 
 
-def _base_name(table: str, row: Row, store_id: str, name_column: str) -> str:
+def _base_name(table: str, row: Row, store_id: str) -> str:
     if table == "configs":
         return f"{config.kind_of(row) or 'config'}-{store_id[:8]}"
     if table == "evaluation_jobs":
         return f"evaluation-{store_id[:8]}"
-    value = str(row.get(name_column) or "").strip()
-    return value or f"{TABLE_KIND[table][0].lower()}-{store_id[:8]}"
+    value = BY_TABLE[table].name_of(row).strip()
+    return value or f"{BY_TABLE[table].kind.lower()}-{store_id[:8]}"

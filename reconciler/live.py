@@ -16,10 +16,6 @@ from reconciler.kinds import BY_TABLE
 from reconciler.records import Row, comparable, digest
 from reconciler.runtime import JobObservation
 
-# Studio table -> the kind of its rows, and the column that names them (each kind's binding says).
-TABLE_KIND: dict[str, tuple[str, str]] = {b.table: (b.kind, b.name_column) for b in BY_TABLE.values()}
-KIND_TABLE: dict[str, str] = {kind: table for table, (kind, _) in TABLE_KIND.items()}
-
 
 @dataclass(frozen=True)
 class LiveObject:
