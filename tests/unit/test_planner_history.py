@@ -4,7 +4,8 @@ from a manifest only for the run the manifest records, never copied into a new g
 runs, and never compared as drift once ftctl launched that generation.
 
 build_plan over values: manifests loaded from text, the store as rows laid down in the test, each
-plan applied as values (its row ops, records and launch notes), no store or backend.
+plan applied as values (its row ops, records and launch notes: test_lifecycle._applied), no store
+or backend.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from pathlib import Path
 from reconciler.desired import PlanFacts
 from reconciler.graph import build_graph
 from reconciler.kinds import BINDINGS
-from reconciler.lifecycle import launch_note
-from reconciler.live import ManagedRecord, Snapshot
+from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest, load_paths
 from reconciler.plan import Action, Change, Plan, Policy
 from reconciler.planner import build_plan
-from reconciler.records import Row
 from reconciler.runtime import JobObservation, JobState
+from tests.unit.test_lifecycle import _applied  # the store once a plan is applied, as values
 
 BASE = """\
 apiVersion: ftctl/v1
@@ -66,30 +66,6 @@ def _manifests(tmp_path: Path, text: str) -> list[Manifest]:
 def _plan(manifests: list[Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None) -> Plan:
     return build_plan(manifests, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}), seed="history",
                       graph=build_graph(manifests))
-
-
-def _applied(snapshot: Snapshot, plan: Plan) -> Snapshot:
-    """The store once `plan` is applied: its row ops, its records, each launch noted in its row."""
-    rows: dict[str, dict[str, Row]] = {t: {i: dict(r) for i, r in table.items()} for t, table in snapshot.rows.items()}
-    managed = dict(snapshot.managed)
-    for change in plan.changes:
-        for op in change.ops:
-            table = rows.setdefault(op.table, {})
-            if op.op == "insert":
-                table[op.row_id] = {"id": op.row_id, **op.values}
-            elif op.op == "update":
-                table[op.row_id] = {**table[op.row_id], **op.values}
-            else:
-                table.pop(op.row_id, None)
-        for launch in change.launches:
-            table_name, row_id = launch.row.split("/", 1)
-            rows[table_name][row_id].update(launch_note(launch, JobObservation(launch.job_name, JobState.QUEUED)))
-        if change.record is not None:
-            r = change.record
-            managed[(change.kind, change.name)] = ManagedRecord(
-                change.kind, change.name, r.store_table, r.store_id, r.row_ids, r.spec_fingerprint, r.row_fingerprint,
-                r.generation, r.protected, r.origin, 0, r.spec, r.backend)
-    return Snapshot(rows=rows, managed=managed)
 
 
 def _change(plan: Plan, address: str) -> Change:
