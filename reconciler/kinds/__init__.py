@@ -4,7 +4,10 @@ Pure core, below the planner and above the manifest models and `records`. `rende
 binding manifest → rows (desired.render calls it), `import_spec` reads the same binding row →
 manifest (the importer calls it): one declaration, two directions. Each kind module also offers
 small named accessors for what other stages read of its rows (`fine_tuning_job.adapter_name(row)`),
-so that no module outside `kinds/` needs to name a Studio column.
+so that no module outside `kinds/` needs to name a Studio column (tests/unit/test_kinds_ownership.py
+checks it). What the planner and the job stages need per kind (delete order, content addressing,
+what a job produces, the columns recording its run and results, who references its rows:
+`referrers`, `product_link`, `run_note`) is read from the same bindings.
 """
 
 from __future__ import annotations
