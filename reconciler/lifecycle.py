@@ -154,12 +154,24 @@ def _next_step(obs: JobObservation, retries: int, launch: Callable[[int], Launch
         return (f"launch the job{unadopted}", Consequence.LAUNCH, (), (first,) if first else ())
     if obs.state is JobState.FAILED and obs.error_class in RETRYABLE and obs.attempt <= retries:
         again = launch(obs.attempt + 1)
-        return (f"relaunch (attempt {obs.attempt + 1} of {retries + 1}) after {obs.summary()}", Consequence.RETRY, (),
-                (again,) if again else ())
+        return (f"relaunch (attempt {obs.attempt + 1} of {retries + 1}) after {obs.summary()}{_starts_from(obs, again)}",
+                Consequence.RETRY, (), (again,) if again else ())
     if obs.state is JobState.SUCCEEDED:
         reason, consequence, ops = done(obs)
         return reason, consequence, ops, ()
     return obs.summary(), Consequence.NONE, (), ()
+
+
+def _starts_from(failed: JobObservation, again: Launch | None) -> str:
+    """Where a relaunched training starts (runners/checkpoints.py decides; this says it in the plan):
+    from the failed attempt's last checkpoint when it runs again under the same job name (the same
+    input, the same job folder), from the start when its input changed since (a job of another name)."""
+    step = failed.progress.get("checkpoint_step")
+    if again is None or again.kind != "train" or not isinstance(step, int) or step <= 0:
+        return ""
+    if again.job_name != failed.job_name:
+        return f"; from the start: its input changed since the checkpoint at step {step} (job {failed.job_name})"
+    return f"; resumes from its checkpoint at step {step}"
 
 
 # -- training ------------------------------------------------------------------------------------
