@@ -34,3 +34,16 @@ def owned_rows(snapshot: Snapshot) -> dict[str, str]:
         if owner and str(row["id"]) not in managed_ids:
             owned[str(row["id"])] = owner
     return owned
+
+
+def current_products(snapshot: Snapshot) -> dict[str, tuple[str, str]]:
+    """Store id -> ("Adapter", name) of the adapter each managed training's current generation
+    registered: a manifest reaches it by that name (the job's `adapter_name`), as a plan resolves it."""
+    out: dict[str, tuple[str, str]] = {}
+    for record in snapshot.managed.values():
+        row = snapshot.row(JOBS, record.store_id) if record.store_table == JOBS else None
+        product = fine_tuning_job.adapter_name(row) if row is not None else ""
+        for found in snapshot.rows.get(ADAPTERS, {}).values() if product else ():
+            if adapter.name(found) == product and adapter.trained_by(found) == record.store_id:
+                out[str(found["id"])] = (adapter.BINDING.kind, product)
+    return out

@@ -5,8 +5,10 @@ from the row by its kind's binding (`reconciler.kinds.import_spec`), the same de
 renders manifests into rows, so each manifest renders back to exactly the row it came from
 (local paths re-expressed relative to the output folder, features and config bodies spelled
 out; for runs outside ftctl, their CML job ids, result folders and row ids too), and carries the `ftctl.io/store-id` annotation so that a
-plan adopts that very row instead of creating another. References name the other manifests (or
-ftctl's managed objects); rows not exported are referenced by `{id: ...}`. A secret a row holds is
+plan adopts that very row instead of creating another. References name the other manifests and
+ftctl's managed objects (by their manifest names, also when only unmanaged rows are written; a
+managed training's current adapter by the name the job trains it as); only a row no manifest
+names (a managed job's older adapter version) is referenced by `{id: ...}`. A secret a row holds is
 never written: a reference to a variable named after the object and key takes its place
 (`{from_env: CONFIG_NAME_HUB_TOKEN}`), and a secret no reference can replace refuses the export.
 """
@@ -14,13 +16,13 @@ never written: a reference to a variable named after the object and key takes it
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from reconciler.adoption import owned_rows
+from reconciler.adoption import current_products, owned_rows
 from reconciler.kinds import BY_TABLE, TABLE_ORDER, ImportContext, config, import_spec
 from reconciler.live import Snapshot
 from reconciler.models.base import API_VERSION
@@ -46,12 +48,13 @@ class Layout:
 def manifests_for(snapshot: Snapshot, *, layout: Layout, unmanaged_only: bool) -> dict[str, list[dict[str, Any]]]:
     """File name -> manifest documents, for every Studio row (or only those ftctl does not manage)."""
     managed_ids = {r.store_id: (r.kind, r.name) for r in snapshot.managed.values()}
-    names = _names(snapshot, managed_ids, unmanaged_only)
+    owned = owned_rows(snapshot)
+    names = _names(snapshot, managed_ids, owned)
     files: dict[str, list[dict[str, Any]]] = {}
     for table in ORDER:
         for store_id, row_group in _objects(snapshot, table):
-            if store_id not in names:
-                continue
+            if store_id not in names or store_id in owned or (unmanaged_only and store_id in managed_ids):
+                continue  # not written: a managed job's history (`adoption.owned_rows`), or managed already
             kind, name = names[store_id]
             context = ImportContext(names, root=layout.root, out_dir=layout.out_dir, name=name)
             history = store_id not in managed_ids  # a run outside ftctl: its job ids and result folders are kept
@@ -105,20 +108,18 @@ def _objects(snapshot: Snapshot, table: str) -> Iterator[tuple[str, list[Row]]]:
     yield from sorted(groups.items())
 
 
-def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], unmanaged_only: bool) -> dict[str, tuple[str, str]]:
-    """Store id -> (kind, name) for every object exported, and for managed objects (references)."""
-    out: dict[str, tuple[str, str]] = {}
-    taken: set[tuple[str, str]] = set(managed.values())
-    owned = owned_rows(snapshot)
+def _names(snapshot: Snapshot, managed: dict[str, tuple[str, str]], owned: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Store id -> (kind, name) of every object: the manifest name of a managed one (references to
+    it name it, whether or not it is exported), the row's own name (numbered on a clash) of the
+    rest, and, for the current adapter a managed training registered, the name its job trains it
+    as (a reference the job resolves: `adoption.owned_rows` rows are never exported themselves)."""
+    out: dict[str, tuple[str, str]] = {**managed, **current_products(snapshot)}
+    taken: set[tuple[str, str]] = set(out.values())
     for table in ORDER:
         kind = BY_TABLE[table].kind
         for store_id, rows in _objects(snapshot, table):
-            if store_id in managed:
-                if not unmanaged_only:
-                    out[store_id] = managed[store_id]
-                continue
-            if store_id in owned:
-                continue  # a managed job's adapter or earlier run: the job's history (`adoption.owned_rows`)
+            if store_id in out or store_id in owned:
+                continue  # managed, or a managed job's earlier run or older adapter version: the job's history
             base = _base_name(table, rows[0], store_id)
             name, n = base, 2
             while (kind, name) in taken:

@@ -111,10 +111,10 @@ def test_what_ftctl_manages_is_referenced_by_its_name_and_its_jobs_adapter_left_
     assert set(kinds["FineTuningJob"]) == (set() if unmanaged_only else {"train"})
     assert kinds["Prompt"]["qa"]["spec"]["dataset"] == "tickets"
     combinations = kinds["EvaluationJob"]["evaluation-run-1"]["spec"]["combinations"]
-    if unmanaged_only:  # the managed model is not written: referenced as the managed row (by its id, today)
-        assert [c["model"] for c in combinations] in (["base", "base"], [{"id": "m1"}, {"id": "m1"}])
-    else:
-        assert [c["model"] for c in combinations] == ["base", "base"], "the managed model by its manifest name"
+    assert [c["model"] for c in combinations] == ["base", "base"], "the managed model by its manifest name, exported or not"
+    assert [c.get("adapter") for c in combinations] == [None, "ticket-adapter"], "the managed job's adapter by the name it trains"
+    assert kinds["FineTuningJob"].get("train", {}).get("spec", {}).get("base_model", "base") == "base"
+    if not unmanaged_only:
         assert kinds["Model"]["base"]["metadata"]["annotations"][STORE_ID_ANNOTATION] == "m1"
 
 
