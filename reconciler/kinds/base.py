@@ -230,12 +230,14 @@ class Path:
     (the Studio's convention); absolute paths stay absolute; a trailing '/' is kept."""
 
     def to_row(self, value: Any, r: Rendering) -> Any:
+        if value == "":
+            return ""  # an empty path is no place: kept as the row has it
         stored = r.scope.stored_path(r.manifest, str(value))
         return stored + "/" if stored and str(value).endswith("/") and not stored.endswith("/") else stored
 
     def from_row(self, value: Any, c: ImportContext) -> Any:
         text = str(value)
-        if os.path.isabs(text):
+        if os.path.isabs(text) or not text:
             return text
         out = os.path.relpath(os.path.join(c.root, text), c.out_dir or c.root or ".")
         return out + "/" if text.endswith("/") else out

@@ -2,7 +2,8 @@
 all carrying the job's id as `parent_job_id` (the Studio's fan-out), and the hooks evaluation needs.
 
 Each combination's row has its own id, CML job and result folder (`evaluation_dir`, where the
-Studio's evaluation page reads the results): history that a manifest carries only for runs that
+Studio's evaluation page reads the results; a path as `out_dir` is: relative to the manifest's
+file there, to the project root in the store): history that a manifest carries only for runs that
 already happened (an imported Studio evaluation), with the row's id as the combination's `store_id`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.kinds import adapter as adapters
-from reconciler.kinds.base import INT, TEXT, Binding, Column, Ref, RowsOf, RowView, Snapshot, json_value
+from reconciler.kinds.base import INT, TEXT, Binding, Column, Path, Ref, RowsOf, RowView, Snapshot, json_value
 from reconciler.kinds.fine_tuning_job import cml_job_id, inputs, resources
 from reconciler.models.jobs import EvaluationJob, EvaluationJobSpec
 from reconciler.plan import Consequence
@@ -34,7 +35,7 @@ BINDING = Binding(
         Column("num_cpu", ("resources", "cpu"), INT),
         Column("num_gpu", ("resources", "gpu"), INT),
         Column("num_memory", ("resources", "memory"), INT),
-        Column("evaluation_dir", ("evaluation_dir",), TEXT, history=True, per_item=True),
+        Column("evaluation_dir", ("evaluation_dir",), Path(), history=True, per_item=True),
         Column("model_bnb_config_id"),
         Column("adapter_bnb_config_id"),
         Column("generation_config_id"),

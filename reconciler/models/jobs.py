@@ -86,7 +86,7 @@ class Combination(Strict):
     adapter: Ref | None = Field(default=None, description="Leave out to evaluate the base model alone.")
     store_id: str | None = Field(default=None, description="The Studio row id of this combination. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
     cml_job_id: str | None = Field(default=None, description="The CML job that evaluated it. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
-    evaluation_dir: str | None = Field(default=None, description="Where its results are (the Studio's evaluation page reads them). Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
+    evaluation_dir: str | None = Field(default=None, description="Where its results are (the Studio's evaluation page reads them): a folder relative to this file, as out_dir is. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
 
 
 class EvaluationResources(Strict):

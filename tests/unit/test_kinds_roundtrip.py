@@ -95,7 +95,7 @@ EVALUATION_SHARED = st.fixed_dictionaries({
 })
 EVALUATION_ITEM = st.fixed_dictionaries({
     "cml_job_id": maybe_text, "base_model_id": _ref("Model", ""), "adapter_id": _ref("Adapter", ""),
-    "evaluation_dir": maybe_text,
+    "evaluation_dir": st.one_of(st.none(), st.just(""), paths),
 })
 
 
@@ -158,7 +158,8 @@ def test_imported_history_keeps_each_combination_id() -> None:
            "cml_job_id": "cml-1", "evaluation_dir": "data/eval/eval-a", "num_workers": 1, "dataset_id": "id-dataset",
            "prompt_id": "id-prompt"}
     spec = import_spec(BY_TABLE["evaluation_jobs"], [row], ImportContext(NAMED, root=ROOT, out_dir=OUT), history=True)
-    assert spec["combinations"] == [{"cml_job_id": "cml-1", "model": "base", "evaluation_dir": "data/eval/eval-a", "store_id": "eval-a"}]
+    # evaluation_dir follows out_dir's rule: relative to the manifests' folder, as the project's paths are
+    assert spec["combinations"] == [{"cml_job_id": "cml-1", "model": "base", "evaluation_dir": "../data/eval/eval-a", "store_id": "eval-a"}]
     managed = import_spec(BY_TABLE["evaluation_jobs"], [row], ImportContext(NAMED, root=ROOT, out_dir=OUT), history=False)
     assert managed["combinations"] == [{"model": "base"}]  # a run of ftctl's own is not pinned in its manifest
 
