@@ -9,6 +9,7 @@ is tested without disk or network.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -37,6 +38,7 @@ class TableFact:
     columns: tuple[str, ...] = ()
     rows: int | None = None  # None: not counted (file too large)
     error: str | None = None
+    mean_chars: float | None = None  # characters of a row's values, averaged over the rows counted (cost estimates)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class LocalFacts:
     tables: dict[str, TableFact] = field(default_factory=dict)
     # resolved local model directory -> `architectures[0]` of its config.json (the Studio's model family)
     model_families: dict[str, str] = field(default_factory=dict)
+    # resolved local model directory -> its parameter count as its config.json gives it (`parameter_count`)
+    model_parameters: dict[str, int] = field(default_factory=dict)
 
     def path(self, path: str) -> PathFact:
         return self.paths.get(path, PathFact(exists=False))
@@ -102,3 +106,50 @@ def model_family(config: object) -> str | None:
         return None
     first = architectures[0]
     return first if isinstance(first, str) and first.strip() else None
+
+
+def parameter_count(config: object) -> int | None:
+    """A decoder's parameter count from its config.json, for cost estimates: per layer attention
+    (q and o h x h, k and v h x kv-heads x head size) and MLP (3 h x i when gated, as Llama, Mistral,
+    Qwen and Gemma are, else 2 h x i), plus the embeddings (twice when the output layer is not tied).
+    Norms and biases are left out (well under 1%). None when the config lacks the sizes."""
+    if not isinstance(config, dict):
+        return None
+    hidden, layers = _size(config, "hidden_size", "n_embd", "d_model"), _size(config, "num_hidden_layers", "n_layer", "num_layers")
+    vocab = _size(config, "vocab_size")
+    if not (hidden and layers and vocab):
+        return None
+    inner = _size(config, "intermediate_size", "n_inner", "ffn_dim") or 4 * hidden
+    heads = _size(config, "num_attention_heads", "n_head") or 1
+    head_dim = _size(config, "head_dim") or hidden // heads
+    kv_heads = _size(config, "num_key_value_heads") or heads
+    gated = str(config.get("hidden_act", "")) in ("silu", "swiglu") or str(config.get("model_type", "")) in GATED_MODEL_TYPES
+    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+    mlp = (3 if gated else 2) * hidden * inner
+    tied = config.get("tie_word_embeddings", True) is not False
+    return layers * (attention + mlp) + vocab * hidden * (1 if tied else 2)
+
+
+GATED_MODEL_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+
+
+def _size(config: dict[str, object], *keys: str) -> int:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![a-z0-9.])(\d+(?:[.]\d+)?)([bm])(\d*)(?![a-z])", re.IGNORECASE)
+
+
+def parameters_from_name(name: str) -> int | None:
+    """The parameter count a Hub model's name states, as model names do: `bloom-1b1` (1.1B),
+    `Llama-3.1-8B-Instruct` (8B), `bloom-560m`, `Qwen2.5-0.5B`. None when the name states none."""
+    found = _SIZE_IN_NAME.findall(name.rpartition("/")[2])
+    if not found:
+        return None
+    number, unit, decimals = found[-1]
+    value = float(f"{number}.{decimals}") if decimals and "." not in number else float(number)
+    return int(value * (1e9 if unit.lower() == "b" else 1e6))

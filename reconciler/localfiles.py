@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import replace
 
-from reconciler.facts import LocalFacts, PathFact, Refusal, TableFact, model_family
+from reconciler.facts import LocalFacts, PathFact, Refusal, TableFact, model_family, parameter_count
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Adapter, Dataset, FineTuningJob, Model
 from reconciler.safeio import NOT_REGULAR, ReadRoots, UnsafePathError, read_checked
@@ -33,6 +33,7 @@ def gather_facts(manifests: Iterable[Manifest], *, roots: ReadRoots) -> LocalFac
     paths: dict[str, PathFact] = {}
     tables: dict[str, TableFact] = {}
     families: dict[str, str] = {}
+    parameters: dict[str, int] = {}
     seen_models: set[str] = set()
     for m in manifests:
         for path, use in _paths_of(m):
@@ -45,13 +46,15 @@ def gather_facts(manifests: Iterable[Manifest], *, roots: ReadRoots) -> LocalFac
         if model_dir is not None and model_dir not in seen_models and paths[model_dir].is_dir:
             seen_models.add(model_dir)
             try:
-                family = read_model_family(model_dir, roots=roots)
+                config = read_model_config(model_dir, roots=roots)
             except UnsafePathError as exc:
                 paths[model_dir] = replace(paths[model_dir], refusal=Refusal(exc.code, str(exc)))
                 continue
-            if family is not None:
+            if (family := model_family(config)) is not None:
                 families[model_dir] = family
-    return LocalFacts(paths, tables, families)
+            if (count := parameter_count(config)) is not None:
+                parameters[model_dir] = count
+    return LocalFacts(paths, tables, families, parameters)
 
 
 def _paths_of(m: Manifest) -> list[tuple[str, str]]:
@@ -84,11 +87,16 @@ def read_model_family(model_dir: str, *, roots: ReadRoots) -> str | None:
     """`architectures[0]` of `<model_dir>/config.json`, as the Studio reads it with AutoConfig; None
     when the file is missing, unreadable, not JSON, or names no architecture. UnsafePathError when
     it is not a regular file inside the roots, or larger than MAX_CONFIG_BYTES."""
+    return model_family(read_model_config(model_dir, roots=roots))
+
+
+def read_model_config(model_dir: str, *, roots: ReadRoots) -> object:
+    """`<model_dir>/config.json` parsed (None when missing, unreadable or not JSON); UnsafePathError
+    as `read_model_family`."""
     try:
-        config = json.loads(roots.read(os.path.join(model_dir, "config.json"), limit=MAX_CONFIG_BYTES))
+        return json.loads(roots.read(os.path.join(model_dir, "config.json"), limit=MAX_CONFIG_BYTES))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return model_family(config)
 
 
 def probe_path(path: str, roots: ReadRoots | None, *, adapter: bool = False) -> PathFact:
@@ -160,8 +168,11 @@ def _csv_table(text: str, counted: bool) -> TableFact:
     header = next(reader, None)
     if not header:
         return TableFact(error="the file is empty (no header row)")
-    rows = sum(1 for row in reader if row) if counted else None
-    return TableFact(tuple(header), rows)
+    rows, chars = 0, 0
+    for row in reader:
+        if row:
+            rows, chars = rows + 1, chars + sum(len(value) for value in row)
+    return TableFact(tuple(header), rows if counted else None, mean_chars=chars / rows if rows else None)
 
 
 def _json_table(text: str, counted: bool) -> TableFact:
@@ -173,7 +184,7 @@ def _json_table(text: str, counted: bool) -> TableFact:
         data = [first] if first is not None else None
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
         return TableFact(error="expected a non-empty JSON array of objects")
-    return TableFact(tuple(str(k) for k in data[0]), len(data) if counted else None)
+    return TableFact(tuple(str(k) for k in data[0]), len(data) if counted else None, mean_chars=_mean_chars(data))
 
 
 def _jsonl_table(text: str, counted: bool) -> TableFact:
@@ -182,4 +193,19 @@ def _jsonl_table(text: str, counted: bool) -> TableFact:
     first = json.loads(first_line) if first_line is not None else None
     if not isinstance(first, dict):
         return TableFact(error="the first line is not a JSON object")
-    return TableFact(tuple(str(k) for k in first), 1 + sum(1 for _ in lines) if counted else None)
+    rows, chars = 1, len(first_line.strip())  # a line's text: its values with their keys and quoting (not parsed)
+    for line in lines:
+        rows += 1
+        chars += len(line.strip())
+    return TableFact(tuple(str(k) for k in first), rows if counted else None, mean_chars=chars / rows)
+
+
+def _chars(row: object) -> int:
+    """Characters of a JSON row's values as text (what a prompt template puts in)."""
+    if isinstance(row, dict):
+        return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in row.values())
+    return len(json.dumps(row))
+
+
+def _mean_chars(rows: list[object]) -> float | None:
+    return sum(_chars(r) for r in rows) / len(rows) if rows else None
