@@ -68,6 +68,7 @@ class Consequence(StrEnum):
     RETRY = "retry"
     REGISTER = "register"
     GATED = "gated"
+    REUSE = "reuse"  # an earlier generation's job ran this very input: its output is taken, nothing is launched
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,23 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class Reuse:
+    """An earlier job whose output a change takes instead of launching (`reuse`): it ran the same
+    input (`lineage.reuse_key`) and succeeded. `product` names what it made (a training's adapter:
+    `adapters/<id>`; '' for an evaluation, whose results are the job's); `row` the Studio row that
+    records the job. `at` and `commit` say when and from which commit it ran."""
+
+    job_name: str
+    generation: int
+    row: str = ""
+    product: str = ""
+    product_name: str = ""
+    at: float = 0.0
+    commit: str = ""
+    reuse_key: str = ""
+
+
+@dataclass(frozen=True)
 class Record:
     """ftctl's bookkeeping for an object after the change (None on the change when it is deleted)."""
 
@@ -171,6 +189,7 @@ class Change:
     jobs: tuple[ObservedJob, ...] = ()  # the object's jobs as observed when planning (an evaluation has one per row)
     adopts: tuple[str, ...] = ()  # ids of the unmanaged Studio rows this change takes over (ftctl.io/store-id)
     orphan: bool = False  # managed, no manifest declares it any more, kept because `--prune` is off
+    reuses: tuple[Reuse, ...] = ()  # earlier jobs whose outputs this change takes instead of launching (`reuse`)
 
     @property
     def address(self) -> str:
@@ -278,7 +297,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field; a whole-project plan without `--replace` leaves those two keys out, a plan
-        without evaluation results leaves out `evaluations`, and a plan of a store that exists leaves
+        without evaluation results leaves out `evaluations`, a change that reuses nothing `reuses`, and a plan of a store that exists leaves
         out `store_exists` (it says `"store_exists": false` otherwise)."""
         data: dict[str, Any] = _plain(self)
         for key in ("partial", "replace", "evaluations"):
@@ -286,6 +305,9 @@ class Plan:
                 del data[key]
         if self.store_exists:
             del data["store_exists"]
+        for change in data["changes"]:  # a change that reuses nothing leaves the key out
+            if not change["reuses"]:
+                del change["reuses"]
         return data
 
     def to_json(self, *, key: str | None = None) -> str:
@@ -412,6 +434,7 @@ def _change(data: dict[str, Any]) -> Change:
         jobs=tuple(_observed_job(j) for j in data["jobs"]),
         adopts=tuple(str(i) for i in data.get("adopts", ())),
         orphan=data["orphan"] is True,
+        reuses=tuple(Reuse(**r) for r in data.get("reuses", ())),
     )
 
 

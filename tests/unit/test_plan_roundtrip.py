@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.engine import execute_plan, make_plan
-from reconciler.runtime import JobState
 from reconciler.plan import (
     FORMAT_VERSION,
     Action,
@@ -39,9 +38,11 @@ from reconciler.plan import (
     PlanFormatError,
     Policy,
     Record,
+    Reuse,
     RowOp,
     Selection,
 )
+from reconciler.runtime import JobState
 
 GOLDEN_PLAN = Path(__file__).resolve().parents[1] / "golden" / "plan"
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -93,6 +94,10 @@ observed_jobs = st.builds(
     step=counts, total_steps=counts, metrics=st.dictionaries(short, finite, max_size=3),
     error_class=st.sampled_from(["", "transient", "killed", "data"]), summary=short,
 )
+reuses = st.builds(
+    Reuse, job_name=short, generation=st.integers(min_value=0, max_value=10**6), row=short, product=short,
+    product_name=short, at=st.floats(min_value=0, max_value=2e9), commit=short, reuse_key=short,
+)
 changes = st.builds(
     Change,
     kind=names,
@@ -110,6 +115,7 @@ changes = st.builds(
     jobs=st.lists(observed_jobs, max_size=3).map(tuple),
     adopts=st.lists(ids, max_size=2).map(tuple),
     orphan=st.booleans(),
+    reuses=st.lists(reuses, max_size=2).map(tuple),
 )
 blockers = st.builds(Blocker, address=short, code=st.from_regex(r"PL-00[1-4]", fullmatch=True), message=short)
 policies = st.builds(Policy, prune=st.booleans(), max_deletions=st.integers(min_value=0, max_value=10**6))
@@ -138,7 +144,8 @@ def test_the_strategies_cover_every_field() -> None:
     assert {f.name for f in dataclasses.fields(Plan)} == set(PLAN_FIELDS) | {"format_version"}
     covered = {
         Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
-                 "launches", "jobs", "adopts", "orphan"},
+                 "launches", "jobs", "adopts", "orphan", "reuses"},
+        Reuse: {"job_name", "generation", "row", "product", "product_name", "at", "commit", "reuse_key"},
         ObservedJob: {"job_name", "state", "attempt", "step", "total_steps", "metrics", "error_class", "summary"},
         Launch: {"job_name", "kind", "attempt", "input", "row", "backend"},
         FieldDiff: {"path", "before", "after", "forces_replace", "sensitive"},
