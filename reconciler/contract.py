@@ -117,6 +117,21 @@ class Resources(Contract):
     dist_gpu: int | None = None
 
 
+class Lineage(Contract):
+    """Where the job's output comes from (`reconciler.lineage`): recorded in ftctl's `ftctl_lineage`
+    table at launch and logged by the runner as `ftctl.lineage.*` MLflow tags on its runs and
+    registered versions. Not part of the job's identity (its name's input digest leaves it out)."""
+
+    commit: str = Field(description="Git commit of the manifests' repository: <sha>, <sha>-dirty, or unknown.")
+    dataset_digest: str = Field(description="sha256 of the dataset file's bytes, or unknown (a Hub dataset, no dataset).")
+    base_revision: str = Field(description="The base model's revision, or unknown.")
+    config_digests: dict[str, str] = Field(default_factory=dict, description="sha256 of each config body, by its key.")
+    ftctl_version: str
+    input_digest: str = Field(description="sha256 of this input less its name, folders, tracking and lineage.")
+    reuse_key: str = Field(description="sha256 of the input digest, dataset digest and base revision: equal keys, "
+                                       "equal outputs; ftctl reuses a succeeded job's output for an equal key.")
+
+
 class JobInput(Contract):
     contract_version: Literal[1] = CONTRACT_VERSION
     kind: JobKind
@@ -131,6 +146,7 @@ class JobInput(Contract):
     outputs: Outputs
     tracking: Tracking
     resources: Resources = Field(default_factory=Resources)
+    lineage: Lineage | None = None
 
 
 class JobError(Contract):

@@ -26,7 +26,8 @@ from reconciler.runtime import CONTRACT_VERSION
 PREFIX = {"FineTuningJob": "train", "EvaluationJob": "eval", "ModelExport": "export"}
 DEFAULT_TRACKING_URI = "sqlite:///.app/mlflow.db"
 EVALUATION_FOLDER = "evaluation"  # in an evaluation job's folder: the Studio's result files
-NAMED_KEYS = ("job_name", "outputs", "tracking")  # follow from the job's name and this machine: not in its digest
+# Follow from the job's name and this machine, or say where its inputs came from (`lineage`): not in its digest.
+NAMED_KEYS = ("job_name", "outputs", "tracking", "lineage")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ CHECKPOINT_STEPS = 100  # save every this many optimizer steps unless training_a
 CHECKPOINT_KEEP = 2  # the last this many checkpoints are kept (save_total_limit); older ones are deleted
 FOLDER = "checkpoints"  # under the job's folder (outputs.dir)
 MARKER = "ftctl-checkpoint.json"
-NAMED_KEYS = ("job_name", "outputs", "tracking")  # follow from the job's name and machine: not what it computes from
+NAMED_KEYS = ("job_name", "outputs", "tracking", "lineage")  # follow from the job's name and machine: not what it computes from
 _STEP = re.compile(r"checkpoint-(\d+)")
 
 

@@ -364,6 +364,7 @@ def log_run(mlflow: Any, job: dict[str, Any], spec: dict[str, Any], candidate: d
         "ftctl.label": candidate["label"],
         "ftctl.job_name": job["job_name"],
         "ftctl.kind": "evaluate",
+        **jobio.lineage_tags(job),
     }
     params = {
         "base_model": candidate["model"]["name_or_path"], "adapter": adapter or "base",

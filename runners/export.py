@@ -118,7 +118,7 @@ def export(job: dict[str, Any], progress: jobio.Progress) -> tuple[dict[str, flo
     defaults = inference_defaults(spec)
     experiment = jobio.open_experiment(mlflow, tracking)
     tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "export", "ftctl.adapter": adapter or "base",
-            "ftctl.merged": str(merge).lower()}
+            "ftctl.merged": str(merge).lower(), **jobio.lineage_tags(job)}
     if tracking.get("run_group"):
         tags["ftctl.run_group"] = tracking["run_group"]
     progress.update(stage="logging")

@@ -312,6 +312,15 @@ def open_experiment(mlflow: Any, tracking: dict[str, Any]) -> Any:
 # -- data sources every runner reads the same way (ML imports inside the functions) --------------------
 
 
+def lineage_tags(job: dict[str, Any]) -> dict[str, str]:
+    """The job input's lineage block as MLflow tags (`ftctl.lineage.<key>`, one per config digest):
+    the same digests ftctl records in its `ftctl_lineage` table. {} for an input without one."""
+    block = job.get("lineage") or {}
+    tags = {f"ftctl.lineage.{key}": str(value) for key, value in block.items() if key != "config_digests"}
+    tags.update({f"ftctl.lineage.config_digest.{key}": str(value) for key, value in (block.get("config_digests") or {}).items()})
+    return tags
+
+
 def resolve_references(value: Any) -> Any:
     """The job input with each secret reference, `{from_env: NAME}`, replaced by that variable's value.
 

@@ -459,7 +459,8 @@ def tracked_run(job: dict[str, Any], spec: dict[str, Any], world: distributed.Wo
 
     tracking = job["tracking"]
     experiment = jobio.open_experiment(mlflow, tracking)
-    tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "train", "ftctl.adapter_name": spec["adapter_name"]}
+    tags = {"ftctl.job_name": job["job_name"], "ftctl.kind": "train", "ftctl.adapter_name": spec["adapter_name"],
+            **jobio.lineage_tags(job)}
     if tracking.get("run_group"):
         tags["ftctl.run_group"] = tracking["run_group"]
     if world.is_distributed:
