@@ -211,11 +211,67 @@ class Change:
 
 @dataclass(frozen=True)
 class Blocker:
-    """A reason the plan must not be applied (exit 3): protection, mass deletion, dependants."""
+    """A reason the plan must not be applied (exit 3): protection, mass deletion, dependants, or a
+    `[policy]` of ftctl.toml (`policy_key` names it; `file:line` is the manifest that breaks it, or
+    for a plan total the key's line in ftctl.toml). Only a policy blocker can be overridden at apply."""
 
     address: str
     code: str
     message: str
+    policy_key: str = ""
+    file: str = ""
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        """`file:line` ('' when the blocker has no source position)."""
+        return f"{self.file}:{self.line}" if self.file and self.line else self.file
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    """What one job the plan launches (now, or later once what it waits for exists) is expected to
+    take: tokens, one device's throughput at the model's size, wall-clock hours, device-hours (hours
+    x devices: GPU-hours on a GPU kind, CPU-hours on `cpu`) and cost. `basis` says what numbers went
+    in, for people; `known` is False when an input was unknown (the basis says which): such a job
+    counts 0 in the totals. Built by `reconciler.estimates`."""
+
+    address: str
+    job: str  # train | evaluate
+    device: str  # cpu, gpu, or a device kind of ftctl.toml's [estimates.devices]
+    devices: int  # GPUs (CPU processes on cpu) it holds
+    tokens: int
+    tokens_per_second: float
+    hours: float
+    device_hours: float
+    cost: float
+    basis: str
+    later: bool = False  # launched once what it waits for exists (the plan causes it)
+    known: bool = True
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device != "cpu"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The plan's jobs' estimates and their totals (GPU-hours and CPU-hours apart, cost together)."""
+
+    jobs: tuple[JobEstimate, ...] = ()
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    cost: float = 0.0
+    currency: str = "USD"
+
+    @classmethod
+    def of(cls, jobs: tuple[JobEstimate, ...], *, currency: str = "USD") -> CostEstimate:
+        known = [j for j in jobs if j.known]
+        return cls(jobs, sum(j.device_hours for j in known if j.on_gpu), sum(j.device_hours for j in known if not j.on_gpu),
+                   sum(j.cost for j in known), currency)
+
+    def unknown(self) -> list[JobEstimate]:
+        return [j for j in self.jobs if not j.known]
 
 
 @dataclass(frozen=True)
@@ -272,6 +328,7 @@ class Plan:
     store_id: str = ""
     store_exists: bool = True  # False: the store is not there yet, and apply would create it (`--create-store`)
     evaluations: tuple[Comparison, ...] = ()  # base vs adapter of the evaluations planned, from the results the store has
+    estimate: CostEstimate | None = None  # what the jobs it launches (now and later) take (None: it launches none)
     format_version: int = FORMAT_VERSION
 
     def actionable(self) -> list[Change]:
@@ -338,7 +395,7 @@ class Plan:
             serial=int(data["serial"]),
             read=dict(data["read"]),
             changes=tuple(_change(c) for c in data["changes"]),
-            blockers=tuple(Blocker(**b) for b in data["blockers"]),
+            blockers=tuple(_blocker(b) for b in data["blockers"]),
             policy=Policy(**data["policy"]),
             labels=dict(data.get("labels", {})),
             partial=_selection(data["partial"]) if data.get("partial") is not None else None,
@@ -346,12 +403,25 @@ class Plan:
             store_id=str(data["store_id"]),
             store_exists=data.get("store_exists", True) is not False,
             evaluations=tuple(_comparison(c) for c in data.get("evaluations", ())),
+            estimate=_estimate(data["estimate"]) if data.get("estimate") else None,
             format_version=int(data["format_version"]),
         )
 
 
+def _blocker(data: dict[str, Any]) -> Blocker:
+    return Blocker(str(data["address"]), str(data["code"]), str(data["message"]), str(data.get("policy_key", "")),
+                   str(data.get("file", "")), int(data.get("line", 0)))
+
+
 def _selection(data: dict[str, Any]) -> Selection:
     return Selection(**{k: tuple(str(v) for v in data[k]) for k in ("files", "targets", "selectors")})
+
+
+def _estimate(data: dict[str, Any]) -> CostEstimate:
+    jobs = tuple(JobEstimate(str(j["address"]), str(j["job"]), str(j["device"]), int(j["devices"]), int(j["tokens"]),
+                             float(j["tokens_per_second"]), float(j["hours"]), float(j["device_hours"]), float(j["cost"]),
+                             str(j["basis"]), j["later"] is True, j["known"] is True) for j in data["jobs"])
+    return CostEstimate(jobs, float(data["gpu_hours"]), float(data["cpu_hours"]), float(data["cost"]), str(data["currency"]))
 
 
 def _comparison(data: dict[str, Any]) -> Comparison:

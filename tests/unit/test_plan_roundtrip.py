@@ -31,7 +31,9 @@ from reconciler.plan import (
     Change,
     Comparison,
     Consequence,
+    CostEstimate,
     FieldDiff,
+    JobEstimate,
     Launch,
     ObservedJob,
     Plan,
@@ -117,7 +119,15 @@ changes = st.builds(
     orphan=st.booleans(),
     reuses=st.lists(reuses, max_size=2).map(tuple),
 )
-blockers = st.builds(Blocker, address=short, code=st.from_regex(r"PL-00[1-4]", fullmatch=True), message=short)
+blockers = st.builds(Blocker, address=short, code=st.from_regex(r"(PL|PO)-00[1-4]", fullmatch=True), message=short,
+                     policy_key=st.just("") | short, file=st.just("") | short, line=st.integers(min_value=0, max_value=10**6))
+finite = st.floats(allow_nan=False, allow_infinity=False)
+job_estimates = st.builds(JobEstimate, address=short, job=st.sampled_from(["train", "evaluate"]), device=names,
+                          devices=st.integers(min_value=1, max_value=1024), tokens=st.integers(min_value=0, max_value=2**62),
+                          tokens_per_second=finite, hours=finite, device_hours=finite, cost=finite, basis=short,
+                          later=st.booleans(), known=st.booleans())
+estimates = st.builds(CostEstimate, jobs=st.lists(job_estimates, max_size=3).map(tuple), gpu_hours=finite, cpu_hours=finite,
+                      cost=finite, currency=names)
 policies = st.builds(Policy, prune=st.booleans(), max_deletions=st.integers(min_value=0, max_value=10**6))
 PLAN_FIELDS = {
     "store": short,
@@ -135,6 +145,7 @@ PLAN_FIELDS = {
     "evaluations": st.lists(st.builds(Comparison, evaluation=names, metric=names, base_label=short,
                                       base=st.floats(allow_nan=False, allow_infinity=False), adapter_label=short,
                                       adapter=st.floats(allow_nan=False, allow_infinity=False)), max_size=3).map(tuple),
+    "estimate": st.none() | estimates,
 }
 plans = st.builds(Plan, **PLAN_FIELDS)
 
@@ -152,7 +163,10 @@ def test_the_strategies_cover_every_field() -> None:
         RowOp: {"table", "op", "row_id", "values"},
         Record: {"store_table", "store_id", "row_ids", "spec_fingerprint", "row_fingerprint", "generation", "origin",
                  "protected", "spec", "backend"},
-        Blocker: {"address", "code", "message"},
+        Blocker: {"address", "code", "message", "policy_key", "file", "line"},
+        JobEstimate: {"address", "job", "device", "devices", "tokens", "tokens_per_second", "hours", "device_hours", "cost",
+                      "basis", "later", "known"},
+        CostEstimate: {"jobs", "gpu_hours", "cpu_hours", "cost", "currency"},
         Policy: {"prune", "max_deletions"},
         Selection: {"files", "targets", "selectors"},
         Comparison: {"evaluation", "metric", "base_label", "base", "adapter_label", "adapter"},
