@@ -2,7 +2,7 @@
 
 Codes of the Studio's own Validation Rules Reference keep their numbers (FT-001…EX-005). Rules the
 Studio lacks get codes of their own: numbers from 101 in the Studio's domains, and the LD (loading),
-SC (schema), RF (references), NM (names) and ON (online checks) domains. A code, once published, is
+SC (schema), RF (references), NM (names), SW (sweeps) and ON (online checks) domains. A code, once published, is
 never reused for another meaning. Pure data; `make_diag` is the one way to build a diagnostic.
 """
 
@@ -127,6 +127,18 @@ _RULES: list[Rule] = [
     Rule("EX-104", E, "endpoint resources must be valid", "cpu and memory > 0, gpu >= 0, e.g. resources: {cpu: 2, memory: 8, gpu: 1}.", False),
     Rule("EX-105", E, "export gate can never pass", "Use finite thresholds, with min <= max when both are set.", False),
     Rule("EX-106", E, "gate metric is not one an evaluation reports", "Evaluations report exact_match, rougeL, latency_s and rows (as <label>.<metric> when they evaluate several combinations).", False),
+    Rule("EX-107", E, "export names both adapter and select", "Give adapter for one adapter, or select: {evaluation: NAME, metric: M, mode: max} to export the best one an evaluation scored.", False),
+    Rule("EX-108", E, "select must name an EvaluationJob that evaluates adapters, and a metric it reports", "select: {evaluation: NAME, metric: rougeL, mode: max}, where NAME evaluates adapters (e.g. combinations: [{sweep: JOB}]).", False),
+    # --- sweeps (a FineTuningJob's matrix) ---
+    Rule("SW-001", E, "matrix key is not a setting a trial can vary", "Keys are dotted paths into the spec: learning_rate, training_arguments.learning_rate, lora_config.r, resources.gpu, dataset, base_model; adapter_name, out_dir and recorded runs are fixed per sweep.", False),
+    Rule("SW-002", E, "matrix values must be a non-empty list of distinct plain values", "e.g. matrix: {lora_config.r: [4, 8], training_arguments.learning_rate: [1.0e-3, 1.0e-2]}.", False),
+    Rule("SW-003", E, "matrix value does not fit its setting", "The value must be valid where the key puts it (the field's type and bounds).", False),
+    Rule("SW-004", E, "two trials would get the same name", "Trial names are <job>-<slug of the values>; use values that differ in letters or digits (not only in punctuation).", False),
+    Rule("SW-005", E, "sweep must name a FineTuningJob", "combinations: [{sweep: JOB}] evaluates every trial of the FineTuningJob JOB.", False),
+    Rule("SW-006", E, "combination names both adapter and sweep", "Give adapter for one adapter, or sweep for every trial of a sweep.", False),
+    Rule("SW-007", E, "matrix varies a config ftctl cannot read", "Vary keys of an inline config body or of a Config manifest in the same project; a store config ({id: ...}) is fixed.", False),
+    Rule("SW-008", E, "matrix makes too many trials", "Each trial is a training run: split the sweep, or drop values.", False),
+    Rule("SW-009", E, "a sweep cannot take over a Studio row", "ftctl.io/store-id names one row; a sweep makes one job per trial. Remove the annotation.", False),
     # --- loading ---
     Rule("LD-001", E, "file is not valid UTF-8", "Save the file as UTF-8.", False),
     Rule("LD-002", E, "YAML syntax error", "Check indentation (spaces only, never tabs), quotes and colons near this position.", False),

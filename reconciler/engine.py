@@ -50,6 +50,8 @@ from reconciler.safeio import ReadRoots, UnsafePathError, project_root, read_che
 from reconciler.selection import SelectArgs, SelectionError, choose
 from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled
+from reconciler.sweeps import expand as expand_sweeps
+from reconciler.sweeps import fold as fold_trials
 
 
 class EngineError(Exception):
@@ -129,13 +131,14 @@ def _validate(
     planning reuses both."""
     roots = read_roots(paths, environ)
     loaded = load_paths(paths, cache=ParseCache.for_inputs(paths) if use_cache else None, roots=roots)
-    checked = loaded.manifests + loaded.salvaged  # documents with schema errors too: all errors at once
+    swept = expand_sweeps(loaded.manifests)  # a matrix's trials are objects of their own from here on
+    checked = swept.manifests + loaded.salvaged  # documents with schema errors too: all errors at once
     facts = gather_facts(checked, roots=roots)
     ctx = RuleContext(checked, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas(), partial=bool(named_files(paths)))
-    diagnostics = loaded.diagnostics + check_all(ctx)
+    diagnostics = loaded.diagnostics + swept.diagnostics + fold_trials(check_all(ctx), swept.sweep_of())
     diagnostics += _online(checked, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
-    report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), loaded.manifests, loaded.files, loaded.documents)
+    report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), swept.manifests, loaded.files, loaded.documents)
     return report, facts, ctx.graph
 
 

@@ -37,6 +37,7 @@ REFERENCE_FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("base_model",), "Model"),
         (("adapter",), "Adapter"),
         (("gate", "evaluation"), "EvaluationJob"),
+        (("select", "evaluation"), "EvaluationJob"),
         *(((f,), "Config") for f in ("generation_config", "bnb_config")),
     ],
 }

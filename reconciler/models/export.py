@@ -36,6 +36,12 @@ class Gate(Strict):
     max: float | None = None
 
 
+class Select(Strict):
+    evaluation: str = Field(description="The EvaluationJob whose results choose the adapter (one that evaluates a sweep).")
+    metric: str = Field(description="Metric name, e.g. rougeL or exact_match.")
+    mode: Literal["max", "min"] = Field(default="max", description="max: the highest value wins; min: the lowest.")
+
+
 class ModelExportSpec(Strict):
     type: str = Field(default="model_registry", description="model_registry or cml_model.")
     base_model: Ref | None = None
@@ -46,6 +52,10 @@ class ModelExportSpec(Strict):
     bnb_config: ConfigSource | None = None
     resources: EndpointResources = Field(default_factory=EndpointResources)
     gate: Gate | None = None
+    select: Select | None = Field(
+        default=None,
+        description="Export the best adapter an evaluation scored (instead of adapter): the plan names the trial chosen and why.",
+    )
     description: str | None = None
     hf_token_env: str | None = None
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")

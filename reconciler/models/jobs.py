@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -63,6 +63,12 @@ class FineTuningJobSpec(Strict):
     backend: Literal["local", "cml"] | None = Field(
         default=None, description="Where the job runs: local or cml (default: --backend, FTCTL_BACKEND, or ftctl.toml; else local)."
     )
+    matrix: dict[str, list[Any]] | None = Field(
+        default=None,
+        description="A sweep: values for settings of this job, each key a dotted path into the spec (learning_rate, "
+        "training_arguments.learning_rate, lora_config.r, dataset, base_model). The job becomes one trial per combination "
+        "of values, each a FineTuningJob of its own named <name>-<slug of its values> with its own adapter.",
+    )
 
 
 class FineTuningJob(Resource):
@@ -82,8 +88,11 @@ class FineTuningJob(Resource):
 
 
 class Combination(Strict):
-    model: Ref | None = None
+    model: Ref | None = Field(default=None, description="The base model (with sweep: left out, each trial's own).")
     adapter: Ref | None = Field(default=None, description="Leave out to evaluate the base model alone.")
+    sweep: str | None = Field(
+        default=None, description="A FineTuningJob with a matrix: one combination per trial, each with the adapter it trains (instead of adapter)."
+    )
     store_id: str | None = Field(default=None, description="The Studio row id of this combination. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
     cml_job_id: str | None = Field(default=None, description="The CML job that evaluated it. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")
     evaluation_dir: str | None = Field(default=None, description="Where its results are (the Studio's evaluation page reads them): a folder relative to this file, as out_dir is. Recorded by the Studio for a run that already happened (`ftctl import`); leave it out otherwise.")

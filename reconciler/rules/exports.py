@@ -1,6 +1,7 @@
 """Export rules: the Studio's EX-001…EX-005 and ftctl's EX-101 (gates), EX-102 (route), EX-103
-(the adapter's own base model), EX-104 (endpoint resources), EX-105 (a gate that can never pass)
-and EX-106 (a gate metric no evaluation reports)."""
+(the adapter's own base model), EX-104 (endpoint resources), EX-105 (a gate that can never pass),
+EX-106 (a gate metric no evaluation reports), EX-107 / EX-108 (`select:`, the best adapter an
+evaluation scored, instead of `adapter`)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ def check_exports(ctx: RuleContext) -> Iterator[Diagnostic]:
         if spec.type not in EXPORT_TYPES:
             yield make_diag("EX-102", f"export type is {spec.type!r}", location=m.at("spec", "type"), address=addr)
         model = adapter = None
-        if spec.base_model is None:
+        if spec.base_model is None and spec.select is None:  # with select: the chosen adapter's own model
             yield make_diag("EX-001", "base_model is required", location=m.at("spec", "base_model"), address=addr)
-        else:
+        elif spec.base_model is not None:
             model, diags = ctx.check_ref(m, spec.base_model, "Model", ("spec", "base_model"), "EX-001")
             yield from diags
-        if spec.adapter is None:
+        if spec.select is not None:
+            yield from _select(ctx, m)
+        elif spec.adapter is None:
             yield make_diag("EX-002", "adapter is required", location=m.at("spec", "adapter"), address=addr)
-        else:
+        if spec.adapter is not None:
             adapter, diags = ctx.check_ref(m, spec.adapter, "Adapter", ("spec", "adapter"), "EX-002")
             yield from diags
         if model is not None and adapter is not None:
@@ -106,6 +109,24 @@ def _gate_values(m: Manifest) -> Iterator[Diagnostic]:
     if not any(gate.metric == known or gate.metric.endswith("." + known) for known in EVALUATION_METRICS):
         yield make_diag("EX-106", f"gate metric {gate.metric!r} is not one an evaluation reports", location=m.at("spec", "gate", "metric"),
                         address=m.address, detail="metrics: " + ", ".join(EVALUATION_METRICS))
+
+
+def _select(ctx: RuleContext, m: Manifest) -> Iterator[Diagnostic]:
+    """`select:` chooses the adapter from an evaluation's results (`sweepselect`): it replaces
+    `adapter`, and needs an evaluation of adapters that reports its metric."""
+    select, addr = m.resource.spec.select, m.address
+    if m.resource.spec.adapter is not None:
+        yield make_diag("EX-107", location=m.at("spec", "select"), address=addr)
+    evaluation = ctx.named("EvaluationJob", select.evaluation)
+    if evaluation is None:
+        yield make_diag("EX-108", f"select evaluation {select.evaluation!r} is not an EvaluationJob in the manifests",
+                        location=m.at("spec", "select", "evaluation"), address=addr)
+    elif not any(c.adapter is not None for c in evaluation.resource.spec.combinations):
+        yield make_diag("EX-108", f"EvaluationJob {select.evaluation!r} evaluates no adapter", location=m.at("spec", "select", "evaluation"),
+                        address=addr)
+    if not any(select.metric == known or select.metric.endswith("." + known) for known in EVALUATION_METRICS):
+        yield make_diag("EX-108", f"select metric {select.metric!r} is not one an evaluation reports", location=m.at("spec", "select", "metric"),
+                        address=addr, detail="metrics: " + ", ".join(EVALUATION_METRICS))
 
 
 def _gate(ctx: RuleContext, m: Manifest, adapter: Target | None) -> Iterator[Diagnostic]:

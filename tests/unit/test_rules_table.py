@@ -1059,6 +1059,142 @@ CASES: list[Case] = [
           adapter: base-job
           gate: {evaluation: base-eval, metric: rouge_l, min: 0.1}  # <--
         """, line=7),
+    # ------------------------------------------------------------------ sweeps (a FineTuningJob's matrix)
+    Case("SW-001", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:
+            adapter_name: [a, b]  # <--
+        """, line=11),
+    Case("SW-002", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:
+            lora_config.r: [4, 8, 4]  # <-- the third value repeats the first
+        """, line=11),
+    Case("SW-003", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:
+            dataset_fraction: [1.0, fast]  # <--
+        """, line=11),
+    Case("SW-004", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:
+            dataset: [data.v2, data-v2]  # <-- both slug to data-data-v2
+        """, line=11),
+    Case("SW-005", """
+        apiVersion: ftctl/v1
+        kind: EvaluationJob
+        metadata: {name: eval-sweep}
+        spec:
+          dataset: base-data
+          prompt: base-prompt
+          combinations:
+            - {model: base-model}
+            - {sweep: no-such-job}  # <--
+          resources: {cpu: 2, gpu: 0, memory: 8}
+        """, line=9),
+    Case("SW-006", """
+        apiVersion: ftctl/v1
+        kind: EvaluationJob
+        metadata: {name: eval-sweep}
+        spec:
+          dataset: base-data
+          prompt: base-prompt
+          combinations:
+            - {model: base-model}
+            - {model: base-model, adapter: base-job, sweep: base-job}  # <--
+          resources: {cpu: 2, gpu: 0, memory: 8}
+        """, line=9),
+    Case("SW-007", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:
+            bnb_config.load_in_4bit: [true, false]  # <-- bnb_config is a store config
+          bnb_config: {id: 6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c}
+        """, line=11, also=("RF-004",)),
+    Case("SW-008", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: sweep}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          lora_config: base-lora
+          training_arguments: base-training
+          matrix:  # <--
+            lora_config.r: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+            lora_config.lora_alpha: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+            training_arguments.learning_rate: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        """, line=10),
+    Case("SW-009", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata:
+          name: sweep
+          annotations:
+            ftctl.io/store-id: 6f1c2b1e-4d0a-4a57-9d0e-0f7c7c1a2b3c  # <--
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          matrix:
+            lora_config.r: [4, 8]
+        """, line=6),
+    Case("EX-107", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:
+          base_model: base-model
+          adapter: base-job
+          select: {evaluation: base-eval, metric: rougeL}  # <--
+        """, line=7),
+    Case("EX-108", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:
+          select: {evaluation: base-eval, metric: bleu}  # <--
+        """, line=5),
     Case("SC-005", """
         apiVersion: ftctl/v1
         kind: FineTuningJob
