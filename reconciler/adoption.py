@@ -1,39 +1,54 @@
-"""What `ftctl import` and `ftctl export-manifests` leave out: rows a managed job owns.
+"""Rows a managed job owns besides its current row: its earlier generations and what they registered.
 
-Pure: a `Snapshot` in, store ids out. A FineTuningJob ftctl manages owns the adapter rows its runs
-registered (every version: the adapter belongs to its job, and is named after the job's
-`adapter_name`) and the job rows of its earlier generations. Such rows are the job's history, not
-objects of their own: a manifest for one would clash with the job that owns it (NM-002), and
-pruning it would delete what the job made. Adapters the Studio's own trainings registered are not
-owned here: their jobs are not managed yet, and import adopts each as an Adapter whose
-`fine_tuning_job` names its job.
+Pure: a `Snapshot` in, store ids out. One rule, read by every stage that must tell a managed job's
+history from rows of their own: the planner deletes them with the job (`pruning`), plan verification
+accepts those deletes as the job's own (`planverify`), drift and `ftctl get` do not list them as
+unmanaged, and `ftctl import` / `export-manifests` never write a manifest for one (it would clash
+with the job that owns it, NM-002, and pruning it would delete what the job made).
+
+A FineTuningJob ftctl manages owns, besides its current row:
+- its earlier generations' job rows: a re-run keeps generation N's row, named as the current one
+  until the new version registers its product and `<product>-gN` after (the planner's
+  `_retire_ops`); a generation that registered an adapter is also found through the adapter;
+- every adapter those rows and the current one registered (the adapter's product link names the
+  job row; each version is named after the job's `adapter_name`, `-gN` once retired).
+Rows another managed object manages (an adapter `ftctl import` adopted as an Adapter of its own)
+are that object's, not the job's. Adapters the Studio's own trainings registered are not owned
+here until their jobs are managed.
 """
 
 from __future__ import annotations
 
-from reconciler.kinds import adapter, fine_tuning_job
-from reconciler.live import Snapshot
+from reconciler.kinds import BINDINGS, adapter, fine_tuning_job, product_link
+from reconciler.live import ManagedRecord, Snapshot
 
 JOBS, ADAPTERS = fine_tuning_job.BINDING.table, adapter.BINDING.table
 
 
 def owned_rows(snapshot: Snapshot) -> dict[str, str]:
     """Store id -> `Kind/name` of the managed job that owns the row, for each row not managed itself."""
-    managed_ids = {rid for record in snapshot.managed.values() for rid in record.row_ids}
-    by_adapter_name: dict[str, str] = {}
-    for record in snapshot.managed.values():
-        for rid in record.row_ids if record.store_table == JOBS else ():
-            row = snapshot.row(JOBS, rid)
-            if row is not None and fine_tuning_job.adapter_name(row):
-                by_adapter_name[fine_tuning_job.adapter_name(row)] = record.address
-    owner_of_job = {str(row["id"]): by_adapter_name[fine_tuning_job.adapter_name(row)]
-                    for row in snapshot.rows.get(JOBS, {}).values() if fine_tuning_job.adapter_name(row) in by_adapter_name}
-    owned = {job_id: owner for job_id, owner in owner_of_job.items() if job_id not in managed_ids}
-    for row in snapshot.rows.get(ADAPTERS, {}).values():
-        owner = owner_of_job.get(adapter.trained_by(row))
-        if owner and str(row["id"]) not in managed_ids:
-            owned[str(row["id"])] = owner
-    return owned
+    managed_ids = {rid for record in snapshot.managed.values() for rid in (record.store_id, *record.row_ids)}
+    return {row_id: record.address for record in snapshot.managed.values()
+            for _, row_id in generation_rows(snapshot, record) if row_id not in managed_ids}
+
+
+def generation_rows(snapshot: Snapshot, record: ManagedRecord) -> list[tuple[str, str]]:
+    """(table, id) of the rows `record`'s runs left besides its current rows, products first (an
+    adapter before the job row it names): empty for a kind whose job produces nothing."""
+    binding = BINDINGS.get(record.kind)
+    if binding is None or not binding.produces or not record.store_table:
+        return []
+    made, link = BINDINGS[binding.produces], product_link(record.kind)
+    job_rows = snapshot.rows.get(record.store_table, {})
+    current = [row for rid in record.row_ids if (row := job_rows.get(rid)) is not None]
+    # A previous generation keeps its name until the new one registers its product, then `-gN`.
+    retired = {name for row in current for name in (binding.name_of(row), *(f"{binding.name_of(row)}-g{n}" for n in range(1, record.generation)))}
+    jobs = set(record.row_ids) | {rid for rid, row in job_rows.items() if binding.name_of(row) in retired - {""}}
+    registered = [row for row in snapshot.rows.get(made.table, {}).values()
+                  if adapter.described_as_trained_by(row, record.name) and str(row.get(link) or "") in job_rows]
+    jobs |= {str(row.get(link)) for row in registered}
+    products = sorted(str(row["id"]) for row in snapshot.rows.get(made.table, {}).values() if str(row.get(link) or "") in jobs)
+    return [(made.table, rid) for rid in products] + [(record.store_table, rid) for rid in sorted(jobs - set(record.row_ids))]
 
 
 def current_products(snapshot: Snapshot) -> dict[str, tuple[str, str]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.adoption import owned_rows
 from reconciler.health import Health, Sync, job_health, sync_state
 from reconciler.kinds import BINDINGS, BY_TABLE, adapter, product_link
 from reconciler.live import Snapshot, live_object
@@ -129,6 +130,7 @@ def drift_state(change: Change, *, managed: bool) -> DriftState | None:
 def unmanaged_rows(snapshot: Snapshot) -> list[UnmanagedRow]:
     """Studio rows no managed object owns (nor produced), by table then id."""
     owned = {rid for record in snapshot.managed.values() for rid in (record.store_id, *record.row_ids)}
+    owned |= set(owned_rows(snapshot))  # a managed job's earlier generations and the adapters they registered
     out = []
     for table, binding in BY_TABLE.items():
         for row_id, row in sorted(snapshot.rows.get(table, {}).items()):

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from reconciler.adoption import owned_rows
 from reconciler.health import Health, ObjectStatus, object_health
 from reconciler.kinds import BINDINGS, BY_TABLE, product_link
 from reconciler.live import ManagedRecord, Snapshot
@@ -123,8 +124,9 @@ def items(snapshot: Snapshot, kinds: Sequence[str], *, statuses: Mapping[tuple[s
     keys = [k for k in {*snapshot.managed, *statuses} if k[0] in kinds]
     out = [_managed_item(snapshot, key, statuses.get(key), jobs_of.get(key, []), updated.get(key)) for key in keys]
     produced = {i for r in snapshot.managed.values() for i in r.row_ids}
+    history = owned_rows(snapshot)  # a managed job's earlier generations and what they registered
     for table, row in _unowned_rows(snapshot):
-        made = PRODUCED_BY.get(table) and str(row.get(PRODUCED_BY[table]) or "") in produced
+        made = (PRODUCED_BY.get(table) and str(row.get(PRODUCED_BY[table]) or "") in produced) or str(row["id"]) in history
         if BY_TABLE[table].kind in kinds and (made or unmanaged):
             out.append(_unmanaged_item(snapshot, table, row, PRODUCED if made else UNMANAGED))
     return sorted(out, key=lambda i: (KINDS.index(i.kind), i.name, i.store_id))

@@ -4,7 +4,8 @@ A plan file's digest proves it is what `ftctl plan` wrote, but anyone can recomp
 before the first step, `apply_plan` checks the plan against the snapshot it read under the lock:
 each change is of a known kind and writes only the Studio tables that kind writes; updates and
 deletes touch only rows of the object the change names (its `ftctl_objects` rows, rows it
-inserts itself, or rows it adopts) and never an unmanaged row; an update sets only columns its
+inserts itself, rows it adopts, or, deleting a job, its earlier generations' rows and products:
+`adoption.owned_rows`) and never an unmanaged row; an update sets only columns its
 field diffs show (or those the planner always writes, declared below); launches run a runner of
 the closed set under exactly the job name the planner derives (the object's generation, the store's
 identity and the digest of the launch's own input). Pure: a plan and a snapshot in,
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import kinds
+from reconciler.adoption import owned_rows
 from reconciler.jobinput import input_digest, job_name
 from reconciler.jobverify import launch_input_problems
 from reconciler.kinds import BINDINGS, BY_TABLE, product_link
@@ -137,6 +139,9 @@ class _ChangeCheck:
         self.managed: ManagedRecord | None = self.snapshot.managed.get((kind, self.change.name))
         inserted = {op.row_id for op in self.change.ops if op.op == "insert" and op.table == self.table}
         self.own = set(self.managed.row_ids if self.managed else ()) | inserted | set(self.change.adopts)
+        # A deleted job's earlier generations and products (one rule with the planner: adoption.owned_rows).
+        deleting = self.change.action is Action.DELETE and self.managed is not None
+        self.history = {rid for rid, owner in owned_rows(self.snapshot).items() if owner == self.change.address} if deleting else set()
 
     def problems(self) -> Iterator[str]:
         if self.change.kind not in MODELS:
@@ -159,6 +164,8 @@ class _ChangeCheck:
                 yield f"adopts {self.table}/{row_id}, which another object manages"
 
     def _op(self, op: RowOp) -> Iterator[str]:
+        if op.op == "delete" and op.row_id in self.history and op.table in self.tables:
+            return  # a row of the deleted job's history, deleted with it
         if op.op not in OPS:
             yield f"unknown operation {op.op!r}"
         elif op.table not in self.tables:

@@ -2,15 +2,17 @@
 object leaves.
 
 Pure, over a `PlanState`. Owns: orphans (kept, flagged `orphan`, unless the policy prunes), their
-deletion (`deletions`: each with the rows it deletes or releases, blocked while protected, PL-002,
-or used by rows that stay, PL-003), the delete operations of a record (`delete_ops`: none for a
-shared row or one another object also holds), and the mass-deletion guard (`mass_deletion`, PL-004).
+deletion (`deletions`: each with the rows it deletes or releases, a job's with every generation's
+rows, `adoption.generation_rows`; blocked while protected, PL-002, or used by rows that stay,
+PL-003), the delete operations of a record (`delete_ops`: none for a shared row or one another
+object also holds), and the mass-deletion guard (`mass_deletion`, PL-004).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from reconciler.adoption import generation_rows, owned_rows
 from reconciler.kinds import BINDINGS, BY_TABLE, referrers
 from reconciler.live import ManagedRecord
 from reconciler.models.base import PROTECTED_ANNOTATION
@@ -24,7 +26,7 @@ def deletions(state: PlanState) -> list[Change]:
     if state.partial:  # what a partial plan did not read is not its business
         return []
     found = orphans(state.manifests, state.snapshot.managed, {kind: b.delete_rank for kind, b in BINDINGS.items()})
-    going = {rid for p in found if p.record for rid in p.record.row_ids} if state.policy.prune else set()
+    going = {rid for p in found if p.record for rid in (*p.record.row_ids, *_history_ids(state, p.record))} if state.policy.prune else set()
     changes = []
     for pair in found:
         assert pair.record is not None
@@ -64,7 +66,7 @@ def _delete(state: PlanState, record: ManagedRecord, going: set[str]) -> Change:
     if users:
         state.blockers.append(Blocker(address, "PL-003", f"{address} is still used by {', '.join(users[:5])}"
                                       + (f" and {len(users) - 5} more" if len(users) > 5 else "") + "; delete them too or keep it"))
-    ops = delete_ops(state, record)
+    ops = _history_ops(state, record) + delete_ops(state, record)
     live = state.live_rows(record)
     fields = tuple(FieldDiff(f"{record.store_table}.{c}", v, None) for row in live.values() if row for c, v in row.items()
                    if c != "id" and v not in (None, ""))
@@ -73,10 +75,30 @@ def _delete(state: PlanState, record: ManagedRecord, going: set[str]) -> Change:
                   wave=0, fields=fields, ops=ops)
 
 
+def _history_ops(state: PlanState, record: ManagedRecord) -> tuple[RowOp, ...]:
+    """Deleting a job deletes every generation's rows with it (`adoption.generation_rows`: the
+    earlier generations' job rows a re-run kept, and the adapters all of them registered), products
+    first; none while another managed object still holds the job's current row."""
+    if not delete_ops(state, record):
+        return ()
+    owner = owned_rows(state.snapshot)
+    return tuple(RowOp(table, "delete", rid) for table, rid in generation_rows(state.snapshot, record)
+                 if owner.get(rid) == record.address)
+
+
+def _history_ids(state: PlanState, record: ManagedRecord) -> list[str]:
+    return [op.row_id for op in _history_ops(state, record)]
+
+
 def _users(state: PlanState, record: ManagedRecord, going: set[str]) -> Iterable[str]:
-    """The rows that reference `record`'s and stay (not deleted by this plan), named."""
-    for table, column in referrers(record.kind) if record.kind in BINDINGS else ():
-        for row in state.snapshot.rows.get(table, {}).values():
-            if row.get(column) in record.row_ids and row["id"] not in going:
-                user = BY_TABLE[table]
-                yield f"{user.kind} {(user.name_of(row) if not user.fan_out else '') or row['id']}"
+    """The rows that reference `record`'s (or its earlier generations' and products') and stay (not
+    deleted by this plan), named."""
+    owned = [(record.kind, set(record.row_ids))] if record.kind in BINDINGS else []
+    for op in _history_ops(state, record):
+        owned.append((BY_TABLE[op.table].kind, {op.row_id}))
+    for kind, ids in owned:
+        for table, column in referrers(kind):
+            for row in state.snapshot.rows.get(table, {}).values():
+                if row.get(column) in ids and row["id"] not in going:
+                    user = BY_TABLE[table]
+                    yield f"{user.kind} {(user.name_of(row) if not user.fan_out else '') or row['id']}"

@@ -64,7 +64,8 @@ def _manifests(tmp_path: Path, text: str) -> list[Manifest]:
 
 
 def _plan(manifests: list[Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None) -> Plan:
-    return build_plan(manifests, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}), seed="history",
+    root = manifests[0].base_dir if manifests else ""  # the project root: a manifest's studio/evals/1 is stored as the Studio has it
+    return build_plan(manifests, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}, root=root), seed="history",
                       graph=build_graph(manifests))
 
 
