@@ -157,6 +157,24 @@ class Reuse:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """Which adapter a ModelExport's `select:` chose, and why: every candidate's score as the plan
+    read it from the evaluation's results (`sweepselect`). `adapter` is '' while it waits for
+    results: `pending` names the adapters not scored yet."""
+
+    evaluation: str
+    metric: str
+    mode: str  # max | min
+    adapter: str = ""
+    scores: dict[str, float] = field(default_factory=dict)  # adapter name -> its metric
+    pending: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> float | None:
+        return self.scores.get(self.adapter)
+
+
+@dataclass(frozen=True)
 class Record:
     """ftctl's bookkeeping for an object after the change (None on the change when it is deleted)."""
 
@@ -190,6 +208,7 @@ class Change:
     adopts: tuple[str, ...] = ()  # ids of the unmanaged Studio rows this change takes over (ftctl.io/store-id)
     orphan: bool = False  # managed, no manifest declares it any more, kept because `--prune` is off
     reuses: tuple[Reuse, ...] = ()  # earlier jobs whose outputs this change takes instead of launching (`reuse`)
+    chosen: Choice | None = None  # the adapter a ModelExport's `select:` chose, with every candidate's score
 
     @property
     def address(self) -> str:
@@ -267,8 +286,8 @@ class CostEstimate:
     @classmethod
     def of(cls, jobs: tuple[JobEstimate, ...], *, currency: str = "USD") -> CostEstimate:
         known = [j for j in jobs if j.known]
-        return cls(jobs, sum(j.device_hours for j in known if j.on_gpu), sum(j.device_hours for j in known if not j.on_gpu),
-                   sum(j.cost for j in known), currency)
+        return cls(jobs, sum((j.device_hours for j in known if j.on_gpu), 0.0),
+                   sum((j.device_hours for j in known if not j.on_gpu), 0.0), sum((j.cost for j in known), 0.0), currency)
 
     def unknown(self) -> list[JobEstimate]:
         return [j for j in self.jobs if not j.known]
@@ -354,7 +373,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field; a whole-project plan without `--replace` leaves those two keys out, a plan
-        without evaluation results leaves out `evaluations`, a change that reuses nothing `reuses`, and a plan of a store that exists leaves
+        without evaluation results leaves out `evaluations`, a change that reuses nothing `reuses`, one
+        that chooses no adapter `chosen`, and a plan of a store that exists leaves
         out `store_exists` (it says `"store_exists": false` otherwise)."""
         data: dict[str, Any] = _plain(self)
         for key in ("partial", "replace", "evaluations"):
@@ -362,9 +382,11 @@ class Plan:
                 del data[key]
         if self.store_exists:
             del data["store_exists"]
-        for change in data["changes"]:  # a change that reuses nothing leaves the key out
+        for change in data["changes"]:  # a change that reuses or chooses nothing leaves the key out
             if not change["reuses"]:
                 del change["reuses"]
+            if change["chosen"] is None:
+                del change["chosen"]
         return data
 
     def to_json(self, *, key: str | None = None) -> str:
@@ -505,7 +527,13 @@ def _change(data: dict[str, Any]) -> Change:
         adopts=tuple(str(i) for i in data.get("adopts", ())),
         orphan=data["orphan"] is True,
         reuses=tuple(Reuse(**r) for r in data.get("reuses", ())),
+        chosen=_choice(data["chosen"]) if data.get("chosen") else None,
     )
+
+
+def _choice(data: dict[str, Any]) -> Choice:
+    return Choice(str(data["evaluation"]), str(data["metric"]), str(data["mode"]), str(data["adapter"]),
+                  {str(k): float(v) for k, v in data["scores"].items()}, tuple(str(a) for a in data["pending"]))
 
 
 def _observed_job(data: dict[str, Any]) -> ObservedJob:

@@ -29,6 +29,7 @@ from reconciler.plan import (
     Action,
     Blocker,
     Change,
+    Choice,
     Comparison,
     Consequence,
     CostEstimate,
@@ -100,6 +101,11 @@ reuses = st.builds(
     Reuse, job_name=short, generation=st.integers(min_value=0, max_value=10**6), row=short, product=short,
     product_name=short, at=st.floats(min_value=0, max_value=2e9), commit=short, reuse_key=short,
 )
+choices = st.builds(
+    Choice, evaluation=names, metric=names, mode=st.sampled_from(["max", "min"]), adapter=short,
+    scores=st.dictionaries(short, st.floats(allow_nan=False, allow_infinity=False), max_size=3),
+    pending=st.lists(short, max_size=2).map(tuple),
+)
 changes = st.builds(
     Change,
     kind=names,
@@ -118,6 +124,7 @@ changes = st.builds(
     adopts=st.lists(ids, max_size=2).map(tuple),
     orphan=st.booleans(),
     reuses=st.lists(reuses, max_size=2).map(tuple),
+    chosen=st.none() | choices,
 )
 blockers = st.builds(Blocker, address=short, code=st.from_regex(r"(PL|PO)-00[1-4]", fullmatch=True), message=short,
                      policy_key=st.just("") | short, file=st.just("") | short, line=st.integers(min_value=0, max_value=10**6))
@@ -155,7 +162,8 @@ def test_the_strategies_cover_every_field() -> None:
     assert {f.name for f in dataclasses.fields(Plan)} == set(PLAN_FIELDS) | {"format_version"}
     covered = {
         Change: {"kind", "name", "action", "reason", "consequence", "wave", "drift", "fields", "ops", "record", "waits_for",
-                 "launches", "jobs", "adopts", "orphan", "reuses"},
+                 "launches", "jobs", "adopts", "orphan", "reuses", "chosen"},
+        Choice: {"evaluation", "metric", "mode", "adapter", "scores", "pending"},
         Reuse: {"job_name", "generation", "row", "product", "product_name", "at", "commit", "reuse_key"},
         ObservedJob: {"job_name", "state", "attempt", "step", "total_steps", "metrics", "error_class", "summary"},
         Launch: {"job_name", "kind", "attempt", "input", "row", "backend"},
