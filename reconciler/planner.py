@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from reconciler import adopting, sharing
+from reconciler import adopting, sharing, sweepselect
 from reconciler.desired import Desired, PlanFacts, Scope, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
@@ -79,9 +79,12 @@ def build_plan(
     covers only `manifests`: references to other objects resolve to the store's managed objects, and
     nothing else is deleted or listed as an orphan. `replace_addresses` are replaced (a row written
     anew, a job run as a new generation) even when nothing changed."""
+    choices = sweepselect.choose(manifests, snapshot, facts.observations)  # exports that select their adapter
+    manifests = sweepselect.with_choices(manifests, choices)
     planner = _Planner(manifests, snapshot, policy, facts, seed, graph or build_graph(manifests),
                        partial=partial is not None, forced=frozenset(replace_addresses))
     changes = [readable(c) for c in planner.pair_all() + deletions(planner)]
+    changes = [replace(c, chosen=choices[c.name]) if c.kind == "ModelExport" and c.name in choices else c for c in changes]
     blockers = planner.blockers + mass_deletion(changes, policy)
     return Plan(
         labels=_labels(changes, planner.ids, snapshot),

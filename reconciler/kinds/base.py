@@ -51,6 +51,7 @@ class RenderContext(Protocol):
     """What rendering a manifest into rows may ask: reference ids, stored paths, config bodies, facts."""
 
     facts: Any
+    waits_for: list[str]  # addresses whose output rendering needs and the store does not hold yet
 
     def ref_id(self, ref: Any, kind: str) -> str | None: ...
     def config_body(self, source: Any, config_type: str) -> tuple[Any, str | None]: ...

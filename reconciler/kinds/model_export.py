@@ -12,12 +12,18 @@ from reconciler.plan import Consequence
 
 
 def resolve(export: ModelExport, scope: RenderContext) -> dict[str, Any]:
-    """The spec with references resolved to store ids and config sources to bodies."""
+    """The spec with references resolved to store ids and config sources to bodies. An export that
+    selects its adapter (`select:`) names the one chosen (`sweepselect` sets `adapter` before the
+    plan renders it) and keeps `select` (left out otherwise, so no other export's spec changes);
+    while nothing is chosen it waits for the evaluation."""
     spec = export.spec
+    if spec.select is not None and spec.adapter is None:
+        scope.waits_for.append(f"EvaluationJob/{spec.select.evaluation}")
     return {
         "type": spec.type,
         "base_model_id": scope.ref_id(spec.base_model, "Model"),
         "adapter_id": scope.ref_id(spec.adapter, "Adapter"),
+        **({"select": spec.select.model_dump()} if spec.select is not None else {}),
         "model_name": export.model_name,
         "merge": spec.merge,
         "generation_config": scope.config_body(spec.generation_config, "generation_config")[0],

@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.plan import Action, Change, Consequence, Launch, Plan
 from reconciler.scaleout import topology
+from reconciler.views.choices import choice_text
 from reconciler.views.evaluations import by_pair, change_text
 from reconciler.views.printable import printable
 from reconciler.waitchain import Step
@@ -102,7 +103,7 @@ def text(plan: Plan) -> str:
     waiting = [c for c in plan.changes if c.waits_for]
     if waiting:
         lines += ["", "Waiting (planned once what they need exists):"]
-        lines += [f"  {c.address}: {c.reason}" for c in waiting]
+        lines += [f"  {c.address}: {c.reason}" + (f"; {choice_text(c.chosen)}" if c.chosen else "") for c in waiting]
     orphans = _orphans(plan)
     if orphans:
         lines += ["", f"Not in the manifests ({len(orphans)}; kept, `--prune` would delete them):"]
@@ -139,6 +140,7 @@ def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
         else:
             out.append(f"      {diff.path}: {_value(before, labels)} -> {_value(after, labels)}{mark}")
     out += [f"      => launches job {launch.job_name} (attempt {launch.attempt}){_world(launch, ' on ')}" for launch in change.launches]
+    out += [f"      {choice_text(change.chosen)}"] if change.chosen else []
     return out
 
 
@@ -175,7 +177,8 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
     orphans = _orphans(plan)
     if waiting:
         body += [f"<details><summary>{len(waiting)} waiting</summary>", ""]
-        body += [f"- **{_md(c.address)}**: {_md(c.reason)}" for c in waiting] + ["", "</details>", ""]
+        body += [f"- **{_md(c.address)}**: {_md(c.reason)}" + (f"; {_md(choice_text(c.chosen))}" if c.chosen else "")
+                 for c in waiting] + ["", "</details>", ""]
     if orphans:
         body += [f"<details><summary>{len(orphans)} kept without manifests (<code>--prune</code> would delete them)</summary>", ""]
         body += [f"- {_md(c.address)}" for c in orphans] + ["", "</details>", ""]
@@ -224,6 +227,7 @@ def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
     if len(change.fields) > 30:
         out.append(f"  - … {len(change.fields) - 30} more fields")
     out += [f"  - launches `{launch.job_name}` on {_md(_world(launch))}" for launch in change.launches if _world(launch)]
+    out += [f"  - {_md(choice_text(change.chosen))}"] if change.chosen else []
     return out
 
 
