@@ -2,7 +2,7 @@
 
 Codes of the Studio's own Validation Rules Reference keep their numbers (FT-001…EX-005). Rules the
 Studio lacks get codes of their own: numbers from 101 in the Studio's domains, and the LD (loading),
-SC (schema), RF (references), NM (names), SW (sweeps) and ON (online checks) domains. A code, once published, is
+SC (schema), RF (references), NM (names), SW (sweeps), ON (online checks) and PO (the policy gates of ftctl.toml) domains. A code, once published, is
 never reused for another meaning. Pure data; `make_diag` is the one way to build a diagnostic.
 """
 
@@ -180,6 +180,14 @@ _RULES: list[Rule] = [
     Rule("ON-001", I, "online check skipped", "Run without --offline (and with network access to the Hub) to check Hub names.", False),
     Rule("ON-002", W, "online check could not complete", "The Hub answered with a server error or could not be reached; run validate again.", False),
     Rule("ON-003", E, "secret environment variable is not set", "Export the variable named by hf_token_env before running online checks.", False),
+    # --- policy ([policy] in ftctl.toml): `plan` blocks on them (exit 3), `validate` reports the manifests' ---
+    Rule("PO-001", E, "the plan takes more GPU-hours than policy max_gpu_hours", "Launch fewer or smaller jobs, raise [policy] max_gpu_hours, or apply with --override-policy max_gpu_hours --reason TEXT.", False),
+    Rule("PO-002", E, "the plan costs more than policy max_cost", "Launch fewer or smaller jobs, raise [policy] max_cost, or apply with --override-policy max_cost --reason TEXT.", False),
+    Rule("PO-003", E, "a job asks for more GPUs than policy max_gpus", "Lower resources.gpu (and dist_gpu, num_workers), or raise [policy] max_gpus.", False),
+    Rule("PO-004", E, "a job asks for more workers than policy max_workers", "Lower num_workers, or raise [policy] max_workers.", False),
+    Rule("PO-005", E, "a base model policy allowed_base_models does not list", "Use a listed model (its manifest name or Hub id), or add it to [policy] allowed_base_models.", False),
+    Rule("PO-006", E, "a backend policy allowed_backends does not allow", "Set backend: to an allowed one (or FTCTL_BACKEND / backend in ftctl.toml), or add it to [policy] allowed_backends.", False),
+    Rule("PO-007", E, "an export without an evaluation gate (policy export_requires_gate)", "Add gate: {evaluation: NAME, metric: NAME, min: VALUE} (or select:) to the ModelExport.", False),
 ]
 
 RULES: dict[str, Rule] = {r.code: r for r in _RULES}

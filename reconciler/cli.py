@@ -209,9 +209,14 @@ def _report_or_exit(paths: tuple[str, ...], *, store: str | None, offline: bool,
               help="With --wait: how often to look at running jobs.")
 @click.option("--create-store", is_flag=True,
               help="Create the store if it does not exist (without it, apply refuses a missing store; a terminal asks).")
+@click.option("--override-policy", "override_keys", multiple=True, metavar="KEY",
+              help="Apply although the plan breaks this [policy] key of ftctl.toml (repeatable; e.g. max_cost). Needs "
+                   "--reason; printed, and written to the store's apply journal with who applied and why.")
+@click.option("--reason", default=None, metavar="TEXT", help="Why the policy is overridden (required with --override-policy).")
 def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, offline: bool, prune: bool, max_deletions: int,
           no_cache: bool, target: tuple[str, ...], selector: tuple[str, ...], replace: tuple[str, ...], auto_approve: bool,
-          lock_timeout: float, wait: bool, poll: float, create_store: bool) -> None:
+          lock_timeout: float, wait: bool, poll: float, create_store: bool, override_keys: tuple[str, ...],
+          reason: str | None) -> None:
     """Make the store match the manifests: plan, show, confirm, apply; launch the jobs that are due.
 
     PATHS are manifest files or folders, or one saved plan file (from `ftctl plan -o`), which is
@@ -228,6 +233,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
     from reconciler.views import chain_text, render_plan
     from reconciler.waitchain import Approval, later, wait_chain
 
+    override = _override(override_keys, reason)
     targets = paths + files
     saved = len(targets) == 1 and targets[0].endswith(".json") and os.path.exists(targets[0]) and not os.path.isdir(targets[0])
     asks = not (auto_approve or saved)  # a saved plan was reviewed when it was made
@@ -244,7 +250,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
                                  select=_select(target, selector, replace))
         the_plan, chain = report.plan, wait_chain(report.plan, report.validation.manifests) if wait else []
     click.echo(render_plan("text", the_plan) + chain_text(chain), nl=False)
-    if the_plan.is_blocked():
+    if _blocked(the_plan, override, announce=True):
         sys.exit(EXIT_BLOCKED)
     if the_plan.actionable():
         _missing_store(store, manifests, create=create_store or (saved and not the_plan.store_exists))
@@ -253,7 +259,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
         click.echo("Nothing applied.")
         sys.exit(EXIT_OK)
     if the_plan.actionable():
-        _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=manifests)
+        _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=manifests, override=override)
     if not wait:
         _show_evaluations(the_plan)
         sys.exit(EXIT_OK)
@@ -262,7 +268,7 @@ def apply(paths: tuple[str, ...], files: tuple[str, ...], store: str | None, off
         click.echo("--wait after a saved plan: pass the manifests to keep converging.", err=True)
         sys.exit(EXIT_OK)
     sys.exit(_converge(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout, poll=poll,
-                       select=_select(target, selector), approval=Approval.of(chain).after(the_plan), asks=asks))  # --replace is done: the later rounds only converge
+                       select=_select(target, selector), approval=Approval.of(chain).after(the_plan), asks=asks, override=override))  # --replace is done: the later rounds only converge  # --replace is done: the later rounds only converge
 
 
 def _missing_store(store: str | None, paths: tuple[str, ...], *, create: bool) -> None:
@@ -280,7 +286,44 @@ def _missing_store(store: str | None, paths: tuple[str, ...], *, create: bool) -
     sys.exit(EXIT_ERRORS)
 
 
-def _execute(the_plan: Any, *, store: str | None, lock_timeout: float, paths: tuple[str, ...]) -> None:
+def _override(keys: tuple[str, ...], reason: str | None) -> Any:
+    """`--override-policy KEY... --reason TEXT` as a `policy.Override` (None without); an unknown
+    key (with a did-you-mean) or a missing reason exits 1."""
+    from reconciler.policy import Override, unknown_keys
+
+    if not keys:
+        if reason is not None:
+            click.echo("ftctl: error: --reason goes with --override-policy KEY", err=True)
+            sys.exit(EXIT_ERRORS)
+        return None
+    problems = unknown_keys(keys)
+    if problems:
+        click.echo(f"ftctl: error: --override-policy: {'; '.join(problems)}", err=True)
+        sys.exit(EXIT_ERRORS)
+    if not (reason or "").strip():
+        click.echo("ftctl: error: --override-policy needs --reason TEXT: an override is recorded with who applied and why", err=True)
+        sys.exit(EXIT_ERRORS)
+    return Override(tuple(dict.fromkeys(keys)), reason.strip())
+
+
+def _blocked(the_plan: Any, override: Any, *, announce: bool = False) -> bool:
+    """Whether the plan stays blocked after the override waives its policy keys' blockers; with
+    `announce`, says on stderr what the override waives (or that it waives nothing)."""
+    from reconciler.policy import waive
+    from reconciler.views.printable import printable
+
+    rest, waived = waive(the_plan, override)
+    if announce and override is not None:
+        if waived:
+            click.echo(printable(f"ftctl: policy override ({', '.join(override.keys)}), reason: {override.reason}; waives:\n"
+                                 + "".join(f"  {b.code} {b.address}: {b.message}\n" for b in waived)
+                                 + "It is recorded in the store's apply journal with who applied."), err=True)
+        else:
+            click.echo(f"ftctl: --override-policy {', '.join(override.keys)}: nothing in this plan is blocked by it", err=True)
+    return rest.is_blocked()
+
+
+def _execute(the_plan: Any, *, store: str | None, lock_timeout: float, paths: tuple[str, ...], override: Any = None) -> None:
     from reconciler.engine import execute_plan
     from reconciler.views import summary_line
 
@@ -288,7 +331,7 @@ def _execute(the_plan: Any, *, store: str | None, lock_timeout: float, paths: tu
         what = ", ".join(f"{c.action.value} {c.address}" for c in batch[:3]) + (f" (+{len(batch) - 3})" if len(batch) > 3 else "")
         click.echo(f"[{number}/{total}] {what}", err=True)
 
-    result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress, paths=paths)
+    result = execute_plan(the_plan, store=store, lock_wait_s=lock_timeout, on_step=progress, paths=paths, override=override)
     note = f"; abandoned {result.abandoned_intents} unfinished step(s) of an interrupted apply" if result.abandoned_intents else ""
     launched = f"; launched {', '.join(o.job_name for o in result.launched)}" if result.launched else ""
     click.echo(f"Applied: {summary_line(the_plan)} (serial {result.serial}){launched}{note}.")
@@ -304,7 +347,7 @@ def _show_evaluations(the_plan: Any) -> None:
 
 
 def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any,
-              lock_timeout: float, poll: float, select: Any, approval: Any, asks: bool) -> int:
+              lock_timeout: float, poll: float, select: Any, approval: Any, asks: bool, override: Any = None) -> int:
     """Plan and apply again until no job is running and nothing is left to do; show progress. A
     round that would launch a job the approved chain did not show is asked for again (`asks`), or
     announced (--auto-approve)."""
@@ -315,7 +358,7 @@ def _converge(targets: tuple[str, ...], *, store: str | None, offline: bool, no_
     try:
         with display:
             return _rounds(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, lock_timeout=lock_timeout,
-                           poll=poll, select=select, approval=approval, asks=asks, display=display)
+                           poll=poll, select=select, approval=approval, asks=asks, display=display, override=override)
     except KeyboardInterrupt:
         _interrupted(display.running())
         return EXIT_INTERRUPTED
@@ -337,7 +380,7 @@ def _interrupted(running: list[tuple[str, str]]) -> None:
 
 
 def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_cache: bool, policy: Any, lock_timeout: float,
-            poll: float, select: Any, approval: Any, asks: bool, display: Any) -> int:
+            poll: float, select: Any, approval: Any, asks: bool, display: Any, override: Any = None) -> int:
     """The rounds of --wait, each job's line shown on `display`."""
     import time
 
@@ -350,11 +393,11 @@ def _rounds(targets: tuple[str, ...], *, store: str | None, offline: bool, no_ca
         report = _report_or_exit(targets, store=store, offline=offline, no_cache=no_cache, policy=policy, select=select)
         the_plan = report.plan
         display.update(job_lines(the_plan))
-        if the_plan.is_blocked():
+        if _blocked(the_plan, override):
             return EXIT_BLOCKED
         if the_plan.actionable():
             approval = _approve_round(the_plan, report.validation.manifests, approval, asks=asks, display=display)
-            _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=targets)
+            _execute(the_plan, store=store, lock_timeout=lock_timeout, paths=targets, override=override)
             display.update([(c.address, f"running: launched {', '.join(launch.job_name for launch in c.launches)}")
                             for c in the_plan.changes if c.launches], quiet=True)
             continue

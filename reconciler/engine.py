@@ -137,9 +137,21 @@ def _validate(
     ctx = RuleContext(checked, facts=facts, snapshot=snapshot, body_schemas=load_body_schemas(), partial=bool(named_files(paths)))
     diagnostics = loaded.diagnostics + swept.diagnostics + fold_trials(check_all(ctx), swept.sweep_of())
     diagnostics += _online(checked, offline=offline, environ=os.environ if environ is None else environ)
+    diagnostics += _policy_diagnostics(checked, paths, environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
     report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), swept.manifests, loaded.files, loaded.documents)
     return report, facts, ctx.graph
+
+
+def _policy_diagnostics(manifests: list[Manifest], paths: Sequence[str], environ: Mapping[str, str] | None) -> list[Diagnostic]:
+    """What the manifests break of the project's [policy] (PO-003..PO-007): errors for `validate`,
+    blockers of the objects a plan changes (`make_plan`)."""
+    from reconciler.policy import check_manifests
+
+    root = project_root(paths)
+    settings, _ = project_policy(root)
+    backend = effective_environ(environ, root).get("FTCTL_BACKEND") or "local"
+    return check_manifests(manifests, settings, default_backend=backend)
 
 
 def read_roots(paths: Sequence[str], environ: Mapping[str, str] | None) -> ReadRoots:
@@ -186,6 +198,7 @@ def make_plan(
     if snapshot is None:
         snapshot = _read_for_plan(store)
     report, local, graph = _validate(paths, offline=offline, snapshot=snapshot, environ=environ, use_cache=use_cache)
+    report, policy_diags = _without_policy(report)
     if report.has_errors():
         return PlanReport(report, None)
     try:
@@ -210,9 +223,31 @@ def make_plan(
     plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed,
                       graph=graph if len(scoped.manifests) == len(report.manifests) else None,
                       partial=scoped.partial, replace_addresses=scoped.replace)
+    plan = _gated(plan, scoped.manifests, local, policy_diags, where.root)
     if not store_exists(store):
         plan = dataclasses.replace(plan, store_exists=False)
     return PlanReport(report, plan, observations)
+
+
+def _without_policy(report: ValidationReport) -> tuple[ValidationReport, list[Diagnostic]]:
+    """The validation report less the policy diagnostics (a plan blocks on them, exit 3), and those."""
+    from reconciler.policy import KEY_OF
+
+    policy = [d for d in report.diagnostics if d.code in KEY_OF]
+    if not policy:
+        return report, []
+    return dataclasses.replace(report, diagnostics=[d for d in report.diagnostics if d.code not in KEY_OF]), policy
+
+
+def _gated(plan: Plan, manifests: list[Manifest], local: LocalFacts, policy_diags: list[Diagnostic], root: str) -> Plan:
+    """The plan with its jobs' cost estimate and the blockers of the project's [policy]."""
+    from reconciler.estimates import estimate_plan
+    from reconciler.policy import blockers_of, check_totals
+
+    settings, rates = project_policy(root)
+    estimate = estimate_plan(plan.changes, manifests, local, rates)
+    blockers = blockers_of(policy_diags, plan.changes) + check_totals(estimate, settings)
+    return dataclasses.replace(plan, estimate=estimate, blockers=plan.blockers + tuple(blockers))
 
 
 def missing_store_message(store: str) -> str:
@@ -253,6 +288,28 @@ PROJECT_KEYS = {
 }
 
 
+OWN_TABLES = ("policy", "estimates")  # ftctl.toml tables read as they are (`project_policy`), not as environment defaults
+
+
+def project_policy(root: str) -> tuple[Any, Any]:
+    """The `[policy]` and `[estimates]` of the root's ftctl.toml (`policy.read_settings`): the
+    defaults when there is no file or no such table; an unknown or mistyped key is an EngineError
+    naming ftctl.toml:line."""
+    import tomllib
+
+    from reconciler.policy import SettingsError, read_settings
+
+    project_file = os.path.join(root, PROJECT_FILE)
+    if not os.path.isfile(project_file):
+        return read_settings({})
+    try:
+        with open(project_file, "rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+        return read_settings(tomllib.loads(text), text=text, file=project_file)
+    except (OSError, tomllib.TOMLDecodeError, SettingsError) as exc:
+        raise EngineError(str(exc) if isinstance(exc, SettingsError) else f"{project_file}: {exc}") from exc
+
+
 def effective_environ(environ: Mapping[str, str] | None = None, root: str | None = None) -> Mapping[str, str]:
     """The settings ftctl runs with: the environment, over the defaults in the project root's
     ftctl.toml if there is one (root: the current folder's project root when not given; never
@@ -270,7 +327,7 @@ def effective_environ(environ: Mapping[str, str] | None = None, root: str | None
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise EngineError(f"{project_file}: {exc}") from exc
-    flat = {f"{k}.{sub}" if isinstance(v, dict) else k: x for k, v in data.items()
+    flat = {f"{k}.{sub}" if isinstance(v, dict) else k: x for k, v in data.items() if k not in OWN_TABLES
             for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
     unknown = sorted(set(flat) - set(PROJECT_KEYS))
     if unknown:
@@ -477,6 +534,7 @@ def execute_plan(
     environ: Mapping[str, str] | None = None,
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
     paths: Sequence[str] = (),
+    override: Any = None,
 ) -> ApplyResult:
     """Apply a plan to the store it was made for: lock, stale check, journaled steps. `paths`: the
     manifests it was made from (their project root holds the default store and runs the jobs;
@@ -498,8 +556,10 @@ def execute_plan(
         raise EngineError(str(exc)) from exc
     try:
         backends = store_backends(plan.store_id, environ, where.root)
-        return apply_plan(plan, writer, actor=actor(environ), commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
-                          lock_ttl_s=lock_ttl(environ), on_step=on_step, launcher=backends)
+        who = actor(environ)
+        override = dataclasses.replace(override, actor=who) if override is not None else None  # `policy.Override`: who waived it
+        return apply_plan(plan, writer, actor=who, commit_sha=commit_sha(environ), lock_wait_s=lock_wait_s,
+                          lock_ttl_s=lock_ttl(environ), on_step=on_step, launcher=backends, override=override)
     except (LockedError, StalePlanError, PlanRefusedError, BackendError) as exc:
         raise EngineError(str(exc)) from exc
     except StoreError as exc:

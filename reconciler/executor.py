@@ -23,6 +23,7 @@ from reconciler.lifecycle import launch_note
 from reconciler.live import Snapshot
 from reconciler.plan import Change, Consequence, Plan
 from reconciler.planverify import PlanRefusedError, check_plan
+from reconciler.policy import Override, waive
 from reconciler.runtime import JobObservation
 
 STEP_SIZE = 500  # store-only changes of one wave written in one step
@@ -48,6 +49,7 @@ class Writer(Protocol):
     def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
     def finish_apply(self, apply_id: str, state: str) -> None: ...
     def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, dict[str, Any]]]) -> None: ...
+    def record_override(self, apply_id: str, override: dict[str, Any]) -> None: ...
 
 
 class Launcher(Protocol):
@@ -75,7 +77,11 @@ def apply_plan(
     lock_ttl_s: float = LOCK_TTL_S,
     on_step: Callable[[int, int, Sequence[Change]], None] | None = None,
     launcher: Launcher | None = None,
+    override: Override | None = None,
 ) -> ApplyResult:
+    """`override` (`apply --override-policy`) waives the plan's blockers of those policy keys, and
+    only those; it is written to the journal (who, why, what it waived) before the first step."""
+    checked, waived = waive(plan, override)
     writer.acquire_lock(ttl_s=lock_ttl_s, wait_s=lock_wait_s)
     result = ApplyResult(waiting=[c for c in plan.changes if c.consequence is Consequence.WAIT])
     try:
@@ -83,11 +89,13 @@ def apply_plan(
         changed = stale_objects(plan, current)
         if changed:
             raise StalePlanError(changed)
-        check_plan(plan, current)  # bounded by the objects it names, before anything is written
+        check_plan(checked, current)  # bounded by the objects it names, before anything is written
         _check_launches(plan, launcher)  # and every launch as its backend would take it (folders, runners)
         result.apply_id, result.serial, result.abandoned_intents = writer.begin_apply(
             plan_digest=plan.digest(), actor=actor, commit_sha=commit_sha, store_id=plan.store_id
         )
+        if override is not None and waived:
+            writer.record_override(result.apply_id, override.record(waived))
         steps = list(plan_steps(plan))
         try:
             for number, batch in enumerate(steps, start=1):

@@ -191,7 +191,7 @@ def _jsonl_table(text: str, counted: bool) -> TableFact:
     lines = (line for line in io.StringIO(text) if line.strip())
     first_line = next(lines, None)
     first = json.loads(first_line) if first_line is not None else None
-    if not isinstance(first, dict):
+    if not isinstance(first, dict) or first_line is None:
         return TableFact(error="the first line is not a JSON object")
     rows, chars = 1, len(first_line.strip())  # a line's text: its values with their keys and quoting (not parsed)
     for line in lines:

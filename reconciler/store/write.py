@@ -246,6 +246,14 @@ class StoreWriter:
             })
         return apply_id, serial, int(abandoned)
 
+    def record_override(self, apply_id: str, override: dict[str, Any]) -> None:
+        """A policy override (`apply --override-policy`: the keys, the reason, who, the blockers it
+        waived) as the apply's journal entry of step 0, done when written."""
+        now = self.clock()
+        with self._transaction() as conn:
+            conn.execute(insert(JOURNAL), {"apply_id": apply_id, "step": 0, "intent": json.dumps(override, sort_keys=True),
+                                           "state": "done", "created_at": now, "finished_at": now})
+
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int:
         intent = {"changes": [f"{c.action.value} {c.address}" for c in changes],
                   "rows": [f"{op.op} {op.table}/{op.row_id}" for c in changes for op in c.ops],

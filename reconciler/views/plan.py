@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Action, Change, Consequence, Launch, Plan
+from reconciler.plan import Action, Blocker, Change, Consequence, CostEstimate, JobEstimate, Launch, Plan
 from reconciler.scaleout import topology
 from reconciler.views.choices import choice_text
 from reconciler.views.evaluations import by_pair, change_text
@@ -108,12 +108,68 @@ def text(plan: Plan) -> str:
     if orphans:
         lines += ["", f"Not in the manifests ({len(orphans)}; kept, `--prune` would delete them):"]
         lines += [f"  {c.address}" for c in orphans[:LISTED]] + ([f"  … and {len(orphans) - LISTED} more"] if len(orphans) > LISTED else [])
+    if plan.estimate is not None:
+        lines += ["", *estimate_lines(plan.estimate)]
     if plan.blockers:
         lines += ["", "Blocked: this plan will not be applied:"]
-        lines += [f"  {b.code} {b.address}: {b.message}" for b in plan.blockers]
+        lines += [f"  {blocker_text(b)}" for b in plan.blockers]
     if not plan.has_changes() and not plan.blockers:
         lines += ["", _no_changes(plan)]
     return "\n".join(lines) + "\n"
+
+
+def blocker_text(blocker: Blocker) -> str:
+    """`file:line: CODE address: message (policy key K)`: where to fix it first, as diagnostics read."""
+    where = f"{blocker.where}: " if blocker.where else ""
+    key = f" (policy key {blocker.policy_key}; apply --override-policy {blocker.policy_key} --reason TEXT waives it)" \
+        if blocker.policy_key else ""
+    return f"{where}{blocker.code} {blocker.address}: {blocker.message}{key}"
+
+
+def hours(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def money(value: float, currency: str) -> str:
+    """Cents, or (under a cent, as the tiny demo's jobs) three significant digits."""
+    return f"{value:,.2f} {currency}" if value >= 0.01 or value == 0 else f"{value:.3g} {currency}"
+
+
+def _job_figures(job: JobEstimate, currency: str) -> str:
+    if not job.known:
+        return "unknown"
+    unit = "GPU-hours" if job.on_gpu else "CPU-hours"
+    return (f"{job.tokens:,} tokens, {hours(job.hours)} h on {job.devices} {job.device}, "
+            f"{hours(job.device_hours)} {unit}, {money(job.cost, currency)}")
+
+
+def total_text(estimate: CostEstimate) -> str:
+    unknown = len(estimate.unknown())
+    more = f" ({unknown} job{'s' if unknown != 1 else ''} not estimated)" if unknown else ""
+    return (f"{hours(estimate.gpu_hours)} GPU-hours, {hours(estimate.cpu_hours)} CPU-hours, "
+            f"{money(estimate.cost, estimate.currency)}{more}")
+
+
+def estimate_lines(estimate: CostEstimate) -> list[str]:
+    """The jobs' estimates, each with its basis, and the total (`reconciler.estimates`)."""
+    lines = ["Estimated cost of the jobs it launches (now, and later once what they wait for exists):"]
+    for job in estimate.jobs:
+        when = " (later)" if job.later else ""
+        lines += [f"  {job.address}{when}: {_job_figures(job, estimate.currency)}", f"      basis: {job.basis}"]
+    lines.append(f"  Total: {total_text(estimate)}")
+    return lines
+
+
+def _md_estimate(estimate: CostEstimate | None) -> list[str]:
+    if estimate is None:
+        return []
+    rows = [f"| {_md(j.address)}{' (later)' if j.later else ''} | {j.device} x{j.devices} | "
+            + (f"{j.tokens:,} | {hours(j.device_hours)} | {money(j.cost, estimate.currency)} |" if j.known else "? | ? | ? |")
+            for j in estimate.jobs]
+    return [f"**Estimated cost**: {_md(total_text(estimate))}", "",
+            "| job | device | tokens | device-hours | cost |", "|---|---|---:|---:|---:|", *rows, "",
+            "<details><summary>basis</summary>", "", *(f"- {_md(j.address)}: {_md(j.basis)}" for j in estimate.jobs),
+            "", "</details>", ""]
 
 
 def _no_changes(plan: Plan) -> str:
@@ -162,9 +218,11 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
         head += [f"**{_md(new_store_line(plan))}**", ""]
     if plan.blockers:
         head += ["**Blocked** (exit 3): this plan will not be applied.", ""]
-        head += [f"- `{b.code}` **{_md(b.address)}**: {_md(b.message)}" for b in plan.blockers] + [""]
+        head += [f"- {f'`{_md(b.where)}` ' if b.where else ''}`{b.code}` **{_md(b.address)}**: {_md(b.message)}"
+                 + (f" (policy key `{b.policy_key}`)" if b.policy_key else "") for b in plan.blockers] + [""]
     if not plan.has_changes():
         head += [_no_changes(plan), ""]
+    head += _md_estimate(plan.estimate)
     head += _md_evaluations(plan)
     changes = plan.actionable()
     body: list[str] = []
