@@ -104,21 +104,28 @@ def _without_matrix(m: Manifest) -> Manifest:
 
 
 def fold(diagnostics: Iterable[Diagnostic], sweep_of: Mapping[str, str]) -> list[Diagnostic]:
-    """A finding every trial shares (it points outside the matrix) once, for the sweep; a finding
-    about a trial's own values stays the trial's."""
-    out: list[Diagnostic] = []
-    seen: set[tuple[Any, ...]] = set()
-    for d in diagnostics:
-        sweep = sweep_of.get(d.address or "")
-        loc = d.location
-        if sweep is None or loc is None or loc.path[:2] == ("spec", "matrix"):
-            out.append(d)
-            continue
-        key = (d.code, loc.file, loc.doc, loc.path, d.summary.replace(d.address.partition("/")[2], "<trial>"))  # type: ignore[union-attr]
-        if key not in seen:
-            seen.add(key)
-            out.append(replace(d, address=sweep))
-    return out
+    """A finding several trials share (one code, one place, one message: a setting outside the
+    matrix, or a value some trials carry) once, for the sweep; a finding of one trial stays its own."""
+    diagnostics = list(diagnostics)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, d in enumerate(diagnostics):
+        if d.address in sweep_of and d.location is not None:
+            groups.setdefault(_finding(d), []).append(index)
+    dropped = {i for members in groups.values() for i in members[1:]}
+    shared = {members[0] for members in groups.values() if len(members) > 1 or not _in_matrix(diagnostics[members[0]])}
+    return [replace(d, address=sweep_of[d.address or ""]) if i in shared else d
+            for i, d in enumerate(diagnostics) if i not in dropped]
+
+
+def _finding(d: Diagnostic) -> tuple[Any, ...]:
+    """What a trial's diagnostic says, whichever trial says it (its own name left out)."""
+    loc = d.location
+    assert loc is not None and d.address is not None
+    return (d.code, loc.file, loc.doc, loc.path, d.summary.replace(d.address.partition("/")[2], "<trial>"))
+
+
+def _in_matrix(d: Diagnostic) -> bool:
+    return d.location is not None and d.location.path[:2] == ("spec", "matrix")
 
 
 # -- trials --------------------------------------------------------------------------------------
