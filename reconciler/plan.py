@@ -374,12 +374,17 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """Every field; a whole-project plan without `--replace` leaves those two keys out, a plan
         without evaluation results leaves out `evaluations`, a change that reuses nothing `reuses`, one
-        that chooses no adapter `chosen`, and a plan of a store that exists leaves
-        out `store_exists` (it says `"store_exists": false` otherwise)."""
+        that chooses no adapter `chosen`, a plan without jobs `estimate`, a blocker of no policy its
+        policy key and position, and a plan of a store that exists leaves out `store_exists` (it says
+        `"store_exists": false` otherwise)."""
         data: dict[str, Any] = _plain(self)
-        for key in ("partial", "replace", "evaluations"):
+        for key in ("partial", "replace", "evaluations", "estimate"):
             if not data[key]:
                 del data[key]
+        for blocker in data["blockers"]:
+            for key in ("policy_key", "file", "line"):
+                if not blocker[key]:
+                    del blocker[key]
         if self.store_exists:
             del data["store_exists"]
         for change in data["changes"]:  # a change that reuses or chooses nothing leaves the key out
