@@ -141,7 +141,7 @@ class _Book:
         first = spec.combinations[0] if spec.combinations else None
         inputs = self._inputs(spec.dataset, first.model if first else None, spec.prompt, cap=None, template="input_template")
         generated = _int(self._body(spec.generation_config).get("max_new_tokens")) or 0
-        split = self._trained_split(first.adapter if first else None)
+        split = self._trained_split(next((c.adapter for c in spec.combinations if c.adapter is not None), None))  # base and adapter: the adapter's test rows
         resources = spec.resources
         gpu = resources.gpu if resources and resources.gpu else 0
         device = self._device(gpu, None)
