@@ -201,8 +201,9 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
         if _produced_adapter(job.adapter_name, row_id, ctx) is not None:
             return f"succeeded; adapter {job.adapter_name} registered", Consequence.NONE, ()
-        # The previous version keeps its row, renamed, in the same step: the name is never held twice or lost.
-        retired = _retire_adapter(job.adapter_name, row_id, gen, ctx)
+        # The previous version's row and adapter are renamed in the same step: the name always
+        # resolves to the newest finished version, never to none.
+        retired = kinds.adapter.earlier_versions(ctx.snapshot.rows, job.adapter_name, current=row_id, generation=gen)
         return (f"register adapter {job.adapter_name} that the job produced", Consequence.REGISTER,
                 (*retired, _adapter_insert(job.adapter_name, row, result, gen, ctx, m.name)))
 
@@ -217,14 +218,6 @@ def _produced_adapter(adapter_name: str, job_row_id: str, ctx: JobContext) -> Ro
         if kinds.adapter.name(row) == adapter_name and kinds.adapter.trained_by(row) == job_row_id:
             return row
     return None
-
-
-def _retire_adapter(adapter_name: str, new_job_id: str, gen: int, ctx: JobContext) -> tuple[RowOp, ...]:
-    """A re-run trains a new version: the previous one keeps its row, renamed `<name>-g<N>`."""
-    for row in ctx.snapshot.rows.get(ADAPTERS.table, {}).values():
-        if kinds.adapter.name(row) == adapter_name and kinds.adapter.trained_by(row) not in ("", new_job_id):
-            return (RowOp(ADAPTERS.table, "update", str(row["id"]), ADAPTERS.named(f"{adapter_name}-g{gen - 1}")),)
-    return ()
 
 
 def _adapter_insert(adapter_name: str, job_row: Row, obs: JobObservation, gen: int, ctx: JobContext, job: str) -> RowOp:

@@ -28,7 +28,8 @@ from reconciler.desired import Desired, PlanFacts, Scope, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.history import IMPORTED, records_run
-from reconciler.kinds import BINDINGS, product_link, product_name
+from reconciler.kinds import BINDINGS, product_name
+from reconciler.kinds.adapter import registered_by, retired
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
@@ -380,7 +381,8 @@ class _Planner(PlanState):
                  consequence: Consequence, fields: tuple[FieldDiff, ...], drift: bool) -> Change:
         kind, name = desired.kind, desired.name
         generation = record.generation + 1
-        old_rows = self._retire_ops(record) or delete_ops(self, record)
+        kept = self._retire_ops(record)
+        old_rows = delete_ops(self, record) if kept is None else kept
         self.deleted_ids.update(record.row_ids)
         shared = sharing.equal_row(self, desired)
         if shared is not None:
@@ -411,21 +413,16 @@ class _Planner(PlanState):
         self.desired[(desired.kind, desired.name)] = stripped
         return stripped, self.spec_fingerprint(stripped)
 
-    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
-        """A re-run of a kind whose job produces something (a training's adapter) keeps the previous
-        generation's row, as the Studio keeps every run's, renamed with what it produced: the product
-        column (`adapter_name`) and the product (the adapter it registered) both become `<name>-g<N>`.
-        The Studio finds a training by its adapter's name (get_dataset_split_by_adapter), so each
-        version keeps answering with the split it was trained with, and the new generation's row
-        takes the name. Empty when the kind keeps nothing (its rows are deleted and written anew)."""
-        binding = BINDINGS[record.kind]
-        row = self.snapshot.row(record.store_table, record.store_id) if binding.produces else None
-        if row is None or record.origin == "shared":
+    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...] | None:
+        """What a re-run does with the previous generation's rows: None when its kind keeps nothing
+        (they are deleted and written anew). A kind whose job produces something (a training's
+        adapter) keeps the previous row, as the Studio keeps every run's: one that registered its
+        adapter keeps its name until the new version registers its own (`lifecycle`, with
+        `adapter.earlier_versions`), so the name resolves to the newest finished version all along;
+        one that registered none is renamed `<name>-g<N>` now (`adapter.retired`)."""
+        if not BINDINGS[record.kind].produces:
+            return None
+        row = self.snapshot.row(record.store_table, record.store_id)
+        if row is None or record.origin == "shared" or registered_by(self.snapshot.rows, row):
             return ()
-        made, link = BINDINGS[binding.produces], product_link(record.kind)
-        product = binding.name_of(row)
-        retired = f"{product}-g{record.generation}"
-        produced = [a for a in self.snapshot.rows.get(made.table, {}).values()
-                    if made.name_of(a) == product and a.get(link) == record.store_id]
-        return (RowOp(record.store_table, "update", record.store_id, binding.named(retired)),
-                *(RowOp(made.table, "update", str(a["id"]), made.named(retired)) for a in produced))
+        return retired(self.snapshot.rows, row, record.generation)

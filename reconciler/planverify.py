@@ -38,7 +38,7 @@ EXTRA_TABLES: dict[str, frozenset[str]] = {
     b.kind: frozenset({BINDINGS[b.produces].table}) for b in BINDINGS.values() if b.produces}
 # Columns the planner writes with no field diff: the job recorded in a job's row and an evaluation's
 # results folder (a launch an apply did not note: lifecycle.launch_note), and the retired
-# generation's new names (its job row's name column and its product's: planner._retire_ops).
+# generation's new names (its job row's name column and its product's: kinds.adapter.retired).
 ALWAYS_WRITTEN: dict[tuple[str, str], frozenset[str]] = {
     **{(b.kind, b.table): frozenset({b.run_column, b.results_column, b.name_column if b.produces else ""} - {""})
        for b in BINDINGS.values() if b.run_column},
@@ -174,7 +174,7 @@ class _ChangeCheck:
             yield from self._insert(op)
         elif op.table != self.table:
             yield from self._extra_update(op)
-        elif op.row_id not in self.own:
+        elif op.row_id not in self.own and not self._kept_generation(op):
             yield f"targets a row that is not {self.change.address}'s (never an unmanaged or another object's row)"
         elif op.op == "update":
             yield from self._columns(op)
@@ -234,6 +234,16 @@ class _ChangeCheck:
             return None
         gone = [self.snapshot.row(o.table, o.row_id) for o in self.change.ops if o.op == "delete" and o.table == table]
         return gone[0] if len(gone) == 1 else None
+
+    def _kept_generation(self, op: RowOp) -> bool:
+        """An earlier generation's row of a job that produces something, renamed when the new
+        generation registers its product: it still has the name of one of the change's rows."""
+        job = BINDINGS[self.change.kind]
+        row = self.snapshot.row(op.table, op.row_id)
+        if op.op != "update" or not job.produces or row is None or set(op.values) != {job.name_column}:
+            return False
+        names = {job.name_of(r) for rid in self.own if (r := self.snapshot.row(self.table, rid))}
+        return job.name_of(row) in names - {""}
 
     def _extra_update(self, op: RowOp) -> Iterator[str]:
         """A training renames the previous version of its adapter: a trained row of the same name."""

@@ -3,10 +3,14 @@ and what jobs read of an adapter row."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from reconciler.kinds import fine_tuning_job
 from reconciler.kinds.base import TEXT, Binding, Column, Path, Ref, RowsOf, RowView
 from reconciler.kinds.model import registry_fact
 from reconciler.models.adapter import AdapterSpec
+from reconciler.plan import RowOp
 from reconciler.records import Row
 
 BINDING = Binding(
@@ -69,6 +73,15 @@ def trained_description(job: str, generation: int) -> str:
     return f"trained by FineTuningJob/{job} (generation {generation})"
 
 
+def trained_generation(row: RowView) -> int | None:
+    """The generation `trained_description` wrote into an adapter's description (None: another description)."""
+    found = _TRAINED.fullmatch(str(row.get("description") or ""))
+    return int(found.group(1)) if found else None
+
+
+_TRAINED = re.compile(r"trained by FineTuningJob/.+ \(generation (\d+)\)")
+
+
 def described_as_trained_by(row: RowView, job: str) -> bool:
     """Whether the adapter's description says ftctl registered it for the training `job`."""
     return str(row.get("description") or "").startswith(f"trained by FineTuningJob/{job} (")
@@ -84,3 +97,44 @@ def trained_adapter_row(job_row: Row, *, name: str, description: str, adapter_di
         "fine_tuning_job_id": job_row["id"], "prompt_id": taken["prompt_id"],
         "cml_registered_model_id": "", "mlflow_experiment_id": experiment_id, "mlflow_run_id": run_id,
     }
+
+
+# -- versions: a re-run keeps the previous training's row and adapter, renamed ---------------------
+
+Tables = Mapping[str, Mapping[str, RowView]]  # table -> id -> row (a snapshot's rows)
+JOBS = fine_tuning_job.BINDING
+
+
+def version_name(adapter_name: str, generation: int) -> str:
+    """The name an earlier version of an adapter, and the training row that made it, take."""
+    return f"{adapter_name}-g{generation}"
+
+
+def registered_by(tables: Tables, job_row: RowView) -> list[RowView]:
+    """The adapters the training `job_row` registered: trained by it, under its adapter_name."""
+    product = fine_tuning_job.adapter_name(job_row)
+    return [a for a in tables.get(BINDING.table, {}).values()
+            if product and name(a) == product and trained_by(a) == str(job_row["id"])]
+
+
+def retired(tables: Tables, job_row: RowView, generation: int) -> tuple[RowOp, ...]:
+    """A training's row and the adapters it registered, renamed as version `generation` (`<name>-g<N>`):
+    the Studio finds a training by its adapter's name (get_dataset_split_by_adapter joins on it), so
+    both take the same new name and the version keeps answering with the split it was trained with."""
+    new = version_name(fine_tuning_job.adapter_name(job_row), generation)
+    return (RowOp(JOBS.table, "update", str(job_row["id"]), JOBS.named(new)),
+            *(RowOp(BINDING.table, "update", str(a["id"]), BINDING.named(new)) for a in registered_by(tables, job_row)))
+
+
+def earlier_versions(tables: Tables, adapter_name: str, *, current: str, generation: int) -> tuple[RowOp, ...]:
+    """What registering generation `generation`'s adapter (training row `current`) renames: every
+    other training row still named `adapter_name` (an earlier version, which kept the name while
+    the new one ran) with the adapters it registered, as the version its adapter's description
+    records (else the generation before this one). The base name then resolves to the newest."""
+    ops: list[RowOp] = []
+    for row in tables.get(JOBS.table, {}).values():
+        if fine_tuning_job.adapter_name(row) != adapter_name or str(row["id"]) == current:
+            continue
+        made = [g for a in registered_by(tables, row) if (g := trained_generation(a)) is not None]
+        ops.extend(retired(tables, row, made[0] if made else generation - 1))
+    return tuple(ops)

@@ -345,9 +345,10 @@ def test_a_changed_lora_config_trains_a_new_adapter_version(project: Project) ->
 
     assert {j: n for j, n in project.launches().items() if j.startswith("ftctl-train-")} == {g1_job: "1\n", g2_job: "1\n"}
     g2_row = _id(project, "FineTuningJob", ADAPTER)
-    # The first generation's row is kept, renamed with its adapter (the Studio finds a training by its adapter's name).
+    # The first generation's row is kept; while the second runs, it and its adapter keep the name
+    # (the Studio finds a training by its adapter's name: the name answers with the finished version).
     assert g2_row != g1_row and sorted(project.rows("SELECT id, adapter_name, cml_job_id FROM fine_tuning_jobs")) == sorted(
-        [(g2_row, ADAPTER, g2_job), (g1_row, f"{ADAPTER}-g1", g1_job)])
+        [(g2_row, ADAPTER, g2_job), (g1_row, ADAPTER, g1_job)])
     assert project.rows("SELECT generation FROM ftctl_objects WHERE kind = 'FineTuningJob'") == [(2,)]
     assert project.status()[TRAIN]["health"] == "running"
 
@@ -355,6 +356,9 @@ def test_a_changed_lora_config_trains_a_new_adapter_version(project: Project) ->
     write_result(project.jobs, g2_job, artifacts={"adapter_dir": str(g2_dir)})
     project.apply()
 
+    # Registering the new version renames the old one's row and adapter in the same step.
+    assert sorted(project.rows("SELECT id, adapter_name FROM fine_tuning_jobs")) == sorted(
+        [(g2_row, ADAPTER), (g1_row, f"{ADAPTER}-g1")])
     adapters = {r[0]: r[1:] for r in project.rows("SELECT name, id, fine_tuning_job_id, location FROM adapters")}
     assert set(adapters) == {ADAPTER, f"{ADAPTER}-g1"}, adapters
     assert adapters[f"{ADAPTER}-g1"] == (g1_adapter, g1_row, str(project.root / "out" / "adapter-g1")), "the old version, renamed"

@@ -290,7 +290,11 @@ def test_replace_config_body_gives_a_new_row_and_a_new_adapter_version() -> None
         job = _change(plan, f"FineTuningJob/{name}")
         assert job.action is Action.REPLACE and job.consequence is Consequence.NEW_ADAPTER_VERSION
         assert job.record is not None and job.record.generation == 2
-        assert [op.op for op in job.ops] == ["delete", "insert"]
+        # Generation 1's row is kept (a re-run keeps the previous training's row, f816e18); it
+        # registered no adapter, so it is renamed now and the new row takes the name.
+        kept, inserted = job.ops
+        assert (kept.op, inserted.op) == ("update", "insert") and kept.row_id != inserted.row_id
+        assert kept.values == {"adapter_name": f"{inserted.values['adapter_name']}-g1"}
     assert [f.path for f in _change(plan, "FineTuningJob/tickets-lora-b").fields] == ["fine_tuning_jobs.num_memory"]
 
 
@@ -439,7 +443,9 @@ def test_a_partial_plan_says_so_and_deletes_nothing(case: str) -> None:
 @pytest.mark.parametrize("case", SUBSET_CASES)
 def test_applying_a_subset_keeps_the_rows_outside_it_and_every_reference(tmp_path: Path, case: str) -> None:
     """The rows of objects the plan does not cover stay byte for byte; rows it writes reference the
-    same objects as before (a new row of a replaced object aside), never NULL or ''."""
+    same objects as before (a new row of a replaced object aside), never NULL or ''. A kept earlier
+    generation of a training (history: no record holds it any more) references what it ran with,
+    which may be a row the plan replaced."""
     work, args = prepare(case, tmp_path)
     with _cwd(work):
         build_start(work)
@@ -448,16 +454,17 @@ def test_applying_a_subset_keeps_the_rows_outside_it_and_every_reference(tmp_pat
         covered = {c.address for c in plan.changes}
         _apply(plan)
         after = _studio_rows()
+        history = {key for keys in owned.values() for key in keys} - {key for keys in _owned_rows().values() for key in keys}
         outside = [key for address, keys in owned.items() if address not in covered for key in keys]
         assert outside or case in ("selector", "replace-forced"), "a subset case leaves some objects out"
         assert "Dataset/other-tickets" not in covered  # the selector case's object of another team
         assert {k: after.get(k) for k in outside} == {k: before[k] for k in outside}
         replaced = {before_id for (t, before_id) in before if (t, before_id) not in after}
-        for (table, _), text in after.items():
+        for (table, row_id), text in after.items():
             for column in REFERENCE_COLUMNS.get(table, ()):
                 value = json.loads(text)[column]
                 assert value not in (None, ""), (table, column, text)
-                assert value not in replaced, (table, column)
+                assert value not in replaced or (table, row_id) in history, (table, column)
 
 
 def test_replace_runs_the_job_again_and_writes_the_row_anew() -> None:

@@ -251,8 +251,9 @@ def test_a_registered_adapter_is_not_registered_again(project: tuple[dict[str, M
 
 
 def test_a_new_generation_retires_the_previous_adapters_name(project: tuple[dict[str, Manifest], Snapshot, str]) -> None:
-    """Generation 2 succeeded: the adapter generation 1 registered keeps its row, renamed j-g1, in
-    the step that registers the new one under the name."""
+    """Generation 2 succeeded: generation 1's training row and the adapter it registered, which kept
+    the name while generation 2 ran, keep their rows, both renamed j-g1, in the step that registers
+    the new one under the name (the Studio joins a training to its adapter by that name)."""
     manifests, snapshot, name = project
     trained = _trained(manifests, snapshot, name)
     old = trained.managed[("FineTuningJob", "j")]
@@ -265,8 +266,11 @@ def test_a_new_generation_retires_the_previous_adapters_name(project: tuple[dict
     done = JobObservation(gen2_name, JobState.SUCCEEDED, 1, artifacts={"adapter_dir": "a2"})
     observed = _steady(manifests, snapshot2, "j", done)
     assert observed.consequence is Consequence.REGISTER
-    rename, insert = observed.ops
-    assert (rename.table, rename.op, rename.row_id, rename.values) == ("adapters", "update", old_adapter["id"], {"name": "j-g1"})
+    rename_job, rename_adapter, insert = observed.ops
+    assert (rename_job.table, rename_job.op, rename_job.row_id, rename_job.values) == (
+        "fine_tuning_jobs", "update", old.store_id, {"adapter_name": "j-g1"})
+    assert (rename_adapter.table, rename_adapter.op, rename_adapter.row_id, rename_adapter.values) == (
+        "adapters", "update", old_adapter["id"], {"name": "j-g1"})
     assert (insert.op, insert.values["name"], insert.values["fine_tuning_job_id"]) == ("insert", "j", gen2_id)
     assert insert.row_id == new_id(SEED, "adapter", "j", 2) != old_adapter["id"]
 
