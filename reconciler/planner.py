@@ -28,8 +28,7 @@ from reconciler.desired import Desired, PlanFacts, Scope, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.history import IMPORTED, records_run
-from reconciler.kinds import BINDINGS, product_name
-from reconciler.kinds.adapter import registered_by, retired
+from reconciler.kinds import BINDINGS, product_link, product_name
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
@@ -304,7 +303,7 @@ class _Planner(PlanState):
             return self._recreate(desired, record, wave, spec_fp, protected)
         only = owned(record)
         rerun = BINDINGS[kind].rerun
-        rerun_spec_changed = rerun is not None and spec_fp != record.spec_fingerprint
+        rerun_spec_changed = rerun is not None and not self.spec_unchanged(desired, record.spec_fingerprint, spec_fp)
         if not rerun_spec_changed and self._rows_match(desired, live, only):  # the common case: in sync
             return self._noop_or_protect(desired, record, wave, protected)
         live_fp = rows_fp(desired, live, only=only, compare=self.live_comparable)
@@ -381,8 +380,7 @@ class _Planner(PlanState):
                  consequence: Consequence, fields: tuple[FieldDiff, ...], drift: bool) -> Change:
         kind, name = desired.kind, desired.name
         generation = record.generation + 1
-        kept = self._retire_ops(record)
-        old_rows = delete_ops(self, record) if kept is None else kept
+        old_rows = self._retire_ops(record) or delete_ops(self, record)
         self.deleted_ids.update(record.row_ids)
         shared = sharing.equal_row(self, desired)
         if shared is not None:
@@ -413,16 +411,21 @@ class _Planner(PlanState):
         self.desired[(desired.kind, desired.name)] = stripped
         return stripped, self.spec_fingerprint(stripped)
 
-    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...] | None:
-        """What a re-run does with the previous generation's rows: None when its kind keeps nothing
-        (they are deleted and written anew). A kind whose job produces something (a training's
-        adapter) keeps the previous row, as the Studio keeps every run's: one that registered its
-        adapter keeps its name until the new version registers its own (`lifecycle`, with
-        `adapter.earlier_versions`), so the name resolves to the newest finished version all along;
-        one that registered none is renamed `<name>-g<N>` now (`adapter.retired`)."""
-        if not BINDINGS[record.kind].produces:
-            return None
-        row = self.snapshot.row(record.store_table, record.store_id)
-        if row is None or record.origin == "shared" or registered_by(self.snapshot.rows, row):
+    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
+        """A re-run of a kind whose job produces something (a training's adapter) keeps the previous
+        generation's row, as the Studio keeps every run's, renamed with what it produced: the product
+        column (`adapter_name`) and the product (the adapter it registered) both become `<name>-g<N>`.
+        The Studio finds a training by its adapter's name (get_dataset_split_by_adapter), so each
+        version keeps answering with the split it was trained with, and the new generation's row
+        takes the name. Empty when the kind keeps nothing (its rows are deleted and written anew)."""
+        binding = BINDINGS[record.kind]
+        row = self.snapshot.row(record.store_table, record.store_id) if binding.produces else None
+        if row is None or record.origin == "shared":
             return ()
-        return retired(self.snapshot.rows, row, record.generation)
+        made, link = BINDINGS[binding.produces], product_link(record.kind)
+        product = binding.name_of(row)
+        retired = f"{product}-g{record.generation}"
+        produced = [a for a in self.snapshot.rows.get(made.table, {}).values()
+                    if made.name_of(a) == product and a.get(link) == record.store_id]
+        return (RowOp(record.store_table, "update", record.store_id, binding.named(retired)),
+                *(RowOp(made.table, "update", str(a["id"]), made.named(retired)) for a in produced))

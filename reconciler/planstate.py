@@ -98,6 +98,32 @@ class PlanState:
         return digest([row.get(c) for row in rows if row is not None for c in columns])
 
     def spec_fingerprint(self, desired: Desired) -> str:
+        """What a job's run depends on, as the manifest resolves it: its rows (references as store
+        ids, configs as the bodies copied in, every default filled), its resolved spec, and the run
+        inputs of the objects those ids name. Manifests that resolve alike fingerprint alike: a config
+        by name or inline, a default written out or left out (`export-manifests` writes the latter)."""
+        named = _strings([[r.values for r in desired.rows], desired.spec])
+        inputs = sorted({self.inputs_digest(dep) for dep in desired.depends_on if self.ids.get(dep) in named})
+        rows = sorted((r.key, r.values) for r in desired.rows)
+        return digest({"fingerprint": 2, "rows": rows, "spec": desired.spec, "inputs": inputs})
+
+    def spec_unchanged(self, desired: Desired, recorded: str, spec_fp: str) -> bool:
+        """Whether a record's fingerprint says the spec is as it was: this release's, or the one
+        releases before it recorded (every dependency's run inputs, by name: a config named, not
+        inline), so that a store written by them re-runs nothing after an upgrade."""
+        if recorded == spec_fp:
+            return True
         inputs = sorted(self.inputs_digest(dep) for dep in desired.depends_on)
         rows = sorted((r.key, r.values) for r in desired.rows)
-        return digest({"rows": rows, "spec": desired.spec, "inputs": inputs})
+        return recorded == digest({"rows": rows, "spec": desired.spec, "inputs": inputs})
+
+
+def _strings(value: object) -> set[str]:
+    """Every text value inside rows and specs (the store ids they reference among them)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*map(_strings, value.values())) if value else set()
+    if isinstance(value, list | tuple):
+        return set().union(*map(_strings, value)) if value else set()
+    return set()

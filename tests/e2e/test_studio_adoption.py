@@ -153,10 +153,9 @@ def test_on_a_store_ftctl_manages_import_adopts_nothing_a_managed_job_owns(tmp_p
     assert valid.returncode == 0, show(valid)
 
 
-@pytest.mark.xfail(strict=True, reason="export-manifests writes a managed job's configs inline and leaves out the fields "
-                   "equal to their defaults, and the planner compares the manifest's spec fingerprint, not the rows and run "
-                   "inputs it renders to: the exported FineTuningJob reads as 'the manifest changed' and re-runs (planner/kinds)")
 def test_export_manifests_of_a_managed_store_replans_to_no_changes(tmp_path: Path) -> None:
+    """The export writes a managed job's configs inline and leaves out fields equal to their
+    defaults; it resolves to the same rows and run inputs, so its spec fingerprint is the same."""
     root, env = managed_demo(tmp_path / "project")
     assert ftctl(root, "export-manifests", "--out", "exported", env=env).returncode == 0
     replanned = plan(root, "exported", env=env)
