@@ -141,7 +141,9 @@ def test_drift_agrees_with_status(project: Path) -> None:
 
 def test_secret_values_are_never_shown(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     body = json.dumps({"r": 8, "lora_alpha": 16, "api_key": SECRET})
-    _sql(f"UPDATE configs SET config = '{body}' WHERE description = 'lora-r8'")
+    # The config's row by ftctl's record: configs keep the Studio's description (NULL), not the manifest name.
+    _sql(f"UPDATE configs SET config = '{body}' WHERE id = "
+         "(SELECT store_id FROM ftctl_objects WHERE kind = 'Config' AND name = 'lora-r8')")
     outputs = {fmt: _cli(capsys, "--format", fmt) for fmt in ("text", "json", "markdown")}
     for fmt, (code, out, err) in outputs.items():
         assert code == 2 and "lora-r8" in out, fmt
