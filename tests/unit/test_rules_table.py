@@ -1259,6 +1259,61 @@ CASES: list[Case] = [
           huggingface_name: org/data
           hf_token_env: DATA_TOKEN  # <-- not in the environment
         """, line=7, online=True, hub=lambda hub: hub.add_dataset("org/data")),
+    # ------------------------------------------------------------------ policy ([policy] in ftctl.toml)
+    Case("PO-003", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          resources:  # <-- 2 GPUs
+            gpu: 2
+        """, line=8, files={"ftctl.toml": "[policy]\nmax_gpus = 1\n"}),
+    Case("PO-004", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          resources:  # <-- 3 workers
+            num_workers: 3
+        """, line=8, files={"ftctl.toml": "[policy]\nmax_workers = 2\n"}),
+    Case("PO-005", """
+        apiVersion: ftctl/v1
+        kind: Model
+        metadata: {name: big-model}
+        spec: {type: huggingface, huggingface_model_name: org/big-70b}
+        ---
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: big-model  # <-- not listed
+          dataset: base-data
+          prompt: base-prompt
+        """, line=10, files={"ftctl.toml": '[policy]\nallowed_base_models = ["base-model"]\n'}),
+    Case("PO-006", """
+        apiVersion: ftctl/v1
+        kind: FineTuningJob
+        metadata: {name: job}
+        spec:
+          base_model: base-model
+          dataset: base-data
+          prompt: base-prompt
+          backend: cml  # <-- only local is allowed
+        """, line=8, files={"ftctl.toml": '[policy]\nallowed_backends = ["local"]\n'}),
+    Case("PO-007", """
+        apiVersion: ftctl/v1
+        kind: ModelExport
+        metadata: {name: export}
+        spec:  # <-- no gate
+          base_model: base-model
+          adapter: base-job
+        """, line=4, files={"ftctl.toml": "[policy]\nexport_requires_gate = true\n"}),
 ]
 
 # Codes no input to `validate` can raise, with the reason; each has a direct test below.
@@ -1273,6 +1328,8 @@ UNREACHABLE: dict[str, str] = {
         "validate always finds the schemas the package ships; an install without them is tested in "
         "tests/e2e/test_installed_wheel.py, and the rule directly below"
     ),
+    "PO-001": "raised by plan from the plan's GPU-hours (validate has no plan); tested in test_policy.py and tests/e2e/test_policy_cli.py",
+    "PO-002": "raised by plan from the plan's cost (validate has no plan); tested in test_policy.py and tests/e2e/test_policy_cli.py",
 }
 
 
