@@ -18,6 +18,7 @@ from typing import Any
 from reconciler.facts import HubFacts, LocalFacts, RegistryFacts
 from reconciler.jobinput import JobSettings
 from reconciler.kinds import BINDINGS, adapter, config, render_rows
+from reconciler.lineage import Provenance
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import Config, IdRef
@@ -43,6 +44,7 @@ class PlanFacts:
     root: str = ""  # local paths under it are stored relative to it (the Studio's project root)
     jobs: JobSettings = field(default_factory=JobSettings)
     observations: dict[str, JobObservation] = field(default_factory=dict)  # job name -> what its backend says
+    provenance: Provenance = field(default_factory=Provenance)  # the manifests' commit, data digests: jobs' lineage
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from reconciler.planverify import PlanRefusedError
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
 from reconciler.safeio import ReadRoots, UnsafePathError, project_root, read_checked
+from reconciler.provenance import gather_provenance
 from reconciler.selection import SelectArgs, SelectionError, choose
 from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled
@@ -218,8 +219,9 @@ def make_plan(
     snapshot = identified(snapshot, seed)
     settings = store_jobs(job_settings(environ), snapshot.store_id)
     observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ, where.root))
+    provenance = gather_provenance(report.manifests, paths=paths, root=where.root, roots=read_roots(paths, environ), environ=environ)
     facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=where.root,
-                      jobs=settings, observations=observations, registry=registry)
+                      jobs=settings, observations=observations, registry=registry, provenance=provenance)
     plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed,
                       graph=graph if len(scoped.manifests) == len(report.manifests) else None,
                       partial=scoped.partial, replace_addresses=scoped.replace)
@@ -471,11 +473,22 @@ def job_prefixes(snapshot: Snapshot) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def earlier_jobs(snapshot: Snapshot) -> list[tuple[str, str, str, str]]:
+    """(kind, name, job name, backend) of the jobs of earlier generations a plan may reuse or a row
+    follows (`reuse`): each job `ftctl_lineage` records for a managed object, by its full name."""
+    out = []
+    for entry in snapshot.lineage:
+        record = snapshot.managed.get((entry.kind, entry.name))
+        if record is not None and not entry.reused_from:
+            out.append((entry.kind, entry.name, entry.job_name, record.backend or "local"))
+    return out
+
+
 def observe_jobs(snapshot: Snapshot, backends: Backends) -> dict[str, JobObservation]:
     """What the backends say of each job of the managed objects (by name prefix: every input's job,
     so a plan can name those it will not adopt). Read-only: plan and status start nothing."""
     by_backend: dict[str, list[str]] = {}
-    for _, _, prefix, backend in job_prefixes(snapshot):
+    for _, _, prefix, backend in job_prefixes(snapshot) + earlier_jobs(snapshot):
         by_backend.setdefault(backend, []).append(prefix)
     try:
         return backends.observe([(name, b) for b, prefixes in by_backend.items() for name in backends.get(b).find(prefixes)])

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from reconciler import kinds
-from reconciler.jobinput import JobSettings, evaluate_input, export_input, train_input
+from reconciler.jobinput import JobSettings, evaluate_input, export_input, input_digest, train_input
+from reconciler.lineage import LINEAGE_KEY
 from reconciler.plan import Launch
 from reconciler.records import Row, float32
+from reconciler.reuse import reuse_key
 
 RowsAfter = Callable[[str, Any], Row | None]  # (table, id) -> the row after the plan, or None
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # a Hub token travels as an environment variable's name
@@ -48,9 +50,26 @@ def launch_input_problems(launch: Launch, *, rows: RowsAfter, spec: Mapping[str,
     if expected is None:
         yield "its job input names rows the store will not have"
         return
+    lineage = document.get(LINEAGE_KEY)
+    if lineage is not None:  # metadata the runner only logs, from facts no row holds: its digests must be the document's
+        if not _lineage_holds(lineage, expected):
+            yield "its job input's lineage does not hold the digests of its own content"
+            return
+        expected = {**expected, LINEAGE_KEY: lineage}
     where = _first_difference(_normal(expected), _normal(document))
     if where:
         yield f"its job input differs at {where} from what the plan's rows give"
+
+
+def _lineage_holds(lineage: Any, expected: dict[str, Any]) -> bool:
+    """A lineage block of text values whose input digest and reuse key are those of `expected`."""
+    if not isinstance(lineage, dict) or not all(isinstance(v, str) for k, v in lineage.items() if k != "config_digests"):
+        return False
+    digests = lineage.get("config_digests")
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        return False
+    key = reuse_key(expected, dataset=str(lineage.get("dataset_digest")), base=str(lineage.get("base_revision")))
+    return lineage.get("input_digest") == input_digest(expected) and lineage.get("reuse_key") == key
 
 
 def _settings(document: dict[str, Any], name: str) -> JobSettings | str:

@@ -22,11 +22,13 @@ from reconciler import kinds
 from reconciler.desired import Desired
 from reconciler.history import as_history, is_history
 from reconciler.jobinput import JobSettings, evaluate_input, export_input, named_input, train_input
+from reconciler.lineage import Provenance
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob, ModelExport
-from reconciler.plan import Action, Change, Consequence, Launch, ObservedJob, Record, RowOp
+from reconciler.plan import Action, Change, Consequence, Launch, ObservedJob, Record, Reuse, RowOp
 from reconciler.records import Row
+from reconciler.reuse import evaluation_note, planned, reusable, same_run, training_rows, with_lineage
 from reconciler.runtime import RETRYABLE, JobObservation, JobState
 
 TRAININGS, EVALUATIONS = kinds.fine_tuning_job.BINDING, kinds.evaluation_job.BINDING
@@ -42,6 +44,8 @@ class JobContext:
     new_id: Callable[..., str]
     managed: dict[tuple[str, str], ManagedRecord] = field(default_factory=dict)
     token_envs: Mapping[str, str] = field(default_factory=dict)  # model/dataset id -> hf_token_env its manifest names
+    provenance: Provenance = field(default_factory=Provenance)  # the commit and data digests each job input's lineage records
+    no_reuse: frozenset[str] = frozenset()  # addresses replaced on request (`--replace`): run anew, never reused
     _by_job_id: dict[str, JobObservation] | None = field(default=None, init=False, repr=False)
 
     def observe(self, name: str) -> JobObservation:
@@ -132,14 +136,15 @@ def _cml_job_id(table: str, row_id: str, obs: JobObservation, ctx: JobContext) -
     return (RowOp(table, "update", row_id, missing),) if missing else ()
 
 
-def _followed(table: str, row_id: str, name: str, ctx: JobContext) -> JobObservation:
+def _followed(table: str, row_id: str, name: str, ctx: JobContext, document: dict[str, Any] | None = None) -> JobObservation:
     """The job this generation runs: the one the store's row records (this store launched it, under
     the input of its day: an in-place change since never runs it again), else the one named after
     the current input (`name`; the backend adopts it only when its recorded input has that digest).
     A row records its job by name, or on CML by the CML job's id."""
     recorded = ctx.recorded(kinds.BY_TABLE[table].run_of(ctx.snapshot.row(table, row_id) or {}))
     same_generation = recorded.job_name.startswith(name[: name.rfind("-") + 1])
-    if recorded.job_name != name and same_generation and recorded.state is not JobState.NOT_LAUNCHED:
+    reused = same_run(recorded.job_name, name, document, ctx.snapshot)  # an earlier generation's job of these inputs (`reuse`)
+    if recorded.job_name != name and (same_generation or reused) and recorded.state is not JobState.NOT_LAUNCHED:
         return recorded
     return ctx.observe(name)
 
@@ -188,14 +193,20 @@ def _train(m: Manifest, desired: Desired, record: ManagedRecord | None, change: 
     name, document = named_input("FineTuningJob", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: train_input(
         n, row, rows=ctx.row, settings=ctx.settings, hf_token_env=job.spec.hf_token_env, token_envs=ctx.token_envs,
         axolotl=body, dist=desired.spec.get("dist")))
+    document = with_lineage(document, ctx.provenance)
 
     def launch(attempt: int) -> Launch | None:
         return Launch(name, "train", attempt, document, row=f"{TRAININGS.table}/{row_id}", backend=backend) if document else None
 
     if _fresh(change):
+        earlier = None if change.address in ctx.no_reuse else reusable(
+            change.kind, change.name, document, snapshot=ctx.snapshot, observations=ctx.observations)
+        reused = training_rows(change, earlier, job.adapter_name, ctx.snapshot, record) if earlier else None
+        if reused is not None:
+            return _with_backend(reused, backend)
         first = launch(1)
         return replace(_with_backend(change, backend), launches=(first,) if first else ())
-    obs = _followed(TRAININGS.table, row_id, name, ctx)
+    obs = _followed(TRAININGS.table, row_id, name, ctx, document)
     adopt = _cml_job_id(TRAININGS.table, row_id, obs, ctx) if obs.state is not JobState.NOT_LAUNCHED else ()
 
     def done(result: JobObservation) -> tuple[str, Consequence, tuple[RowOp, ...]]:
@@ -247,15 +258,26 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
     launches: list[Launch] = []
     states: list[ObservedJob] = []
     reasons: list[str] = []
+    reuses: list[Reuse] = []
+    notes: dict[str, Row] = {}  # row id -> the earlier job a reusing row records
     backend = _backend(m, change, record, ctx)
     for index, (drow, row_id) in enumerate(zip(desired.rows, ids)):
         row = dict(written.get(row_id) or {"id": row_id, **drow.values})  # a re-run's rows carry the new parent_job_id
         name, document = named_input("EvaluationJob", m.name, gen, index, store_id=ctx.snapshot.store_id,
                                      build=lambda n, row=row: _eval_input(n, row, job, ctx))  # type: ignore[misc]
+        document = with_lineage(document, ctx.provenance)
         if _fresh(change):
+            earlier = None if change.address in ctx.no_reuse else reusable(
+                change.kind, change.name, document, snapshot=ctx.snapshot, observations=ctx.observations)
+            if earlier is not None:  # its row records the earlier job and its results: nothing is launched
+                note = evaluation_note(EVALUATIONS.table, earlier, ctx.observations[earlier.job_name],
+                                       ctx.settings.evaluation_dir(earlier.job_name))
+                notes[row_id] = note
+                reuses.append(planned(earlier))
+                continue
             launches += [Launch(name, "evaluate", 1, document, row=f"{EVALUATIONS.table}/{row_id}", backend=backend)] if document else []
             continue
-        obs = _followed(EVALUATIONS.table, row_id, name, ctx)
+        obs = _followed(EVALUATIONS.table, row_id, name, ctx, document)
         if obs.state is not JobState.NOT_LAUNCHED:
             ops += _cml_job_id(EVALUATIONS.table, row_id, obs, ctx)
         launcher = _launcher(name, document, row_id, backend)
@@ -265,7 +287,11 @@ def _evaluate(m: Manifest, desired: Desired, record: ManagedRecord | None, chang
         if more:
             reasons.append(reason)
     if _fresh(change):
-        return replace(_with_backend(change, backend), launches=tuple(launches))
+        consequence = Consequence.REUSE if reuses and not launches else change.consequence
+        written_ops = tuple(replace(op, values={**op.values, **notes[op.row_id]}) if op.op == "insert" and op.row_id in notes else op
+                            for op in change.ops)
+        return replace(_with_backend(change, backend), launches=tuple(launches), ops=written_ops, reuses=tuple(reuses),
+                       consequence=consequence)
     summary = "; ".join(dict.fromkeys(s.summary for s in states))
     if not ops and not launches:
         return _merge(change, reason=summary or change.reason, consequence=Consequence.NONE, jobs=tuple(states))
@@ -331,6 +357,7 @@ def _export(m: Manifest, desired: Desired, record: ManagedRecord | None, change:
     name, document = named_input("ModelExport", m.name, gen, store_id=ctx.snapshot.store_id, build=lambda n: None if model is None else export_input(
         n, model=model, adapter=adapter, **kinds.model_export.export_args(spec), settings=ctx.settings,
         hf_token_env=export.spec.hf_token_env, token_envs=ctx.token_envs))
+    document = with_lineage(document, ctx.provenance)
 
     def launch(attempt: int) -> Launch | None:
         return Launch(name, "export", attempt, document, backend=backend) if document else None

@@ -11,7 +11,8 @@ A job's identity (its name, `jobinput.input_digest`) leaves the block out: a new
 version never renames a job or relaunches one that ran. What the job computes from is in the reuse
 key: a dataset whose bytes changed under the same path gives another key.
 
-Pure: `Provenance` is gathered by the engine (git, the dataset files it read) and handed in.
+Values only (below the planner's layers, so the snapshot holds `LineageRecord`s); `reuse` builds
+the block and decides on it. `Provenance` is gathered by the engine (git, the dataset files it read).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import __version__
-from reconciler.jobinput import input_digest
 
 UNKNOWN = "unknown"
 CONFIG_KEYS = ("lora_config", "training_arguments", "bnb_config", "adapter_bnb_config", "axolotl_config", "generation_config")
@@ -101,23 +101,6 @@ def base_revision(document: Mapping[str, Any], provenance: Provenance) -> str:
     return provenance.model_revisions.get(str(model.get("name_or_path") or ""), UNKNOWN)
 
 
-def reuse_key(document: Mapping[str, Any], *, dataset: str, base: str) -> str:
-    """What two jobs must share for one to stand for the other: the input as launched (less its
-    name, folders, tracking and lineage) with the dataset's content digest and the base revision."""
-    return _sha([input_digest(document), dataset, base])
-
-
-def with_lineage(document: dict[str, Any] | None, provenance: Provenance) -> dict[str, Any] | None:
-    """The job input with its `lineage` block (its name stays: the block is not in `input_digest`)."""
-    if document is None:
-        return None
-    dataset, base = dataset_digest(document, provenance), base_revision(document, provenance)
-    block = {"commit": provenance.commit, "dataset_digest": dataset, "base_revision": base,
-             "config_digests": config_digests(document), "ftctl_version": provenance.ftctl_version,
-             "input_digest": input_digest(document), "reuse_key": reuse_key(document, dataset=dataset, base=base)}
-    return {**document, LINEAGE_KEY: block}
-
-
 def of_input(document: Mapping[str, Any]) -> Mapping[str, Any]:
     """A job input's lineage block ({} for an input written before ftctl recorded lineage)."""
     block = document.get(LINEAGE_KEY)
@@ -125,12 +108,10 @@ def of_input(document: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def launch_record(kind: str, name: str, generation: int, *, job_name: str, job_kind: str, row: str,
-                  document: Mapping[str, Any], at: float) -> LineageRecord:
+                  document: Mapping[str, Any], at: float, estimate: Mapping[str, Any] | None = None) -> LineageRecord:
     """The `ftctl_lineage` row of a job as launched, from its input's lineage block."""
     block = of_input(document)
     return LineageRecord(
-        kind, name, generation, job_name, job_kind, row, str(block.get("input_digest") or input_digest(document)),
-        str(block.get("reuse_key") or ""), str(block.get("commit") or UNKNOWN), str(block.get("dataset_digest") or UNKNOWN),
-        str(block.get("base_revision") or UNKNOWN), dict(block.get("config_digests") or {}), str(block.get("ftctl_version") or ""),
-        dict(document.get("estimate") or {}) if isinstance(document.get("estimate"), Mapping) else {}, at)
-
+        kind, name, generation, job_name, job_kind, row, str(block.get("input_digest") or ""), str(block.get("reuse_key") or ""),
+        str(block.get("commit") or UNKNOWN), str(block.get("dataset_digest") or UNKNOWN), str(block.get("base_revision") or UNKNOWN),
+        dict(block.get("config_digests") or {}), str(block.get("ftctl_version") or ""), dict(estimate or {}), at)

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.kinds import BY_TABLE
+from reconciler.lineage import LineageRecord
 from reconciler.records import Row, comparable, digest
 from reconciler.runtime import JobObservation
 
@@ -81,6 +82,8 @@ class Snapshot:
     # holds with a secret masked (a Studio-written token): a plan made from the file still applies
     # to the store while those rows are unchanged there. Empty for a live store.
     unredacted: Mapping[str, str] = field(default_factory=dict)
+    # Every job ftctl launched in this store and every reuse it applied (`ftctl_lineage`), oldest first.
+    lineage: tuple[LineageRecord, ...] = ()
 
     @cached_property
     def objects(self) -> tuple[LiveObject, ...]:

@@ -228,7 +228,8 @@ class _Planner(PlanState):
     @cached_property
     def _job_context(self) -> JobContext:
         return JobContext(self.snapshot, self.facts.jobs, self.facts.observations, self.row,
-                          self.new_id, dict(self.snapshot.managed), self.token_envs)
+                          self.new_id, dict(self.snapshot.managed), self.token_envs, provenance=self.facts.provenance,
+                          no_reuse=self.forced)
 
     def _remember_rows(self, desired: Desired, change: Change, record: ManagedRecord | None) -> None:
         """The rows this plan writes, by id, so jobs read their inputs as they will be."""

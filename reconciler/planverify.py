@@ -138,7 +138,7 @@ class _ChangeCheck:
         self.tables = ({self.table} - {""}) | EXTRA_TABLES.get(kind, frozenset())
         self.managed: ManagedRecord | None = self.snapshot.managed.get((kind, self.change.name))
         inserted = {op.row_id for op in self.change.ops if op.op == "insert" and op.table == self.table}
-        self.own = set(self.managed.row_ids if self.managed else ()) | inserted | set(self.change.adopts)
+        self.own = set(self.managed.row_ids if self.managed else ()) | inserted | set(self.change.adopts) | self._reused()
         # A deleted job's earlier generations and products (one rule with the planner: adoption.owned_rows).
         deleting = self.change.action is Action.DELETE and self.managed is not None
         self.history = {rid for rid, owner in owned_rows(self.snapshot).items() if owner == self.change.address} if deleting else set()
@@ -155,6 +155,12 @@ class _ChangeCheck:
         yield from self._record()
         for number, launch in enumerate(self.change.launches, start=1):
             yield from (f"launch {number} ({launch.kind} {launch.job_name!r}): {p}" for p in self._launch(launch))
+
+    def _reused(self) -> set[str]:
+        """The earlier generations' rows a reuse takes back (`reuse`): only rows that the store's
+        lineage records this very object's jobs ran in."""
+        ran = {r.row for r in self.snapshot.lineage if (r.kind, r.name) == (self.change.kind, self.change.name)}
+        return {reuse.row.partition("/")[2] for reuse in self.change.reuses if reuse.row in ran}
 
     def _adoption(self) -> Iterator[str]:
         for row_id in self.change.adopts:

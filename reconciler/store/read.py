@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.lineage import LineageRecord
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.records import STUDIO_COLUMNS, Row
 from reconciler.store.location import (
@@ -78,6 +79,8 @@ def snapshot_of(conn: Any, *, source: str) -> Snapshot:
         cursor = conn.cursor()
         present = _tables(cursor)
         tables = {table: _rows(cursor, f"SELECT * FROM {table}") for table in (*STUDIO_COLUMNS, "ftctl_objects") if table in present}
+        if "ftctl_lineage" in present:
+            tables["ftctl_lineage"] = _rows(cursor, "SELECT * FROM ftctl_lineage ORDER BY seq")
         if "ftctl_meta" in present:
             tables["ftctl_meta"] = _rows(cursor, "SELECT key, value FROM ftctl_meta WHERE key IN ('serial', 'store_id')")
         snapshot = build_snapshot(tables, source=source)
@@ -97,7 +100,19 @@ def build_snapshot(tables: Mapping[str, Iterable[Row]], *, source: str) -> Snaps
     records = sorted((managed_record(row) for row in tables.get("ftctl_objects", ())), key=lambda r: (r.kind, r.name))
     meta = {str(row.get("key")): row.get("value") for row in tables.get("ftctl_meta", ())}
     return Snapshot(rows, {(r.kind, r.name): r for r in records}, int(meta.get("serial") or 0), source=source,
-                    store_id=str(meta.get("store_id") or ""))
+                    store_id=str(meta.get("store_id") or ""),
+                    lineage=tuple(lineage_record(row) for row in tables.get("ftctl_lineage", ())))
+
+
+def lineage_record(row: Mapping[str, Any]) -> LineageRecord:
+    """One `ftctl_lineage` row."""
+    estimate = row.get("estimate")
+    return LineageRecord(
+        str(row["kind"]), str(row["name"]), int(row["generation"]), str(row["job_name"]), str(row["job_kind"] or ""),
+        str(row["row"] or ""), str(row["input_digest"] or ""), str(row["reuse_key"] or ""), str(row["commit_sha"] or ""),
+        str(row["dataset_digest"] or ""), str(row["base_revision"] or ""), json.loads(row["config_digests"] or "{}"),
+        str(row["ftctl_version"] or ""), json.loads(estimate) if estimate else {}, float(row["at"] or 0.0),
+        str(row.get("reused_from") or ""))
 
 
 def managed_record(row: Mapping[str, Any]) -> ManagedRecord:

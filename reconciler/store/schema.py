@@ -102,3 +102,24 @@ HISTORY = Table(
     Column("before", Text),  # JSON row, NULL when created
     Column("after", Text),  # JSON row, NULL when deleted
 )
+LINEAGE = Table(
+    "ftctl_lineage",
+    ftctl,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String, nullable=False, index=True),
+    Column("name", String, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("job_name", String, nullable=False, index=True),  # the job that ran (a reuse: the earlier job it took)
+    Column("job_kind", String, nullable=False),  # train | evaluate | export
+    Column("row", String, nullable=False),  # `table/id` of the Studio row that records the job
+    Column("input_digest", String, nullable=False),
+    Column("reuse_key", String, nullable=False),
+    Column("commit_sha", String, nullable=False),
+    Column("dataset_digest", String, nullable=False),
+    Column("base_revision", String, nullable=False),
+    Column("config_digests", Text, nullable=False),  # JSON object: config key -> sha256
+    Column("ftctl_version", String, nullable=False),
+    Column("estimate", Text),  # JSON: what the plan estimated at launch (GPU-hours, cost), NULL when it did not
+    Column("at", Float, nullable=False),
+    Column("reused_from", String, nullable=False, default=""),  # '' ran its own job; else the job it reused
+)

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
+from reconciler.lineage import LineageRecord, launch_record
 from reconciler.live import Snapshot
 from reconciler.plan import Action, Change, RowOp
 from reconciler.records import storable
@@ -47,8 +48,8 @@ from reconciler.store.location import (
     store_url,
     translated,
 )
-from reconciler.store.read import snapshot_of
-from reconciler.store.schema import APPLIES, HISTORY, JOURNAL, LOCK, META, OBJECTS, STUDIO_TABLES
+from reconciler.store.read import lineage_record, snapshot_of
+from reconciler.store.schema import APPLIES, HISTORY, JOURNAL, LINEAGE, LOCK, META, OBJECTS, STUDIO_TABLES
 
 LOCK_NAME = "apply"
 IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-variable limit
@@ -277,6 +278,7 @@ class StoreWriter:
             history = [self._history(op, change, before.get((op.table, op.row_id)), apply_id, serial, now) for op, change in ops]
             self._write_rows(conn, [op for op, _ in ops], before)
             self._write_records(conn, changes, serial, now)
+            self._write_lineage(conn, changes, now)
             if history:
                 conn.execute(insert(HISTORY), history)
             conn.execute(update(JOURNAL).where(JOURNAL.c.seq == journal_seq).values(state="done", finished_at=now))
@@ -357,6 +359,30 @@ class StoreWriter:
         if records:
             conn.execute(insert(OBJECTS), records)
 
+    @staticmethod
+    def _write_lineage(conn, changes: Sequence[Change], now: float) -> None:  # type: ignore[no-untyped-def]
+        """`ftctl_lineage`: each job a step will launch, with its input's lineage (written with the
+        step's rows, before the launch; a relaunch of the same job adds nothing), and each reuse,
+        with the digests of the job it takes (`reused_from`)."""
+        rows: list[LineageRecord] = []
+        for change in changes:
+            generation = change.record.generation if change.record else conn.execute(
+                select(OBJECTS.c.generation).where(OBJECTS.c.kind == change.kind, OBJECTS.c.name == change.name)).scalar() or 0
+            for launch in change.launches:
+                rows.append(launch_record(change.kind, change.name, generation, job_name=launch.job_name, job_kind=launch.kind,
+                                          row=launch.row, document=launch.input, at=now))
+            for reuse in change.reuses:
+                found = conn.execute(select(LINEAGE).where(LINEAGE.c.job_name == reuse.job_name, LINEAGE.c.reused_from == "")
+                                     .order_by(LINEAGE.c.seq)).mappings().first()
+                earlier = lineage_record(found) if found else LineageRecord(change.kind, change.name, reuse.generation, reuse.job_name)
+                rows.append(replace(earlier, generation=generation, at=now, reused_from=reuse.job_name))
+        known = {tuple(found) for found in conn.execute(
+            select(LINEAGE.c.kind, LINEAGE.c.name, LINEAGE.c.generation, LINEAGE.c.job_name)
+            .where(LINEAGE.c.job_name.in_([r.job_name for r in rows])))} if rows else set()
+        fresh = [r for r in rows if (r.kind, r.name, r.generation, r.job_name) not in known]
+        if fresh:
+            conn.execute(insert(LINEAGE), [_lineage_values(r) for r in fresh])
+
     def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, Mapping[str, Any]]]) -> None:
         """Note each launched job in the Studio row that records it, with history, in one transaction:
         (change, `table/id`, the columns its launch sets: `lifecycle.launch_note`) for every job a step launched."""
@@ -409,6 +435,15 @@ class StoreWriter:
             return bool(conn.execute(
                 update(OBJECTS).where(OBJECTS.c.kind == kind, OBJECTS.c.name == name).values(protected=int(protected))
             ).rowcount)
+
+
+def _lineage_values(record: LineageRecord) -> dict[str, Any]:
+    """One `ftctl_lineage` row's values, in the table's column order after its `seq`."""
+    values = (record.kind, record.name, record.generation, record.job_name, record.job_kind, record.row, record.input_digest,
+              record.reuse_key, record.commit, record.dataset_digest, record.base_revision,
+              json.dumps(dict(record.config_digests), sort_keys=True), record.ftctl_version,
+              json.dumps(dict(record.estimate), sort_keys=True) if record.estimate else None, record.at, record.reused_from)
+    return {column.name: value for column, value in zip(list(LINEAGE.columns)[1:], values, strict=True)}
 
 
 def _alive(pid: int) -> bool:

@@ -8,10 +8,11 @@ first, blockers next, base vs adapter of the evaluations with results, every cha
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Action, Blocker, Change, Consequence, CostEstimate, JobEstimate, Launch, Plan
+from reconciler.plan import Action, Blocker, Change, Consequence, CostEstimate, JobEstimate, Launch, Plan, Reuse
 from reconciler.scaleout import topology
 from reconciler.views.choices import choice_text
 from reconciler.views.evaluations import by_pair, change_text
@@ -33,6 +34,7 @@ CONSEQUENCE_WORDS = {
     Consequence.RETRY: "relaunch after a transient failure",
     Consequence.REGISTER: "register what the job produced",
     Consequence.GATED: "held by its gate",
+    Consequence.REUSE: "reuse an earlier run: nothing launched",
 }
 MARKDOWN_BUDGET = 60_000  # GitHub caps a comment at 65,536 characters
 VALUE_WIDTH = 100
@@ -118,6 +120,13 @@ def text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reuse_text(reuse: Reuse) -> str:
+    """`reuses adapter X, trained <when> from commit <sha>, 0 GPU-hours` (an evaluation: its results)."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(reuse.at)) if reuse.at else "at an unknown time"
+    what = f"adapter {reuse.product_name}, trained" if reuse.product_name else f"the results of job {reuse.job_name}, run"
+    return f"reuses {what} {when} from commit {reuse.commit or 'unknown'} (generation {reuse.generation}), 0 GPU-hours"
+
+
 def blocker_text(blocker: Blocker) -> str:
     """`file:line: CODE address: message (policy key K)`: where to fix it first, as diagnostics read."""
     where = f"{blocker.where}: " if blocker.where else ""
@@ -196,6 +205,7 @@ def _text_change(change: Change, labels: dict[str, str]) -> list[str]:
         else:
             out.append(f"      {diff.path}: {_value(before, labels)} -> {_value(after, labels)}{mark}")
     out += [f"      => launches job {launch.job_name} (attempt {launch.attempt}){_world(launch, ' on ')}" for launch in change.launches]
+    out += [f"      => {reuse_text(reuse)}" for reuse in change.reuses]
     out += [f"      {choice_text(change.chosen)}"] if change.chosen else []
     return out
 
@@ -274,6 +284,7 @@ def _md_change(change: Change, labels: dict[str, str]) -> list[str]:
     extra = f" — {CONSEQUENCE_WORDS[change.consequence]}" if CONSEQUENCE_WORDS[change.consequence] else ""
     drift = " (drift)" if change.drift else ""
     out = [f"- `{SYMBOL[change.action].strip() or '='}` **{_md(change.address)}**: {_md(change.reason)}{extra}{drift}"]
+    out += [f"  - {_md(reuse_text(reuse))}" for reuse in change.reuses]
     for diff in change.fields[:30]:
         before, after = diff.shown()
         if change.action is Action.CREATE:

@@ -1,0 +1,82 @@
+"""Gather the `Provenance` a plan's job inputs record (`reconciler.lineage`): the manifests' git
+commit and the content digest of each local dataset they name. I/O at the edge: called by the
+engine before planning; the planner only reads the value.
+
+The commit is FTCTL_COMMIT_SHA (or the CI's GITHUB_SHA / CI_COMMIT_SHA) when set, else `git
+rev-parse HEAD` of the manifests' repository, suffixed `-dirty` when the manifests given (files or
+folders) differ from that commit (modified, staged or untracked), and `unknown` outside git. Data is
+not judged by git: each local dataset's bytes are digested (sha256), so a file changed under the
+same path reads as another dataset whatever git says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+
+from reconciler.lineage import UNKNOWN, Provenance
+from reconciler.manifests.loader import Manifest
+from reconciler.models import Dataset
+from reconciler.safeio import ReadRoots, UnsafePathError
+
+CI_COMMIT_VARIABLES = ("FTCTL_COMMIT_SHA", "GITHUB_SHA", "CI_COMMIT_SHA")
+CHUNK = 1 << 20
+
+
+def gather_provenance(manifests: Iterable[Manifest], *, paths: Sequence[str], root: str, roots: ReadRoots,
+                      environ: Mapping[str, str]) -> Provenance:
+    return Provenance(commit=manifests_commit(paths, root=root, environ=environ),
+                      dataset_digests=dataset_digests(manifests, root=root, roots=roots))
+
+
+def manifests_commit(paths: Sequence[str], *, root: str, environ: Mapping[str, str]) -> str:
+    for name in CI_COMMIT_VARIABLES:
+        if environ.get(name):
+            return environ[name]
+    head = _git(root, "rev-parse", "HEAD")
+    if not head:
+        return UNKNOWN
+    changed = _git(root, "status", "--porcelain", "--", *(os.path.abspath(p) for p in paths or [root]))
+    return f"{head}-dirty" if changed else head
+
+
+def _git(folder: str, *args: str) -> str:
+    """git's stdout, stripped; '' when git is missing, the folder is no repository, or it failed."""
+    try:
+        done = subprocess.run(["git", "-C", folder or ".", *args], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def dataset_digests(manifests: Iterable[Manifest], *, root: str, roots: ReadRoots) -> dict[str, str]:
+    """sha256 of each local dataset file, by its location as the Studio stores it (relative to the
+    project root inside it): the `name_or_path` of the job inputs that read it."""
+    out: dict[str, str] = {}
+    base = root.rstrip("/")
+    for m in manifests:
+        res = m.resource
+        if not isinstance(res, Dataset) or not res.spec.location or res.spec.type == "huggingface":
+            continue
+        path = m.path(res.spec.location)
+        stored = path[len(base) + 1:] if base and path.startswith(base + "/") else path
+        found = file_digest(path, roots)
+        if found:
+            out[stored] = found
+    return out
+
+
+def file_digest(path: str, roots: ReadRoots) -> str:
+    """sha256 of a regular file inside the read roots, '' when it is not one (or cannot be read)."""
+    try:
+        real, _ = roots.inspect_file(path)
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (OSError, UnsafePathError):
+        return ""
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
