@@ -25,6 +25,7 @@ from tests.e2e.helpers import REPO, cli_env, copy_specs, ftctl, show
 FOLDERS = {
     "specs/demo": {"MD-104"},
     "specs/examples": set(),
+    "specs/examples/sweep": set(),
     "specs/studio-defaults": {"CF-105"},
     "specs": {"MD-104", "CF-105"},
 }
