@@ -10,7 +10,6 @@ line, code); plans through `build_plan` over values, each plan applied as values
 from __future__ import annotations
 
 from pathlib import Path
-from textwrap import dedent
 
 from reconciler.desired import PlanFacts
 from reconciler.engine import validate
