@@ -47,7 +47,7 @@ from reconciler.views.plan import render_plan
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan"
 STORE = "state.db"
 SEED = "golden"
-ENVIRON = {"FTCTL_ACTOR": "golden-test", "FTCTL_BACKEND": "fake"}  # jobs are recorded, never started
+ENVIRON = {"FTCTL_ACTOR": "golden-test", "FTCTL_BACKEND": "fake", "FTCTL_COMMIT_SHA": "golden"}  # jobs are recorded, never started
 FORMATS = {"json": "plan.json", "text": "plan.txt", "markdown": "plan.md"}
 EXPECTED_FILES = (*FORMATS.values(), "apply-error.txt")
 CASES = (
