@@ -303,7 +303,7 @@ def _override(keys: tuple[str, ...], reason: str | None) -> Any:
     if not (reason or "").strip():
         click.echo("ftctl: error: --override-policy needs --reason TEXT: an override is recorded with who applied and why", err=True)
         sys.exit(EXIT_ERRORS)
-    return Override(tuple(dict.fromkeys(keys)), reason.strip())
+    return Override(tuple(dict.fromkeys(keys)), (reason or "").strip())
 
 
 def _blocked(the_plan: Any, override: Any, *, announce: bool = False) -> bool:

@@ -12,7 +12,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Action, Blocker, Change, Consequence, CostEstimate, JobEstimate, Launch, Plan, Reuse
+from reconciler.plan import (
+    Action,
+    Blocker,
+    Change,
+    Consequence,
+    CostEstimate,
+    JobEstimate,
+    Launch,
+    Plan,
+    Reuse,
+)
 from reconciler.scaleout import topology
 from reconciler.views.choices import choice_text
 from reconciler.views.evaluations import by_pair, change_text
