@@ -44,10 +44,10 @@ from reconciler.manifests.cache import ParseCache
 from reconciler.plan import Change, Plan, PlanFormatError, PlanIntegrityError, Policy
 from reconciler.planner import build_plan
 from reconciler.planverify import PlanRefusedError
+from reconciler.provenance import gather_provenance
 from reconciler.rules import RuleContext, check_all
 from reconciler.runtime import BACKENDS, JobObservation, JobState
 from reconciler.safeio import ReadRoots, UnsafePathError, project_root, read_checked
-from reconciler.provenance import gather_provenance
 from reconciler.selection import SelectArgs, SelectionError, choose
 from reconciler.store.events import Event
 from reconciler.store.snapshot_file import Pulled

@@ -77,7 +77,7 @@ def reusable(kind: str, name: str, document: Mapping[str, Any] | None, *, snapsh
     """The latest job of this object that ran the same inputs and succeeded, if any."""
     block = of_input(document or {})
     key = str(block.get("reuse_key") or "")
-    if not key or (document or {}).get("dataset") and block.get("dataset_digest") in (None, "", UNKNOWN):
+    if not key or ((document or {}).get("dataset") and block.get("dataset_digest") in (None, "", UNKNOWN)):
         return None
     for record in sorted(snapshot.lineage, key=lambda r: r.at, reverse=True):
         if (record.kind, record.name, record.reuse_key) != (kind, name, key) or record.reused_from:
