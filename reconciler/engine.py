@@ -26,6 +26,7 @@ from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_p
 from reconciler.facts import LocalFacts
 from reconciler.graph import Graph
 from reconciler.health import ObjectStatus, assess
+from reconciler.history import ImportedRun, imported_runs
 from reconciler.inspection import (
     InspectError,
     Item,
@@ -755,15 +756,30 @@ def status(paths: Sequence[str], *, store: str | None, offline: bool, environ: M
 
 
 def job_statuses(snapshot: Snapshot, observations: Mapping[str, JobObservation], backends: Backends) -> list[JobStatus]:
-    """Each job of the managed objects' current generations, as its backend last said (with links)."""
+    """Each job of the managed objects' current generations, as its backend last said (with links);
+    an adopted job's runs as its rows record them (`history.imported_runs`): ftctl launched none."""
     jobs = []
+    imported = {key: runs for key, record in snapshot.managed.items() if (runs := imported_runs(record, snapshot))}
+    for (kind, name), runs in sorted(imported.items()):
+        jobs += [_imported_status(kind, name, run) for run in runs]
     for kind, name, prefix, backend in sorted(job_prefixes(snapshot)):
+        if (kind, name) in imported:
+            continue
         found = [observations[n] for n in sorted(observations) if n.startswith(prefix)]
         for obs in found or [JobObservation(prefix.rstrip("-"), JobState.NOT_LAUNCHED)]:
             links = backends.get(backend).links(obs.job_name, obs.external_id) if obs.external_id else {}
             jobs.append(JobStatus(kind, name, obs.job_name, backend, obs.state.value, obs.summary(), obs.external_id, links,
                                   obs.attempt, dict(obs.metrics)))
     return jobs
+
+
+def _imported_status(kind: str, name: str, run: ImportedRun) -> JobStatus:
+    """An adopted run: the Studio's CML job its row records, succeeded when the rows show it, else unknown."""
+    state = run.state.value if run.state is not None else "unknown"
+    ran = f"ran in the Studio as {run.run}" if run.run else "ran in the Studio (its row records no CML job)"
+    made = f"; registered adapter {run.product}" if run.product else ""
+    return JobStatus(kind, name, run.run or f"(row {run.row_id})", "studio", state, f"{state} (imported): {ran}{made}", "", {},
+                     imported=True)
 
 
 def set_protection(store: str | None, address: str, protected: bool) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reconciler.history import imported_runs
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.plan import Action, Change, ObservedJob, Plan
 from reconciler.runtime import JobState
@@ -72,7 +73,9 @@ def sync_state(change: Change) -> Sync:
 
 
 def object_health(job_states: Iterable[JobState], record: ManagedRecord | None, snapshot: Snapshot) -> Health:
-    """Missing without a record; its jobs' health when it has jobs; else whether its rows are there."""
+    """Missing without a record; its jobs' health when it has jobs; an adopted job's as its rows
+    record it (`history.imported_runs`: succeeded, or unknown where they do not say); else whether its
+    rows are there."""
     states = frozenset(job_states)
     if record is None:
         return Health.MISSING
@@ -83,6 +86,8 @@ def object_health(job_states: Iterable[JobState], record: ManagedRecord | None, 
     rows = [snapshot.row(record.store_table, rid) for rid in record.row_ids]
     if not rows or any(r is None for r in rows):
         return Health.MISSING
+    if runs := imported_runs(record, snapshot):
+        return Health.SUCCEEDED if all(r.state is JobState.SUCCEEDED for r in runs) else Health.UNKNOWN
     return Health.HEALTHY
 
 

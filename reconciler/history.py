@@ -6,16 +6,20 @@ it, and never rewrites its rows. A manifest that records its run (`cml_job_id`, 
 is history wherever it is applied: into an empty store its rows are written as they were and
 nothing runs. To run an imported job again, remove its `cml_job_id` and change what re-runs it:
 the new generation is ftctl's own.
+
+`imported_runs` says what an adopted job's rows record of its runs (`ftctl status`, `get`,
+`describe`): the Studio's CML job of each row, and whether the rows show it finished.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from reconciler.kinds import BY_TABLE
+from reconciler.kinds import BY_TABLE, adapter, fine_tuning_job
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
 from reconciler.plan import Action, Change
+from reconciler.runtime import JobState
 
 IMPORTED = "imported"  # the origin of a record `ftctl import` adopted (live.ManagedRecord.origin)
 
@@ -51,3 +55,29 @@ def as_history(change: Change, record: ManagedRecord | None, snapshot: Snapshot)
     ran = f"ran in the Studio as {', '.join(runs)}" if runs else "ran in the Studio"
     note = f"adopted history: {ran}; ftctl runs nothing for it"
     return replace(change, reason=f"{change.reason}; {note}" if change.action is not Action.NOOP else note, launches=())
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    """One Studio run of an adopted job (a training, or one combination of an evaluation), as its row records it."""
+
+    row_id: str
+    run: str  # the row's cml_job_id: the Studio's CML job ('' when the row records none)
+    state: JobState | None  # SUCCEEDED when the rows show it finished; None: they do not say
+    product: str = ""  # the adapter a training registered
+
+
+def imported_runs(record: ManagedRecord, snapshot: Snapshot) -> list[ImportedRun]:
+    """The runs of an adopted job's rows, in the record's row order; none for a record ftctl made or
+    a kind that runs nothing. A training that registered an adapter succeeded (the Studio's script
+    registers it as its last step); nothing else in the Studio's rows says how a run ended."""
+    if record.origin != IMPORTED or record.store_table not in BY_TABLE or not BY_TABLE[record.store_table].run_column:
+        return []
+    binding = BY_TABLE[record.store_table]
+    out = []
+    for row_id in record.row_ids:
+        row = snapshot.row(record.store_table, row_id) or {}
+        made = adapter.registered_by(snapshot.rows, row) if row and binding is fine_tuning_job.BINDING else []
+        out.append(ImportedRun(row_id, binding.run_of(row), JobState.SUCCEEDED if made else None,
+                               adapter.name(made[0]) if made else ""))
+    return out

@@ -57,6 +57,12 @@ class JobStatus:
     links: dict[str, str]
     attempt: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    imported: bool = False  # a run the Studio made before `ftctl import` (`job` is its CML job; `state` as its rows say)
+
+    @property
+    def state_text(self) -> str:
+        """The state in words: an imported run says so (`succeeded (imported)`)."""
+        return f"{self.state} (imported)" if self.imported else self.state
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ def items(snapshot: Snapshot, kinds: Sequence[str], *, statuses: Mapping[tuple[s
 def _managed_item(snapshot: Snapshot, key: tuple[str, str], status: ObjectStatus | None, jobs: list[JobStatus],
                   updated: float | None) -> Item:
     record = snapshot.managed.get(key)
-    health = status.health if status else object_health([JobState(j.state) for j in jobs], record, snapshot)
+    health = status.health if status else object_health([JobState(j.state) for j in jobs if not j.imported], record, snapshot)
     values = _values(snapshot, record)
     return Item(key[0], key[1], record is not None, status.sync.value if status else NOT_COMPARED, health.value,
                 record.store_id if record else "", record.generation if record else 0, updated,

@@ -30,7 +30,7 @@ def render_status(fmt: str, rows: Sequence[Any], jobs: Sequence[Any], *, evaluat
                   for r in rows], width=width, keep=2)
     if jobs:
         text += "\n" + table(("JOB", "BACKEND", "STATE", "ID", "LINK"),
-                             [(j.job, j.backend, j.state, j.external_id or "-", j.links.get("run") or j.links.get("job") or "")
+                             [(j.job, j.backend, j.state_text, j.external_id or "-", j.links.get("run") or j.links.get("job") or "")
                               for j in jobs], width=width)
     if evaluations:
         text += "\n" + evaluations_text(evaluations, width=width)
