@@ -441,19 +441,24 @@ def _approve_round(the_plan: Any, manifests: Any, approval: Any, *, asks: bool, 
     return approval.extended(chain).after(the_plan)
 
 
+_SWEEP_FILES = click.option("--file", "files", multiple=True, type=click.Path(), metavar="PATH",
+                            help="Manifests that declare a sweep named by ADDRESS (default: the current folder): its trials' jobs.")
+
+
 @cli.command()
 @click.argument("address")
 @click.option("--store", metavar="PATH|URL")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing as the job writes, until it ends.")
-def logs(address: str, store: str | None, follow: bool) -> None:
-    """Print the log of a job (ADDRESS is Kind/name, e.g. FineTuningJob/demo-ticketing-lora)."""
+@_SWEEP_FILES
+def logs(address: str, store: str | None, follow: bool, files: tuple[str, ...]) -> None:
+    """Print the log of a job (ADDRESS is Kind/name, e.g. FineTuningJob/demo-ticketing-lora; a sweep's: every trial's)."""
     import time
 
     from reconciler.engine import find_job
 
     if follow:
         _collect_garbage()
-    backend, names = find_job(store, address)
+    backend, names = find_job(store, address, paths=files)
     for name in names:
         path = backend.log_path(name)
         click.echo(f"==> {name} ({path})", err=True)
@@ -475,11 +480,12 @@ def logs(address: str, store: str | None, follow: bool) -> None:
 @cli.command()
 @click.argument("address")
 @click.option("--store", metavar="PATH|URL")
-def cancel(address: str, store: str | None) -> None:
-    """Stop a running job (ADDRESS is Kind/name); it is reported as failed (cancelled) and not retried."""
+@_SWEEP_FILES
+def cancel(address: str, store: str | None, files: tuple[str, ...]) -> None:
+    """Stop a running job (ADDRESS is Kind/name; a sweep's: every trial's); it is reported as failed (cancelled) and not retried."""
     from reconciler.engine import find_job
 
-    backend, names = find_job(store, address)
+    backend, names = find_job(store, address, paths=files)
     stopped = [name for name in names if backend.cancel(name)]
     click.echo(f"Stopped {', '.join(stopped)}." if stopped else f"{address}: no job of it is running.")
 

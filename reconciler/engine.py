@@ -24,7 +24,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.drift import DriftReport, find_drift
 from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
-from reconciler.graph import Graph
+from reconciler.graph import Graph, Node
 from reconciler.health import ObjectStatus, assess
 from reconciler.history import ImportedRun, imported_runs
 from reconciler.inspection import (
@@ -66,6 +66,7 @@ class ValidationReport:
     manifests: list[Manifest]
     files: list[str]
     documents: int
+    sweeps: dict[Node, tuple[Node, ...]] = field(default_factory=dict)  # a sweep -> its trials (`sweeps.expand`)
 
     def has_errors(self) -> bool:
         return any(d.severity.is_error() for d in self.diagnostics)
@@ -141,7 +142,8 @@ def _validate(
     diagnostics += _online(checked, offline=offline, environ=os.environ if environ is None else environ)
     diagnostics += _policy_diagnostics(checked, paths, environ)
     diagnostics = resolve_positions(diagnostics, loaded.sources)
-    report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), swept.manifests, loaded.files, loaded.documents)
+    sweeps = {("FineTuningJob", job): tuple((t.kind, t.name) for t in trials) for job, trials in swept.trials.items()}
+    report = ValidationReport(sorted(diagnostics, key=Diagnostic.sort_key), swept.manifests, loaded.files, loaded.documents, sweeps)
     return report, facts, ctx.graph
 
 
@@ -204,7 +206,8 @@ def make_plan(
     if report.has_errors():
         return PlanReport(report, None)
     try:
-        scoped = choose(report.manifests, graph, select or SelectArgs(), files=named_files(paths), prune=policy.prune)
+        scoped = choose(report.manifests, graph, select or SelectArgs(), files=named_files(paths), prune=policy.prune,
+                        groups=report.sweeps)
     except SelectionError as exc:
         raise EngineError(str(exc)) from exc
     from reconciler.backends.cml_registry import gather_registry_facts
@@ -212,8 +215,7 @@ def make_plan(
 
     registry, registry_diags = gather_registry_facts(report.manifests, environ=environ, offline=offline)
     if registry_diags:
-        report = ValidationReport(sorted(report.diagnostics + registry_diags, key=Diagnostic.sort_key), report.manifests,
-                                  report.files, report.documents)
+        report = dataclasses.replace(report, diagnostics=sorted(report.diagnostics + registry_diags, key=Diagnostic.sort_key))
         if report.has_errors():
             return PlanReport(report, None)
     seed = seed or environ.get("FTCTL_PLAN_SEED") or uuid.uuid4().hex
@@ -825,20 +827,38 @@ def start_queued_jobs(environ: Mapping[str, str] | None = None, paths: Sequence[
         raise EngineError(str(exc)) from exc
 
 
-def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None) -> tuple[Backend, list[str]]:
-    """The backend and the job names of a managed object's current generation (`Kind/name`)."""
+def find_job(store: str | None, address: str, environ: Mapping[str, str] | None = None,
+             paths: Sequence[str] = ()) -> tuple[Backend, list[str]]:
+    """The backend and the job names of a managed object's current generation (`Kind/name`); a
+    sweep's address (a FineTuningJob with a matrix in the manifests of `paths`, default the current
+    folder, read only when the store manages no object by that name) names all its trials' jobs."""
     where = project([], store, environ)
     environ = where.environ
     kind, name = _parse_address(address)
     snapshot = _read_for_plan(where.store)
-    found = [(p, b) for k, n, p, b in job_prefixes(snapshot) if (k, n) == (kind, name)]
+    prefixes = job_prefixes(snapshot)
+    named = {(kind, name)} if (kind, name) in snapshot.managed else set(_trials_of(kind, name, paths or ["."], environ))
+    found = [(p, b) for k, n, p, b in prefixes if (k, n) in named]
     if not found:
         raise EngineError(f"{address} runs no job in this store (is it a managed FineTuningJob, EvaluationJob or ModelExport?)")
+    if len({b for _, b in found}) > 1:
+        raise EngineError(f"{address}: its trials run on several backends ({', '.join(sorted({b for _, b in found}))}): name one trial")
     backend = store_backends(snapshot.store_id, environ, where.root).get(found[0][1])
     try:
         return backend, backend.find(p for p, _ in found)
     except BackendError as exc:
         raise EngineError(str(exc)) from exc
+
+
+def _trials_of(kind: str, name: str, paths: Sequence[str], environ: Mapping[str, str] | None) -> list[Node]:
+    """The trials of the sweep `kind/name` as the manifests of `paths` expand it; none when it is no sweep there."""
+    if kind != "FineTuningJob":
+        return []
+    try:
+        loaded = load_paths(paths, cache=None, roots=read_roots(paths, environ))
+    except (OSError, ValueError, EngineError):
+        return []  # no manifests to read here: the address is then no sweep
+    return [(t.kind, t.name) for t in expand_sweeps(loaded.manifests).trials.get(name, ())]
 
 
 def pull_state(store: str | None, output: str) -> Pulled:

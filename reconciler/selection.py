@@ -1,5 +1,7 @@
 """Which manifests a plan covers: `--target Kind/name` (with what it depends on, as Terraform's
--target), `-l key=value` label selectors (kubectl's), and which objects `--replace` names.
+-target), `-l key=value` label selectors (kubectl's), and which objects `--replace` names. A sweep's
+address (`FineTuningJob/<job with a matrix>`) names all its trials (`groups`, from `sweeps.expand`);
+a trial carries its sweep's labels, so a selector matching the sweep matches every trial.
 
 Pure: parsed arguments, the manifests and their reference graph in; the selected manifests out.
 Called by the engine before planning; the planner plans the selection and deletes nothing outside
@@ -40,21 +42,36 @@ class Scoped:
     replace: tuple[str, ...]
 
 
-def choose(manifests: list[Manifest], graph: Graph, args: SelectArgs, *, files: Sequence[str], prune: bool) -> Scoped:
+Groups = Mapping[Node, Sequence[Node]]  # a sweep -> its trials: one address naming several objects
+
+
+def choose(manifests: list[Manifest], graph: Graph, args: SelectArgs, *, files: Sequence[str], prune: bool,
+           groups: Groups | None = None) -> Scoped:
     """Apply the flags to the manifests read from `paths`; `files` are the paths that name files (not
     folders): a plan over them is partial, as one over targets or selectors is. Pruning needs the
-    whole project (what a partial plan did not read cannot be judged unused)."""
+    whole project (what a partial plan did not read cannot be judged unused). `groups`: the
+    addresses that stand for several objects (a sweep for its trials) in --target and --replace."""
+    groups = groups or {}
     targets = parse_addresses("--target", args.targets)
     selectors = tuple(dict.fromkeys(LabelSelector.parse(text) for text in args.selectors))
-    chosen = select(manifests, graph, targets=targets, selectors=selectors)
+    chosen = select(manifests, graph, targets=targets, selectors=selectors, groups=groups)
     partial = Selection(tuple(files), tuple(map(str, targets)), tuple(map(str, selectors)))
     is_partial = bool(files or targets or selectors)
     if is_partial and prune:
         raise SelectionError(f"--prune needs the whole project, not a part of it ({partial.describe()}): "
                              "name the project's folder to prune")
     replace = parse_addresses("--replace", args.replace)
-    known("--replace", replace, [(m.kind, m.name) for m in chosen], where="not among the objects this plan covers")
-    return Scoped(chosen, partial if is_partial else None, tuple(map(str, replace)))
+    covered = {(m.kind, m.name) for m in chosen}
+    known("--replace", replace, [*covered, *(g for g, members in groups.items() if set(members) <= covered)],
+          where="not among the objects this plan covers")
+    replaced = [Address(*node) for a in replace for node in members_of(a, groups)]
+    return Scoped(chosen, partial if is_partial else None, tuple(map(str, dict.fromkeys(replaced))))
+
+
+def members_of(address: Address, groups: Groups) -> Sequence[Node]:
+    """The objects an address names: a sweep's trials, else the object itself."""
+    node = (address.kind, address.name)
+    return groups.get(node) or (node,)
 
 
 @dataclass(frozen=True)
@@ -118,14 +135,16 @@ def select(
     *,
     targets: Sequence[Address] = (),
     selectors: Sequence[LabelSelector] = (),
+    groups: Groups | None = None,
 ) -> list[Manifest]:
-    """The manifests named by `targets` and those whose labels match every selector, with
-    everything they reference (transitively, through the graph's edges). No targets and no
-    selectors: all of them."""
+    """The manifests named by `targets` (a sweep's: its trials) and those whose labels match every
+    selector, with everything they reference (transitively, through the graph's edges). No targets
+    and no selectors: all of them."""
     if not targets and not selectors:
         return list(manifests)
-    known("--target", targets, graph.nodes)
-    roots: set[Node] = {(a.kind, a.name) for a in targets}
+    groups = groups or {}
+    known("--target", targets, [*graph.nodes, *groups])
+    roots: set[Node] = {node for a in targets for node in members_of(a, groups)}
     if selectors:
         roots |= {(m.kind, m.name) for m in manifests if all(s.matches(m.resource.metadata.labels) for s in selectors)}
     chosen = closure(graph, roots)
