@@ -28,7 +28,8 @@ from reconciler.desired import Desired, PlanFacts, Scope, render
 from reconciler.evaluations import compare
 from reconciler.graph import Graph, build_graph
 from reconciler.history import IMPORTED, records_run
-from reconciler.kinds import BINDINGS, product_link, product_name
+from reconciler.kinds import BINDINGS, product_name
+from reconciler.kinds.adapter import registered_by, retired
 from reconciler.lifecycle import JobContext, advance
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.manifests.loader import Manifest
@@ -56,6 +57,8 @@ from reconciler.rowdiff import (
     readable,
     rows_fp,
     spec_diffs,
+    update_ops,
+    with_columns_as,
     with_parent,
     without_history,
 )
@@ -319,15 +322,34 @@ class _Planner(PlanState):
         if not fields and not rerun_spec_changed:
             return self._noop_or_protect(desired, record, wave, protected)
         why = self._why(desired, drift)
-        if rerun is not None:
+        columns = list(dict.fromkeys(f.path.split(".", 1)[1] for f in fields))
+        if rerun is not None and not self._only_in_place(desired, record, live, fields, rerun_spec_changed):
             return self._replace(desired, record, wave, spec_fp, protected, why, rerun, fields, drift)
         if any(f.forces_replace for f in fields):
             return self._replace(desired, record, wave, spec_fp, protected, why, Consequence.NONE, fields, drift)
-        columns = [f.path.split(".", 1)[1] for f in fields]
-        ops = tuple(RowOp(r.table, "update", record.row_ids[0], {c: r.values[c] for c in columns}) for r in desired.rows[:1])
+        if rerun is not None:
+            why = f"{why}; {', '.join(columns)} updated in place (the job does not run again)"
+        ops = update_ops(desired, live, columns)
         new_record = Record(record.store_table, record.store_id, record.row_ids, spec_fp, want_fp,
                             record.generation, record.origin, protected, backend=record.backend)
         return Change(kind, name, Action.UPDATE, why, Consequence.IN_PLACE, wave, drift, fields, ops, new_record)
+
+    def _only_in_place(self, desired: Desired, record: ManagedRecord, live: dict[str, Row | None],
+                       fields: tuple[FieldDiff, ...], spec_changed: bool) -> bool:
+        """A re-run kind's change that touches only the columns it updates in place
+        (`Binding.in_place`, an evaluation's num_workers): every field diff is one, and the spec is
+        as recorded, or is with them as the store has them (or left out, as a render that omitted
+        them recorded). The job is not run again: its rows are updated."""
+        in_place = BINDINGS[desired.kind].in_place
+        if not fields or any(f.forces_replace or f.path.split(".", 1)[1] not in in_place for f in fields):
+            return False
+        if not spec_changed:  # drift, or a Studio row adopted: only the columns differ
+            return True
+        for drop in (False, True):
+            before = with_columns_as(desired, live, in_place, drop=drop)
+            if self.spec_unchanged(before, record.spec_fingerprint, self.spec_fingerprint(before)):
+                return True
+        return False
 
     def _force_replace(self, desired: Desired, record: ManagedRecord, wave: int, spec_fp: str, protected: bool) -> Change:
         """`--replace`: a new row (a job: a new generation and its launch) whatever changed; the
@@ -381,7 +403,8 @@ class _Planner(PlanState):
                  consequence: Consequence, fields: tuple[FieldDiff, ...], drift: bool) -> Change:
         kind, name = desired.kind, desired.name
         generation = record.generation + 1
-        old_rows = self._retire_ops(record) or delete_ops(self, record)
+        kept = self._retire_ops(record)
+        old_rows = delete_ops(self, record) if kept is None else kept
         self.deleted_ids.update(record.row_ids)
         shared = sharing.equal_row(self, desired)
         if shared is not None:
@@ -412,21 +435,16 @@ class _Planner(PlanState):
         self.desired[(desired.kind, desired.name)] = stripped
         return stripped, self.spec_fingerprint(stripped)
 
-    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...]:
-        """A re-run of a kind whose job produces something (a training's adapter) keeps the previous
-        generation's row, as the Studio keeps every run's, renamed with what it produced: the product
-        column (`adapter_name`) and the product (the adapter it registered) both become `<name>-g<N>`.
-        The Studio finds a training by its adapter's name (get_dataset_split_by_adapter), so each
-        version keeps answering with the split it was trained with, and the new generation's row
-        takes the name. Empty when the kind keeps nothing (its rows are deleted and written anew)."""
-        binding = BINDINGS[record.kind]
-        row = self.snapshot.row(record.store_table, record.store_id) if binding.produces else None
-        if row is None or record.origin == "shared":
+    def _retire_ops(self, record: ManagedRecord) -> tuple[RowOp, ...] | None:
+        """What a re-run does with the previous generation's rows: None when its kind keeps nothing
+        (they are deleted and written anew). A kind whose job produces something (a training's
+        adapter) keeps the previous row, as the Studio keeps every run's: one that registered its
+        adapter keeps its name until the new version registers its own (`lifecycle`, with
+        `adapter.earlier_versions`), so the name resolves to the newest finished version all along;
+        one that registered none is renamed `<name>-g<N>` now (`adapter.retired`)."""
+        if not BINDINGS[record.kind].produces:
+            return None
+        row = self.snapshot.row(record.store_table, record.store_id)
+        if row is None or record.origin == "shared" or registered_by(self.snapshot.rows, row):
             return ()
-        made, link = BINDINGS[binding.produces], product_link(record.kind)
-        product = binding.name_of(row)
-        retired = f"{product}-g{record.generation}"
-        produced = [a for a in self.snapshot.rows.get(made.table, {}).values()
-                    if made.name_of(a) == product and a.get(link) == record.store_id]
-        return (RowOp(record.store_table, "update", record.store_id, binding.named(retired)),
-                *(RowOp(made.table, "update", str(a["id"]), made.named(retired)) for a in produced))
+        return retired(self.snapshot.rows, row, record.generation)

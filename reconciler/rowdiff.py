@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.desired import RUN_INPUT_COLUMNS, Desired, DesiredRow
 from reconciler.kinds import BINDINGS
-from reconciler.plan import Change, FieldDiff
+from reconciler.plan import Change, FieldDiff, RowOp
 from reconciler.records import JSON_COLUMNS, Row, as_shown, comparable, digest
 
 
@@ -69,6 +69,36 @@ def without_history(desired: Desired) -> Desired:
         return desired
     rows = tuple(replace(r, values={c: v for c, v in r.values.items() if c not in history}) for r in desired.rows)
     return replace(desired, rows=rows)
+
+
+def with_columns_as(desired: Desired, live: dict[str, Row | None], columns: frozenset[str], *, drop: bool = False) -> Desired:
+    """The rows with `columns` as the paired live rows have them (or, with `drop`, left out: as
+    a render that omitted them wrote them): what a record's fingerprint saw before they changed."""
+    paired = pair_live(desired, live)
+
+    def values(row: DesiredRow) -> Row:
+        kept = {c: v for c, v in row.values.items() if not (drop and c in columns)}
+        found = paired.get(row.key)
+        if drop or found is None:
+            return kept
+        return {c: (found.get(c) if c in columns else v) for c, v in kept.items()}
+
+    return replace(desired, rows=tuple(replace(r, values=values(r)) for r in desired.rows))
+
+
+def update_ops(desired: Desired, live: dict[str, Row | None], columns: list[str]) -> tuple[RowOp, ...]:
+    """The in-place updates that give each paired live row the desired values of `columns` it lacks."""
+    paired = pair_live(desired, live)
+    ops = []
+    for drow in desired.rows:
+        lrow = paired.get(drow.key)
+        if lrow is None:
+            continue
+        want, have = drow.comparable, comparable(drow.table, lrow)
+        changed = {c: drow.values[c] for c in columns if c in drow.values and want[c] != have[c]}
+        if changed:
+            ops.append(RowOp(drow.table, "update", str(lrow["id"]), changed))
+    return tuple(ops)
 
 
 def run_inputs(desired: Desired) -> str:

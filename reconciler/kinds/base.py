@@ -125,6 +125,7 @@ class Binding:
     unique: tuple[str, ...] = ()  # columns unique among the kind's rows (by the Studio's code)
     replace_columns: frozenset[str] = frozenset()  # a change to one of them makes a new row
     rerun: Consequence | None = None  # any change re-runs its work (a new generation), with this consequence
+    in_place: frozenset[str] = frozenset()  # columns of a re-run kind that a change updates in place (no re-run)
     items: tuple[str, ...] = ()  # the spec list whose items fan out into rows ('' = one row)
     item_key: tuple[str, ...] = ()  # per-item columns that pair a desired row with a live row
     extra_refs: tuple[tuple[tuple[str, ...], str], ...] = ()  # (spec path, kind) referenced without a column

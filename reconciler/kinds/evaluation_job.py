@@ -30,7 +30,7 @@ BINDING = Binding(
         Column("base_model_id", ("model",), Ref("Model"), empty="", per_item=True),
         Column("dataset_id", ("dataset",), Ref("Dataset")),
         Column("prompt_id", ("prompt",), Ref("Prompt")),
-        Column("num_workers", ("num_workers",), INT, when_given=True),
+        Column("num_workers", ("num_workers",), INT),
         Column("adapter_id", ("adapter",), Ref("Adapter"), empty="", per_item=True),
         Column("num_cpu", ("resources", "cpu"), INT),
         Column("num_gpu", ("resources", "gpu"), INT),
@@ -45,6 +45,7 @@ BINDING = Binding(
     ),
     name_column="parent_job_id",
     rerun=Consequence(EvaluationJob.RERUN),
+    in_place=frozenset({"num_workers"}),  # the Studio's bookkeeping: the evaluation does not read it
     items=("combinations",),
     resolved=lambda manifest, _scope: {"eval_dataset_fraction": manifest.resource.spec.eval_dataset_fraction,
                                        "selected_features": manifest.resource.spec.selected_features},

@@ -115,7 +115,7 @@ class EvaluationJobSpec(Strict):
     eval_dataset_fraction: float = 1.0
     selected_features: list[str] | None = None
     resources: EvaluationResources | None = None
-    num_workers: int | None = Field(default=None, le=MAX_WORKERS, description="The Studio's num_workers column (the Studio writes 1).")
+    num_workers: int | None = Field(default=1, le=MAX_WORKERS, description="The Studio's num_workers column (the Studio writes 1; its home page lists it). Not used to run the evaluation: a change updates the rows in place.")
     hf_token_env: str | None = None
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="Relaunch a transient failure (killed, network) up to this many times.")
     backend: Literal["local", "cml"] | None = Field(
