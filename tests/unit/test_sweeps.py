@@ -9,10 +9,14 @@ line, code); plans through `build_plan` over values, each plan applied as values
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import pytest
+
 from reconciler.desired import PlanFacts
-from reconciler.engine import validate
+from reconciler.engine import make_plan, validate
 from reconciler.graph import build_graph
 from reconciler.live import Snapshot
 from reconciler.manifests.loader import Manifest, load_paths
@@ -249,3 +253,72 @@ def test_the_export_selects_the_best_trial_once_every_trial_is_scored(tmp_path: 
                         + EVALUATION + (EXPORT % {"mode": "min"}).replace("min: 0.5", "max: 0.9"))
     chosen = _changes(_plan(lowest, store, seen), "ModelExport")["best"].chosen
     assert chosen is not None and chosen.adapter == "ad-lr0p01"
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+GPU_SWEEP = """\
+apiVersion: ftctl/v1
+kind: Model
+metadata: {name: m}
+spec: {type: huggingface, huggingface_model_name: org/model-1B}
+---
+apiVersion: ftctl/v1
+kind: Dataset
+metadata: {name: d}
+spec: {type: project_csv, location: tickets.csv}
+---
+apiVersion: ftctl/v1
+kind: Prompt
+metadata: {name: p}
+spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
+---
+apiVersion: ftctl/v1
+kind: FineTuningJob
+metadata: {name: sweep}
+spec:
+  base_model: m
+  dataset: d
+  prompt: p
+  adapter_name: ad
+  lora_config: {r: 8, lora_alpha: 16, task_type: CAUSAL_LM}
+  training_arguments: {learning_rate: 2.0e-4}
+  resources: {cpu: 4, memory: 16, gpu: 1}
+  matrix:
+    num_epochs: [1, 2, 4]
+    lora_config.r: [4, 8]
+"""
+
+
+def test_a_3x2_sweep_on_a_gpu_estimates_each_trial_and_the_total_in_gpu_hours(tmp_path: Path) -> None:
+    """100 rows of 30 + 10 characters, a template adding 7 ('Q: ', '\\nA: '): (40 + 7) / 4 = 11.75
+    tokens a row; a trial trains 100 x 1.0 x 0.9 x epochs rows on one GPU at the default gpu rate
+    (8,000 tokens/s at 1B parameters, 2.50 an hour), the model's 1B from its name."""
+    (tmp_path / "ftctl.toml").touch()
+    (tmp_path / "tickets.csv").write_text("q,a\n" + "".join(f"{'x' * 30},{'y' * 10}\n" for _ in range(100)), encoding="utf-8")
+    path = tmp_path / "project.yaml"
+    path.write_text(GPU_SWEEP, encoding="utf-8")
+    report = make_plan([str(path)], store=str(tmp_path / "state.db"), policy=Policy(), offline=True,
+                       environ={"FTCTL_JOBS_DIR": str(tmp_path / "jobs")}, seed="sweeps")
+    assert report.plan is not None and report.plan.estimate is not None, report.validation.diagnostics
+    estimate = report.plan.estimate
+    trials = {j.address: j for j in estimate.jobs}
+    expected_tokens = {epochs: math.ceil(100 * 1.0 * 0.9 * epochs * 11.75) for epochs in (1, 2, 4)}  # 1058, 2115, 4230
+    assert set(trials) == {f"FineTuningJob/sweep-epochs{e}-r{r}" for e in (1, 2, 4) for r in (4, 8)}
+    for epochs in (1, 2, 4):
+        for r in (4, 8):
+            job = trials[f"FineTuningJob/sweep-epochs{epochs}-r{r}"]
+            hours = expected_tokens[epochs] / 8000 / 3600
+            assert (job.job, job.device, job.devices, job.known, job.tokens) == ("train", "gpu", 1, True, expected_tokens[epochs])
+            assert job.device_hours == pytest.approx(hours) and job.cost == pytest.approx(hours * 2.50)
+            assert f"x {epochs} epochs" in job.basis and "1B parameters" in job.basis
+    total = sum(expected_tokens[e] for e in (1, 2, 4)) * 2 / 8000 / 3600
+    assert estimate.gpu_hours == pytest.approx(total) and estimate.cpu_hours == 0
+    assert estimate.cost == pytest.approx(total * 2.50)
+    shown = json.loads(report.plan.to_json())["estimate"]  # the plan file carries the same figures
+    assert len(shown["jobs"]) == 6 and shown["gpu_hours"] == pytest.approx(total)
+    text = render_plan("text", report.plan)
+    for e in (1, 2, 4):
+        hours = expected_tokens[e] / 8000 / 3600
+        assert f"{expected_tokens[e]:,} tokens, {hours:.3g} h on 1 gpu, {hours:.3g} GPU-hours" in text
+    assert f"Total: {total:.3g} GPU-hours, 0 CPU-hours" in text
