@@ -68,6 +68,8 @@ class HubFacts:
     dataset_descriptions: dict[str, str] = field(default_factory=dict)
     # model repo id -> `architectures[0]` of the repo's config.json (`AutoConfig(...).architectures[0]`)
     model_families: dict[str, str] = field(default_factory=dict)
+    # model repo id -> the commit the Hub served its config.json from (`X-Repo-Commit`): lineage's base revision
+    model_revisions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

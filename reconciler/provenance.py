@@ -7,6 +7,14 @@ rev-parse HEAD` of the manifests' repository, suffixed `-dirty` when the manifes
 folders) differ from that commit (modified, staged or untracked), and `unknown` outside git. Data is
 not judged by git: each local dataset's bytes are digested (sha256), so a file changed under the
 same path reads as another dataset whatever git says.
+
+A base model's revision (`model_revisions`, by the `name_or_path` job inputs name it by): a Hub
+model's is the commit the Hub served its config.json from when the plan asked it (`HubFacts`;
+unknown offline); a project model's is `files:<sha256>` over its config.json's bytes and the name
+and size of every file in its folder (weights are not hashed: a model's GBs are not read for each
+plan, and a weights file rewritten to the same size keeps the revision); a registry model's is its
+first version's MLflow run (`mlflow-run:<id>`, from the registry's facts). Revisions are lineage:
+they never enter a job's name.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 
+from reconciler.facts import HubFacts, RegistryFacts
 from reconciler.lineage import UNKNOWN, Provenance
 from reconciler.manifests.loader import Manifest
-from reconciler.models import Dataset
+from reconciler.models import Dataset, Model
 from reconciler.safeio import ReadRoots, UnsafePathError
 
 CI_COMMIT_VARIABLES = ("FTCTL_COMMIT_SHA", "GITHUB_SHA", "CI_COMMIT_SHA")
@@ -26,9 +35,13 @@ CHUNK = 1 << 20
 
 
 def gather_provenance(manifests: Iterable[Manifest], *, paths: Sequence[str], root: str, roots: ReadRoots,
-                      environ: Mapping[str, str]) -> Provenance:
+                      environ: Mapping[str, str], hub: HubFacts | None = None,
+                      registry: RegistryFacts | None = None) -> Provenance:
+    manifests = list(manifests)
     return Provenance(commit=manifests_commit(paths, root=root, environ=environ),
-                      dataset_digests=dataset_digests(manifests, root=root, roots=roots))
+                      dataset_digests=dataset_digests(manifests, root=root, roots=roots),
+                      model_revisions=model_revisions(manifests, root=root, roots=roots, hub=hub or HubFacts(),
+                                                      registry=registry or RegistryFacts()))
 
 
 def manifests_commit(paths: Sequence[str], *, root: str, environ: Mapping[str, str]) -> str:
@@ -66,6 +79,50 @@ def dataset_digests(manifests: Iterable[Manifest], *, root: str, roots: ReadRoot
         if found:
             out[stored] = found
     return out
+
+
+def model_revisions(manifests: Iterable[Manifest], *, root: str, roots: ReadRoots, hub: HubFacts,
+                    registry: RegistryFacts) -> dict[str, str]:
+    """Each base model's revision, by the `name_or_path` its job inputs carry; a model whose revision
+    is not known is left out (lineage then says `unknown`)."""
+    out: dict[str, str] = {}
+    for m in manifests:
+        res = m.resource
+        if not isinstance(res, Model):
+            continue
+        spec = res.spec
+        if spec.type == "huggingface" and spec.huggingface_model_name:
+            found = hub.model_revisions.get(spec.huggingface_model_name.strip(), "")
+            key = spec.huggingface_model_name
+        elif spec.type == "model_registry" and spec.cml_registered_model_id:
+            fact = registry.models.get(spec.cml_registered_model_id.strip())
+            run = spec.mlflow_run_id or (fact.run_id if fact else "")
+            found, key = (f"mlflow-run:{run}" if run else ""), spec.cml_registered_model_id
+        elif spec.location:
+            path = m.path(spec.location)
+            base = root.rstrip("/")
+            key = path[len(base) + 1:] if base and path.startswith(base + "/") else path
+            found = folder_revision(path, roots)
+        else:
+            continue
+        if found:
+            out[key] = found
+    return out
+
+
+def folder_revision(path: str, roots: ReadRoots) -> str:
+    """`files:<sha256>` over a model folder's config.json bytes and each regular file's name and
+    size (its top level, sorted); '' when the folder is not one inside the read roots."""
+    try:
+        real = roots.inspect_dir(path)
+        entries = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in os.scandir(real)
+                         if e.is_file(follow_symlinks=False))
+    except (OSError, UnsafePathError):
+        return ""
+    digest = hashlib.sha256(file_digest(os.path.join(path, "config.json"), roots).encode())
+    for name, size in entries:
+        digest.update(f"\0{name}\0{size}".encode())
+    return f"files:{digest.hexdigest()}"
 
 
 def file_digest(path: str, roots: ReadRoots) -> str:

@@ -80,7 +80,7 @@ def reusable(kind: str, name: str, document: Mapping[str, Any] | None, *, snapsh
     if not key or ((document or {}).get("dataset") and block.get("dataset_digest") in (None, "", UNKNOWN)):
         return None
     for record in sorted(snapshot.lineage, key=lambda r: r.at, reverse=True):
-        if (record.kind, record.name, record.reuse_key) != (kind, name, key) or record.reused_from:
+        if (record.kind, record.name) != (kind, name) or record.reused_from or not ran_alike(record, document or {}):
             continue
         seen = observations.get(record.job_name)
         if seen is not None and seen.state is JobState.SUCCEEDED:
@@ -95,7 +95,24 @@ def same_run(recorded: str, name: str, document: Mapping[str, Any] | None, snaps
     key = str(of_input(document or {}).get("reuse_key") or "")
     if not key or not recorded or recorded == name:
         return False
-    return any(r.job_name == recorded and r.reuse_key == key for r in snapshot.lineage)
+    return any(r.job_name == recorded and ran_alike(r, document or {}, base_matters=False) for r in snapshot.lineage)
+
+
+def ran_alike(record: LineageRecord, document: Mapping[str, Any], *, base_matters: bool = True) -> bool:
+    """Whether the job `record` names ran the inputs of `document` (with its lineage block): the
+    reuse keys are equal, or they differ only by a base revision one side does not know (a plan
+    made offline cannot ask the Hub; a job recorded before ftctl read revisions has none). With
+    `base_matters` off (following the job a row records) the base revision is never compared: a
+    Hub repo whose main moved does not relaunch a generation that reused a job, as it does not
+    relaunch one that ran its own."""
+    block = of_input(document)
+    if record.reuse_key == block.get("reuse_key"):
+        return True
+    current = str(block.get("base_revision") or UNKNOWN)
+    if base_matters and UNKNOWN not in (current, record.base_revision or UNKNOWN) and current != record.base_revision:
+        return False
+    dataset = str(block.get("dataset_digest") or UNKNOWN)
+    return reuse_key(document, dataset=dataset, base=record.base_revision or UNKNOWN) == record.reuse_key
 
 
 def planned(record: LineageRecord, *, product: str = "", product_name: str = "") -> Reuse:

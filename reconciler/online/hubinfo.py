@@ -6,7 +6,8 @@
   which the Hub serves with the repo's info (`cardData`). The description falls back to the one
   the Hub gives the repo.
 - A huggingface Model: its family, `architectures[0]` of the repo's config.json (the Studio:
-  `AutoConfig.from_pretrained(name).architectures[0]`), fetched with one GET of the file.
+  `AutoConfig.from_pretrained(name).architectures[0]`), fetched with one GET of the file, and the
+  commit that answer came from (the Hub's `X-Repo-Commit` header): the base revision lineage records.
 
 The Hub is asked the way `reconciler.online.hub` asks it (see `reconciler.online.client`): the
 given endpoint, the token of the variable a manifest names in `hf_token_env` and no other, a
@@ -44,6 +45,7 @@ class _Answer:
     features: tuple[str, ...] | None = None
     description: str | None = None
     family: str | None = None
+    revision: str | None = None
 
 
 def gather_hub_facts(
@@ -72,15 +74,20 @@ def gather_hub_facts(
     features: dict[str, tuple[str, ...]] = {}
     descriptions: dict[str, str] = {}
     families: dict[str, str] = {}
+    revisions: dict[str, str] = {}
     for (repo_type, repo_id), answer in answers.items():
         if repo_type == "dataset":
             if answer.features is not None:
                 features[repo_id] = answer.features
             if answer.description is not None:
                 descriptions[repo_id] = answer.description
-        elif answer.family is not None:
-            families[repo_id] = answer.family
-    return HubFacts(dataset_features=features, dataset_descriptions=descriptions, model_families=families)
+        else:
+            if answer.family is not None:
+                families[repo_id] = answer.family
+            if answer.revision:
+                revisions[repo_id] = answer.revision
+    return HubFacts(dataset_features=features, dataset_descriptions=descriptions, model_families=families,
+                    model_revisions=revisions)
 
 
 def _ask(key: _Key, token: str | None, endpoint: str) -> _Answer:
@@ -88,7 +95,8 @@ def _ask(key: _Key, token: str | None, endpoint: str) -> _Answer:
     try:
         if repo_type == "dataset":
             return _ask_dataset(repo_id, token, endpoint)
-        return _Answer(family=_ask_model_family(repo_id, token, endpoint))
+        family, revision = _ask_model_family(repo_id, token, endpoint)
+        return _Answer(family=family, revision=revision)
     except Exception:  # any failure: nothing learnt about this repo
         return _Answer()
 
@@ -105,18 +113,20 @@ def _ask_dataset(repo_id: str, token: str | None, endpoint: str) -> _Answer:
     return _Answer(features=features, description=description)
 
 
-def _ask_model_family(repo_id: str, token: str | None, endpoint: str) -> str | None:
-    """`architectures[0]` of the repo's config.json: one GET with a timeout and no retries (the
-    library's `hf_hub_download` retries for a minute when the Hub is down, and writes to HF_HOME)."""
+def _ask_model_family(repo_id: str, token: str | None, endpoint: str) -> tuple[str | None, str | None]:
+    """`architectures[0]` of the repo's config.json and the commit it was served from: one GET with
+    a timeout and no retries (the library's `hf_hub_download` retries for a minute when the Hub is
+    down, and writes to HF_HOME)."""
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
     url = hf_hub_url(repo_id, "config.json", endpoint=endpoint)
     response = get_session().get(url, headers=hub_headers(token), timeout=TIMEOUT_S)
     hf_raise_for_status(response)
+    revision = response.headers.get("X-Repo-Commit") or None
     if len(response.content) > MAX_CONFIG_BYTES:
-        return None
-    return model_family(json.loads(response.content))
+        return None, revision
+    return model_family(json.loads(response.content)), revision
 
 
 def _as_dict(card: Any) -> dict[str, Any]:
