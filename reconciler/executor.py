@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.kinds import BY_TABLE
 from reconciler.lifecycle import launch_note
 from reconciler.live import Snapshot
-from reconciler.plan import Change, Consequence, Plan
+from reconciler.plan import Change, Consequence, CostEstimate, Plan
 from reconciler.planverify import PlanRefusedError, check_plan
 from reconciler.policy import Override, waive
 from reconciler.runtime import JobObservation
@@ -46,7 +46,8 @@ class Writer(Protocol):
     def release_lock(self) -> None: ...
     def begin_apply(self, *, plan_digest: str, actor: str, commit_sha: str = "", store_id: str = "") -> tuple[str, int, int]: ...
     def write_intent(self, apply_id: str, step: int, changes: Sequence[Change]) -> int: ...
-    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None: ...
+    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change],
+                    estimates: Mapping[str, Mapping[str, Any]] | None = None) -> None: ...
     def finish_apply(self, apply_id: str, state: str) -> None: ...
     def record_launches(self, *, apply_id: str, serial: int, launched: Sequence[tuple[Change, str, dict[str, Any]]]) -> None: ...
     def record_override(self, apply_id: str, override: dict[str, Any]) -> None: ...
@@ -97,11 +98,13 @@ def apply_plan(
         if override is not None and waived:
             writer.record_override(result.apply_id, override.record(waived))
         steps = list(plan_steps(plan))
+        estimates = launch_estimates(plan.estimate)  # recorded with each launch's lineage
         try:
             for number, batch in enumerate(steps, start=1):
                 seq = writer.write_intent(result.apply_id, number, batch)
                 _fault_point()
-                writer.commit_step(apply_id=result.apply_id, serial=result.serial, journal_seq=seq, changes=batch)
+                writer.commit_step(apply_id=result.apply_id, serial=result.serial, journal_seq=seq, changes=batch,
+                                   estimates=estimates)
                 _fault_point()
                 result.launched += _launch(batch, writer, launcher, apply_id=result.apply_id, serial=result.serial, ttl_s=lock_ttl_s)
                 result.applied.extend(batch)
@@ -115,6 +118,19 @@ def apply_plan(
     finally:
         writer.release_lock()
     return result
+
+
+def launch_estimates(estimate: CostEstimate | None) -> dict[str, dict[str, Any]]:
+    """What `ftctl_lineage.estimate` records of each job a plan launches, by its object's address: the
+    plan's figures for that object (an evaluation's cover all its rows' jobs, `jobs` says how many
+    launches shared them), so `ftctl history` shows what each generation was expected to cost."""
+    if estimate is None:
+        return {}
+    return {job.address: {"device": job.device, "devices": job.devices, "tokens": job.tokens,
+                          "tokens_per_second": job.tokens_per_second, "hours": job.hours, "device_hours": job.device_hours,
+                          "gpu_hours": job.device_hours if job.on_gpu else 0.0, "cost": job.cost, "currency": estimate.currency,
+                          "known": job.known, "basis": job.basis}
+            for job in estimate.jobs if not job.later}
 
 
 def _check_launches(plan: Plan, launcher: Launcher | None) -> None:

@@ -46,18 +46,28 @@ class JobObservation:
     progress: dict[str, Any] = field(default_factory=dict)
     external_id: str = ""  # the backend's id for the run (local: the job folder; CML: job/run ids)
     job_id: str = ""  # the backend's own id of the job, where it has one (CML: the CML job's id)
+    runtime_s: float = 0.0  # how long the run took, from its result (finished_at - started_at); 0 when not known
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_name": self.job_name, "state": self.state.value, "attempt": self.attempt, "error_class": self.error_class,
                 "message": self.message, "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
                 "progress": dict(self.progress), "external_id": self.external_id,
-                **({"job_id": self.job_id} if self.job_id else {})}
+                **({"job_id": self.job_id} if self.job_id else {}), **({"runtime_s": self.runtime_s} if self.runtime_s else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobObservation:
         return cls(str(data["job_name"]), JobState(data["state"]), int(data.get("attempt") or 0), str(data.get("error_class") or ""),
                    str(data.get("message") or ""), dict(data.get("metrics") or {}), dict(data.get("artifacts") or {}),
-                   dict(data.get("progress") or {}), str(data.get("external_id") or ""), str(data.get("job_id") or ""))
+                   dict(data.get("progress") or {}), str(data.get("external_id") or ""), str(data.get("job_id") or ""),
+                   float(data.get("runtime_s") or 0.0))
+
+    @staticmethod
+    def runtime_of(result: dict[str, Any]) -> float:
+        """The seconds a job result says its run took (0.0 when it does not say)."""
+        started, finished = result.get("started_at"), result.get("finished_at")
+        if not isinstance(started, int | float) or not isinstance(finished, int | float) or not started:
+            return 0.0
+        return max(0.0, float(finished) - float(started))
 
     @property
     def studio_job_id(self) -> str:

@@ -295,7 +295,8 @@ class CMLBackend:
             if state is JobState.FAILED and not error:
                 error = {"error_class": ENDED_WITHOUT_RESULT.get(status, ("killed", ""))[0], "message": f"CML says {status}"}
             return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
-                                  dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), {}, ids)
+                                  dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), {}, ids,
+                                  runtime_s=JobObservation.runtime_of(result))
         if status == "ENGINE_SUCCEEDED":
             # The run succeeded but its result file is not visible from here (ftctl runs outside the project).
             outputs = (json.loads(_environment(job).get(INPUT_ENV) or "{}").get("outputs") or {})

@@ -193,7 +193,8 @@ class LocalBackend:
         error = result.get("error") or {}
         state = JobState.SUCCEEDED if result.get("status") == "succeeded" else JobState.FAILED
         return JobObservation(job_name, state, attempt, error.get("error_class", ""), error.get("message", ""),
-                              dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder))
+                              dict(result.get("metrics") or {}), dict(result.get("artifacts") or {}), progress, str(folder),
+                              runtime_s=JobObservation.runtime_of(result))
 
     @staticmethod
     def result(folder: Path, world_size: int) -> dict[str, Any]:

@@ -265,8 +265,10 @@ class StoreWriter:
             })
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change]) -> None:
-        """Carry out the changes' row operations and records, with history, in one transaction.
+    def commit_step(self, *, apply_id: str, serial: int, journal_seq: int, changes: Sequence[Change],
+                    estimates: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Carry out the changes' row operations and records, with history, in one transaction;
+        `estimates` (by address: `lineage.launch_estimates`) go into the lineage of the jobs it launches.
 
         Statements are batched per table (one SELECT of the rows before, one executemany per kind
         of write), so a step of hundreds of changes costs a handful of round trips.
@@ -278,7 +280,7 @@ class StoreWriter:
             history = [self._history(op, change, before.get((op.table, op.row_id)), apply_id, serial, now) for op, change in ops]
             self._write_rows(conn, [op for op, _ in ops], before)
             self._write_records(conn, changes, serial, now)
-            self._write_lineage(conn, changes, now)
+            self._write_lineage(conn, changes, now, estimates or {})
             if history:
                 conn.execute(insert(HISTORY), history)
             conn.execute(update(JOURNAL).where(JOURNAL.c.seq == journal_seq).values(state="done", finished_at=now))
@@ -360,22 +362,26 @@ class StoreWriter:
             conn.execute(insert(OBJECTS), records)
 
     @staticmethod
-    def _write_lineage(conn, changes: Sequence[Change], now: float) -> None:  # type: ignore[no-untyped-def]
-        """`ftctl_lineage`: each job a step will launch, with its input's lineage (written with the
-        step's rows, before the launch; a relaunch of the same job adds nothing), and each reuse,
-        with the digests of the job it takes (`reused_from`)."""
+    def _write_lineage(conn, changes: Sequence[Change], now: float,  # type: ignore[no-untyped-def]
+                       estimates: Mapping[str, Mapping[str, Any]]) -> None:
+        """`ftctl_lineage`: each job a step will launch, with its input's lineage and what the plan
+        estimated it to take (written with the step's rows, before the launch; a relaunch of the
+        same job adds nothing), and each reuse, with the digests of the job it takes (`reused_from`;
+        no estimate: it costs nothing)."""
         rows: list[LineageRecord] = []
         for change in changes:
             generation = change.record.generation if change.record else conn.execute(
                 select(OBJECTS.c.generation).where(OBJECTS.c.kind == change.kind, OBJECTS.c.name == change.name)).scalar() or 0
             for launch in change.launches:
                 rows.append(launch_record(change.kind, change.name, generation, job_name=launch.job_name, job_kind=launch.kind,
-                                          row=launch.row, document=launch.input, at=now))
+                                          row=launch.row, document=launch.input, at=now,
+                                          estimate={**estimates[change.address], "jobs": len(change.launches)}
+                                          if change.address in estimates else None))
             for reuse in change.reuses:
                 found = conn.execute(select(LINEAGE).where(LINEAGE.c.job_name == reuse.job_name, LINEAGE.c.reused_from == "")
                                      .order_by(LINEAGE.c.seq)).mappings().first()
                 earlier = lineage_record(found) if found else LineageRecord(change.kind, change.name, reuse.generation, reuse.job_name)
-                rows.append(replace(earlier, generation=generation, at=now, reused_from=reuse.job_name))
+                rows.append(replace(earlier, generation=generation, at=now, reused_from=reuse.job_name, estimate={}))
         known = {tuple(found) for found in conn.execute(
             select(LINEAGE.c.kind, LINEAGE.c.name, LINEAGE.c.generation, LINEAGE.c.job_name)
             .where(LINEAGE.c.job_name.in_([r.job_name for r in rows])))} if rows else set()
