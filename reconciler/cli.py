@@ -703,6 +703,29 @@ def describe(address: str, files: tuple[str, ...], store: str | None, offline: b
     _show(render_described(fmt, documents, now=time.time()), fmt, output)
 
 
+@cli.command()
+@click.argument("address", metavar="KIND/NAME")
+@click.option("--store", metavar="PATH|URL", help="The Studio store, or a snapshot file (*.json from `ftctl state pull`).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people (fitted to the terminal, 100 columns when unknown); json for machines.")
+@_output_option("Write the history to this file instead of the screen.")
+def history(address: str, store: str | None, fmt: str, output: str | None) -> None:
+    """List each generation of a job object, oldest first, as ftctl recorded it. Read-only.
+
+    KIND/NAME is a FineTuningJob, EvaluationJob or ModelExport (kinds as `get` takes them: ftjob/NAME,
+    evals/NAME, export/NAME). Each generation shows when it ran, whether it launched its own jobs or
+    reused an earlier generation's (and which), the commit it was planned from, its jobs' states,
+    metrics and measured runtime, the device-hours and cost the plan estimated at launch, and its
+    inputs: input digest, reuse key, dataset digest, base revision, config digests, ftctl version
+    (ftctl_lineage; the runners log the same digests as ftctl.lineage.* MLflow tags). Exit 0, or 1
+    when the store has no history of the object.
+    """
+    from reconciler.engine import object_history
+    from reconciler.views.history import render_history
+
+    _show(render_history(fmt, object_history(address, store=store), width=_width()), fmt, output)
+
+
 def _inspection_errors(report: Any) -> None:
     """The manifests given to get or describe did not validate: their errors, exit 1."""
     from reconciler.views import render_diagnostics

@@ -25,6 +25,7 @@ from reconciler.drift import DriftReport, find_drift
 from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
 from reconciler.graph import Graph, Node
+from reconciler.generations import ObjectHistory
 from reconciler.health import ObjectStatus, assess
 from reconciler.history import ImportedRun, imported_runs
 from reconciler.inspection import (
@@ -222,8 +223,10 @@ def make_plan(
     snapshot = identified(snapshot, seed)
     settings = store_jobs(job_settings(environ), snapshot.store_id)
     observations = dict(snapshot.jobs) if snapshot.jobs is not None else observe_jobs(snapshot, Backends(settings, environ, where.root))
-    provenance = gather_provenance(report.manifests, paths=paths, root=where.root, roots=read_roots(paths, environ), environ=environ)
-    facts = PlanFacts(local=local, hub=gather_hub_facts(report.manifests, environ=environ, offline=offline), root=where.root,
+    hub = gather_hub_facts(report.manifests, environ=environ, offline=offline)
+    provenance = gather_provenance(report.manifests, paths=paths, root=where.root, roots=read_roots(paths, environ), environ=environ,
+                                   hub=hub, registry=registry)
+    facts = PlanFacts(local=local, hub=hub, root=where.root,
                       jobs=settings, observations=observations, registry=registry, provenance=provenance)
     plan = build_plan(scoped.manifests, snapshot, policy=policy, facts=facts, seed=seed,
                       graph=graph if len(scoped.manifests) == len(report.manifests) else None,
@@ -900,6 +903,7 @@ class Inspected:
     statuses: dict[tuple[str, str], ObjectStatus]
     jobs: list[JobStatus]
     events: tuple[Event, ...] = ()  # of the object `events_of` named
+    observations: Mapping[str, JobObservation] = field(default_factory=dict)  # what the backends said of the jobs
 
 
 def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | None, offline: bool, unmanaged: bool,
@@ -929,7 +933,7 @@ def inspect_store(kinds: Sequence[str], paths: Sequence[str], *, store: str | No
     except StoreError as exc:
         raise EngineError(str(exc)) from exc
     found = items(snapshot, kinds, statuses=statuses, jobs=jobs, updated=activity.updated, unmanaged=unmanaged)
-    return Inspected(report, snapshot, found, statuses, jobs, activity.events)
+    return Inspected(report, snapshot, found, statuses, jobs, activity.events, observations)
 
 
 def get_objects(kind: str, name: str | None, paths: Sequence[str], *, store: str | None, offline: bool,
@@ -964,7 +968,8 @@ def describe_object(address: str, paths: Sequence[str], *, store: str | None,
     return inspected.report, [
         describe(inspected.snapshot, item, status=inspected.statuses.get((kind, name)),
                  jobs=[j for j in inspected.jobs if (j.kind, j.name) == (kind, name)] if item.managed else [],
-                 manifest=_manifest_document(manifests.get((kind, name))), events=inspected.events if item.managed else [])
+                 manifest=_manifest_document(manifests.get((kind, name))), events=inspected.events if item.managed else [],
+                 observations=inspected.observations)
         for item in found]
 
 
@@ -972,4 +977,38 @@ def _manifest_document(manifest: Manifest | None) -> dict[str, Any] | None:
     if manifest is None:
         return None
     return {"source": f"{manifest.location.file} (document {manifest.location.doc + 1})",
+            "at": f"{manifest.location.file}:{_manifest_line(manifest)}",
             "spec": manifest.resource.model_dump(mode="json", exclude_none=True)}
+
+
+def _manifest_line(manifest: Manifest) -> int:
+    """The line of the manifest's `metadata.name` in its file (1 when the file cannot be read now)."""
+    from reconciler.diagnostics import Severity
+
+    try:
+        text = Path(manifest.location.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 1
+    [found] = resolve_positions([Diagnostic("", Severity.INFO, "", location=manifest.at("metadata", "name"))],
+                                {manifest.location.file: text})
+    return found.location.line if found.location else 1
+
+
+def object_history(address: str, *, store: str | None, environ: Mapping[str, str] | None = None) -> ObjectHistory:
+    """`ftctl history Kind/name`: the object's generations from the store's lineage (`ftctl_lineage`)
+    with what the backends say of their jobs (states, metrics, runtime). Read-only; a store that is
+    not there, an unknown address or an object without history is an EngineError."""
+    from reconciler.generations import HistoryError, jobs_to_observe
+    from reconciler.generations import object_history as history_of
+    from reconciler.store.location import StoreError
+    from reconciler.store.read import read_snapshot
+
+    where = project([], store, environ)
+    try:
+        kind, name = parse_address(address)
+        snapshot = read_snapshot(where.store)
+        observations = dict(snapshot.jobs) if snapshot.jobs is not None else store_backends(
+            snapshot.store_id, where.environ, where.root).observe(jobs_to_observe(snapshot, kind, name))
+        return history_of(snapshot, kind, name, observations)
+    except (InspectError, HistoryError, StoreError, BackendError) as exc:
+        raise EngineError(str(exc)) from exc

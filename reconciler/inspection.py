@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reconciler.adoption import owned_rows
+from reconciler.chain import object_chain
 from reconciler.health import Health, ObjectStatus, object_health
 from reconciler.kinds import BINDINGS, BY_TABLE, product_link
 from reconciler.live import ManagedRecord, Snapshot
 from reconciler.models import MODELS
 from reconciler.records import Row
-from reconciler.runtime import JobState
+from reconciler.runtime import JobObservation, JobState
 
 KINDS: tuple[str, ...] = tuple(MODELS)
 # Aliases beyond the kind's own name and plural (both case-insensitive), as kubectl's short names.
@@ -191,9 +192,11 @@ def find(found: Sequence[Item], kind: str, name: str) -> list[Item]:
 
 
 def describe(snapshot: Snapshot, item: Item, *, status: ObjectStatus | None, jobs: Sequence[JobStatus],
-             manifest: Mapping[str, Any] | None, events: Sequence[Any]) -> dict[str, Any]:
-    """Everything about one object: its state, manifest, store rows, jobs, related objects, events.
-    Values as stored: the view masks secrets."""
+             manifest: Mapping[str, Any] | None, events: Sequence[Any],
+             observations: Mapping[str, JobObservation] | None = None) -> dict[str, Any]:
+    """Everything about one object: its state, manifest, store rows, jobs, related objects, events,
+    and its chain (`chain.object_chain`: manifest -> rows -> jobs -> adapter -> evaluations ->
+    registry version). Values as stored: the view masks secrets."""
     record = snapshot.managed.get((item.kind, item.name)) if item.managed else None
     rows = _rows(snapshot, record, item)
     ids = {r["id"] for r in rows} | ({record.store_id} if record and record.store_id else set())
@@ -211,6 +214,8 @@ def describe(snapshot: Snapshot, item: Item, *, status: ObjectStatus | None, job
         "uses": sorted({ref for values in own_values for ref in _references(snapshot, values)} - {item.address}),
         "used_by": _used_by(snapshot, ids, item.address),
         "events": [asdict(e) for e in events],
+        "chain": object_chain(snapshot, item.kind, item.name, observations=observations or {},
+                              manifest_at=str((manifest or {}).get("at") or "")) if item.managed else [],
     }
 
 

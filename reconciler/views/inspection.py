@@ -130,6 +130,7 @@ def _described_text(d: dict[str, Any], *, now: float) -> str:
     lines += _manifest_section(d["manifest"])
     lines += _section("Rows", [f"{r['table']}/{r['id']}:" for r in d["rows"]], [_mapping(r["values"], "    ") for r in d["rows"]])
     lines += _jobs_section(d["jobs"])
+    lines += _chain_section(d.get("chain") or [])
     lines += _section("Uses", d["uses"]) + _section("Used by", d["used_by"])
     lines += _events_section(d["events"])
     return "\n".join(lines) + "\n"
@@ -168,6 +169,32 @@ def _jobs_section(jobs: list[dict[str, Any]]) -> list[str]:
         if job["metrics"]:
             out.append("    metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(job["metrics"].items())))
     return out
+
+
+def _chain_section(chain: list[dict[str, Any]]) -> list[str]:
+    """manifest -> rows -> jobs -> adapter -> evaluations -> registry: one link a line, its details after."""
+    if not chain:
+        return ["Chain:       <none>"]
+    out = ["Chain:"]
+    for link in chain:
+        owner = f"  ({link['address']})" if link["address"] and link["stage"] != "manifest" else ""
+        out.append(f"  {link['stage']:<11} {link['what']}{owner}")
+        details = dict(link["details"])
+        metrics = details.pop("metrics", None)
+        configs = details.pop("config_digests", None)
+        shown = [f"{k.replace('_', ' ')} {_short(v)}" for k, v in details.items()]
+        shown += [f"metrics {', '.join(f'{k} {v:.4g}' for k, v in sorted(metrics.items()))}"] if metrics else []
+        shown += [f"configs {', '.join(f'{k} {_short(v)}' for k, v in sorted(configs.items()))}"] if configs else []
+        out += [f"{' ' * 14}{part}" for part in shown]
+    return out
+
+
+def _short(value: Any) -> str:
+    """A digest cut to 12 characters (a `files:` revision keeps its prefix); other values as they are."""
+    text = str(value)
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12]
+    return text[:18] if text.startswith("files:") else text
 
 
 def _events_section(events: list[dict[str, Any]]) -> list[str]:
