@@ -106,3 +106,41 @@ def test_second_apply_plans_and_launches_nothing(project: Path) -> None:
     assert rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history") == history
     plan = ftctl(project, "plan", "--offline", "--detailed-exitcode", "specs/demo")
     assert plan.returncode == 0, plan.stdout
+
+
+def test_mlflow_tags_carry_the_lineage_ftctl_records(project: Path) -> None:
+    """Issue 13, item 5: the ftctl.lineage.* tags of the training run, both evaluation runs and the
+    registered version are the digests ftctl_lineage holds for those jobs (one real run, read back);
+    `ftctl history` and `describe` show the same chain."""
+    from reconciler.store.read import lineage_record
+
+    with sqlite3.connect(project / ".app/state.db") as conn:
+        conn.row_factory = sqlite3.Row
+        recorded = {row["job_name"]: lineage_record(dict(row)) for row in conn.execute("SELECT * FROM ftctl_lineage")}
+    assert sorted(r.job_kind for r in recorded.values()) == ["evaluate", "evaluate", "export", "train"]
+    [train] = [r for r in recorded.values() if r.job_kind == "train"]
+    assert len(train.dataset_digest) == 64 and train.base_revision.startswith("files:") and train.estimate["known"] is True
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/.app/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=50)
+
+    def lineage_tags(tags: dict[str, str]) -> dict[str, str]:
+        return {k.removeprefix("ftctl.lineage."): v for k, v in tags.items() if k.startswith("ftctl.lineage.")}
+
+    tagged = [r for r in runs if r.data.tags.get("ftctl.job_name") in recorded]
+    assert sorted(r.data.tags["ftctl.kind"] for r in tagged) == ["evaluate", "evaluate", "export", "train"]
+    for run in tagged:
+        assert lineage_tags(run.data.tags) == recorded[run.data.tags["ftctl.job_name"]].digests(), run.data.tags
+    [version] = client.search_model_versions("name = 'demo-ticketing'")
+    assert lineage_tags(version.tags) == recorded[version.tags["ftctl.job_name"]].digests()
+
+    history = ftctl(project, "history", "FineTuningJob/demo-ticketing-lora", "--format", "json")
+    assert history.returncode == 0, history.stderr
+    [generation] = json.loads(history.stdout)["generations"]
+    assert generation["launched"] and generation["runtime_s"] > 0 and generation["jobs"][0]["job_name"] == train.job_name
+    assert generation["jobs"][0]["reuse_key"] == train.reuse_key and generation["base_revision"] == train.base_revision
+    described = ftctl(project, "describe", "ModelExport/demo-ticketing", "--format", "json")
+    assert described.returncode == 0, described.stderr
+    chain = json.loads(described.stdout)["chain"]
+    [registry] = [link for link in chain if link["stage"] == "registry"]
+    assert registry["what"] == "models:/demo-ticketing/1" and registry["details"]["registered_model_version"] == "1"
+    assert [link["what"] for link in chain if link["stage"] == "job"][-1] == train.job_name
