@@ -24,8 +24,8 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.drift import DriftReport, find_drift
 from reconciler.executor import LOCK_TTL_S, ApplyResult, StalePlanError, apply_plan
 from reconciler.facts import LocalFacts
-from reconciler.graph import Graph, Node
 from reconciler.generations import ObjectHistory
+from reconciler.graph import Graph, Node
 from reconciler.health import ObjectStatus, assess
 from reconciler.history import ImportedRun, imported_runs
 from reconciler.inspection import (
