@@ -197,7 +197,7 @@ def _value_problems(m: Manifest, matrix: Mapping[str, Any]) -> Iterable[Diagnost
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (isinstance(a, int | float) and isinstance(b, int | float) and not
+    return (type(a) is type(b) and a == b) or (isinstance(a, int | float) and isinstance(b, int | float) and not
                                              isinstance(a, bool) and not isinstance(b, bool) and a == b)
 
 
