@@ -50,6 +50,8 @@ NOT_A_COLUMN: dict[tuple[str, str], str] = {
     ("reconciler/engine.py", "name"): "a manifest document's metadata.name",
     ("reconciler/importer.py", "name"): "a manifest document's metadata.name",
     ("reconciler/plan.py", "name"): "a change's name in the plan file's JSON",
+    ("reconciler/sweeps.py", "name"): "a trial's manifest document's metadata.name",
+    ("reconciler/sweeps.py", "adapter_name"): "a trial's manifest document's spec.adapter_name",
     ("reconciler/manifests/loader.py", "name"): "a manifest document's metadata.name",
     ("reconciler/manifests/schema_errors.py", "type"): "a pydantic validation error's type",
     ("reconciler/online/hubinfo.py", "features"): "the Hub's dataset info JSON",
