@@ -54,7 +54,11 @@ def as_history(change: Change, record: ManagedRecord | None, snapshot: Snapshot)
     runs = sorted({BY_TABLE[table].run_of(row) for rid in row_ids if (row := snapshot.row(table, rid)) and BY_TABLE[table].run_of(row)})
     ran = f"ran in the Studio as {', '.join(runs)}" if runs else "ran in the Studio"
     note = f"adopted history: {ran}; ftctl runs nothing for it"
-    return replace(change, reason=f"{change.reason}; {note}" if change.action is not Action.NOOP else note, launches=())
+    kept = change.record
+    if kept is not None and change.action is Action.CREATE:  # written from a manifest naming its run: still the Studio's
+        kept = replace(kept, origin=IMPORTED)
+    return replace(change, reason=f"{change.reason}; {note}" if change.action is not Action.NOOP else note, launches=(),
+                   record=kept)
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,13 @@ def test_a_training_that_registered_no_adapter_is_unknown(tmp_path: Path) -> Non
     assert (train["job"], train["state"], train["imported"]) == ("cmljob-train-0002", "unknown", True)
     assert "registered adapter" not in train["summary"]
     assert (root / STORE).exists()
+
+
+def test_history_applied_into_an_empty_store_is_still_the_studios(evaluated: Path) -> None:
+    """The imported manifests name their runs (cml_job_id): applied into another, empty store they
+    write the rows as they were and launch nothing, and that store's status shows the same history."""
+    fresh = evaluated / "fresh.db"
+    run(evaluated, "apply", "imported", "--store", str(fresh), "--create-store", "--auto-approve")
+    jobs = job_rows(run(evaluated, "status", "imported", "--store", str(fresh)))
+    assert jobs["cmljob-train-0001"][:3] == ["studio", "succeeded", "(imported)"], jobs
+    assert not [j for j in jobs if j.startswith("ftctl-")], jobs
