@@ -21,30 +21,16 @@ from reconciler.desired import PlanFacts
 from reconciler.engine import Backends, identified, job_settings, observe_jobs, store_backends, store_jobs
 from reconciler.executor import StalePlanError, apply_plan, plan_steps
 from reconciler.graph import build_graph
-from reconciler.manifests.loader import Manifest, load_paths
+from reconciler.manifests.loader import Manifest
 from reconciler.plan import Action, Consequence, Plan, Policy
 from reconciler.planner import build_plan
 from reconciler.runtime import JobObservation
 from reconciler.store.write import StoreWriter
+from tests.unit.planning import INPUTS, SEED, load_manifests
 
-SEED = "unit"
 STUDIO_TABLES = ("models", "datasets", "prompts", "configs", "adapters", "fine_tuning_jobs", "evaluation_jobs")
 ENV = {"FTCTL_BACKEND": "fake"}
-PROJECT = """\
-apiVersion: ftctl/v1
-kind: Model
-metadata: {name: m}
-spec: {type: huggingface, huggingface_model_name: org/tiny}
----
-apiVersion: ftctl/v1
-kind: Dataset
-metadata: {name: d}
-spec: {type: huggingface, huggingface_name: org/data}
----
-apiVersion: ftctl/v1
-kind: Prompt
-metadata: {name: p}
-spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
+PROJECT = INPUTS + """\
 ---
 apiVersion: ftctl/v1
 kind: FineTuningJob
@@ -114,13 +100,11 @@ class Launcher:
 def project(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "project"
     root.mkdir()
-    (root / "ftctl.yaml").write_text(PROJECT, encoding="utf-8")
-    loaded = load_paths([str(root / "ftctl.yaml")])
-    assert not [d for d in loaded.diagnostics if d.severity.is_error()], loaded.diagnostics
+    manifests = load_manifests(root, PROJECT)
     store = root / "studio.db"
     writer = StoreWriter(str(store))
     try:
-        yield Project(root, store, loaded.manifests, writer)
+        yield Project(root, store, manifests, writer)
     finally:
         writer.close()
 

@@ -3,7 +3,7 @@
 The Studio writes 1 in every evaluation row and its home page selects the column; ftctl's new rows
 carry 1 too (the manifest's default). A store ftctl wrote before (the column NULL) gets the value
 as an in-place update of that column alone: no new generation, no launch. build_plan over values
-(test_planner_history's manifests, test_lifecycle._applied), no store or backend.
+(manifests and `applied` of tests/unit/planning.py), no store or backend.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from reconciler.kinds import BINDINGS
 from reconciler.live import Snapshot
 from reconciler.plan import Action, Consequence, Plan
 from reconciler.runtime import JobObservation, JobState
-from tests.unit.test_lifecycle import _applied
-from tests.unit.test_planner_history import BASE, _change, _manifests, _plan
+from tests.unit.planning import INPUTS, applied, change_of, load_manifests, plan_of
 
 EVALUATIONS = BINDINGS["EvaluationJob"]
 TWO_COMBINATIONS = """\
@@ -44,8 +43,8 @@ def _rows(snapshot: Snapshot) -> list[dict[str, object]]:
 
 
 def test_a_new_evaluation_writes_the_studios_num_workers(tmp_path: Path) -> None:
-    manifests = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": ""})
-    store = _applied(Snapshot(), _plan(manifests, Snapshot()))
+    manifests = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": ""})
+    store = applied(Snapshot(), plan_of(manifests, Snapshot()))
     assert [row["num_workers"] for row in _rows(store)] == [1, 1]
 
 
@@ -57,9 +56,9 @@ def _finished(plan: Plan) -> dict[str, JobObservation]:
 def _in_place_only(tmp_path: Path, before: Snapshot, ran: dict[str, JobObservation]) -> None:
     """The plan on `before` (whose evaluations `ran`) updates num_workers of every combination in
     place and launches nothing; once applied, the next plan has nothing to do."""
-    manifests = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": ""})
-    plan = _plan(manifests, before, ran)
-    change = _change(plan, "EvaluationJob/e")
+    manifests = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": ""})
+    plan = plan_of(manifests, before, ran)
+    change = change_of(plan, "EvaluationJob/e")
     assert (change.action, change.consequence) == (Action.UPDATE, Consequence.IN_PLACE), change.reason
     assert "num_workers updated in place" in change.reason
     assert change.launches == () and {f.path for f in change.fields} == {"evaluation_jobs.num_workers"}
@@ -67,9 +66,9 @@ def _in_place_only(tmp_path: Path, before: Snapshot, ran: dict[str, JobObservati
         ("update", str(row["id"]), (("num_workers", 1),)) for row in _rows(before))
     assert change.record is not None and change.record.generation == 1
     assert [c.address for c in plan.changes if c.launches] == []
-    after = _applied(before, plan)
+    after = applied(before, plan)
     assert [row["num_workers"] for row in _rows(after)] == [1, 1]
-    again = _change(_plan(manifests, after, ran), "EvaluationJob/e")
+    again = change_of(plan_of(manifests, after, ran), "EvaluationJob/e")
     assert again.action is Action.NOOP and not again.launches and not again.ops
 
 
@@ -80,26 +79,26 @@ def test_a_store_written_before_rows_carried_num_workers_is_updated_in_place(tmp
     then = replace(EVALUATIONS, columns=tuple(c for c in EVALUATIONS.columns if c.name != "num_workers"))
     with monkeypatch.context() as patched:
         patched.setitem(BINDINGS, "EvaluationJob", then)
-        manifests = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": ""})
-        first = _plan(manifests, Snapshot())
-        old = _applied(Snapshot(), first)
+        manifests = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": ""})
+        first = plan_of(manifests, Snapshot())
+        old = applied(Snapshot(), first)
     old = Snapshot(rows={**old.rows, EVALUATIONS.table: {i: {**r, "num_workers": None} for i, r in old.rows[EVALUATIONS.table].items()}},
                    managed=old.managed)
     _in_place_only(tmp_path, old, _finished(first))
 
 
 def test_a_manifest_that_asked_for_null_and_no_longer_does_is_updated_in_place(tmp_path: Path) -> None:
-    manifests = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": "num_workers: null"})
-    first = _plan(manifests, Snapshot())
-    store = _applied(Snapshot(), first)
+    manifests = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": "num_workers: null"})
+    first = plan_of(manifests, Snapshot())
+    store = applied(Snapshot(), first)
     assert [row["num_workers"] for row in _rows(store)] == [None, None]
     _in_place_only(tmp_path, store, _finished(first))
 
 
 def test_a_change_beside_num_workers_still_runs_the_evaluation_again(tmp_path: Path) -> None:
-    manifests = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": "num_workers: null"})
-    first = _plan(manifests, Snapshot())
-    store = _applied(Snapshot(), first)
-    changed = _manifests(tmp_path, BASE + TWO_COMBINATIONS % {"workers": "resources: {cpu: 4}"})
-    change = _change(_plan(changed, store, _finished(first)), "EvaluationJob/e")
+    manifests = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": "num_workers: null"})
+    first = plan_of(manifests, Snapshot())
+    store = applied(Snapshot(), first)
+    changed = load_manifests(tmp_path, INPUTS + TWO_COMBINATIONS % {"workers": "resources: {cpu: 4}"})
+    change = change_of(plan_of(changed, store, _finished(first)), "EvaluationJob/e")
     assert change.action is Action.REPLACE and change.launches

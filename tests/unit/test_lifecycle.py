@@ -4,8 +4,8 @@ at attempt + 1, register the produced adapter (retiring the previous version's n
 at its gate or pass it, never run adopted history again; with the consequence codes and row ops.
 
 The values are built here: manifests loaded from text, the store's rows as the first plan writes
-them (`_applied`: its inserts, its launches noted as the executor notes them), desired rows
-rendered against them, and a `JobContext` over the observations each case makes up. No store, no
+them (tests/unit/planning.py's `applied`: its inserts, its launches noted as the executor notes
+them), desired rows rendered against them, and a `JobContext` over the observations each case makes up. No store, no
 backend, no mocks of our modules."""
 
 from __future__ import annotations
@@ -17,39 +17,23 @@ from typing import Any
 import pytest
 
 from reconciler.desired import Desired, PlanFacts, Scope, render
-from reconciler.graph import build_graph
 from reconciler.history import IMPORTED
 from reconciler.jobinput import JobSettings
 from reconciler.lifecycle import JobContext, advance, gate_verdict, launch_note
 from reconciler.live import ManagedRecord, Snapshot
-from reconciler.manifests.loader import Manifest, load_paths
+from reconciler.manifests.loader import Manifest
 from reconciler.models import ModelExport
-from reconciler.plan import Action, Change, Consequence, Launch, Plan, Policy, Record
-from reconciler.planner import build_plan, new_id
-from reconciler.records import Row
+from reconciler.plan import Action, Change, Consequence, Launch, Plan, Record
+from reconciler.planner import new_id
 from reconciler.runtime import JobObservation, JobState
+from tests.unit.planning import INPUTS, SEED, applied, load_manifests, plan_of
 
-SEED = "unit"
-PROJECT = """\
-apiVersion: ftctl/v1
-kind: Model
-metadata: {name: m}
-spec: {type: huggingface, huggingface_model_name: org/tiny}
----
-apiVersion: ftctl/v1
-kind: Dataset
-metadata: {name: d}
-spec: {type: huggingface, huggingface_name: org/data}
----
-apiVersion: ftctl/v1
-kind: Prompt
-metadata: {name: p}
-spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
+PROJECT = INPUTS + """\
 ---
 apiVersion: ftctl/v1
 kind: FineTuningJob
 metadata: {name: j}
-spec: {base_model: m, dataset: d, prompt: p, retries: %(retries)d}
+spec: {base_model: m, dataset: d, prompt: p, retries: %(retries)d%(training)s}
 ---
 apiVersion: ftctl/v1
 kind: EvaluationJob
@@ -70,44 +54,13 @@ spec: {base_model: m, adapter: j, gate: {evaluation: e, metric: rougeL, min: 0.2
 # -- the values ----------------------------------------------------------------------------------
 
 
-def _manifests(tmp_path: Path, *, retries: int = 1) -> dict[str, Manifest]:
-    path = tmp_path / "project.yaml"
-    path.write_text(PROJECT % {"retries": retries}, encoding="utf-8")
-    loaded = load_paths([str(path)])
-    assert not [d for d in loaded.diagnostics if d.severity.is_error()], loaded.diagnostics
-    return {m.name: m for m in loaded.manifests}
+def _manifests(tmp_path: Path, *, retries: int = 1, training: str = "") -> dict[str, Manifest]:
+    """The project's manifests by name; `training`: more of the training's spec (", key: value")."""
+    return {m.name: m for m in load_manifests(tmp_path, PROJECT % {"retries": retries, "training": training})}
 
 
 def _plan(manifests: dict[str, Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None) -> Plan:
-    ms = list(manifests.values())
-    return build_plan(ms, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}), seed=SEED,
-                      graph=build_graph(ms))
-
-
-def _applied(snapshot: Snapshot, plan: Plan) -> Snapshot:
-    """The store once `plan` is applied, as values: its row ops, its records, each launch noted in
-    the row that records its job (`launch_note`, as the executor writes it on the local backend)."""
-    rows: dict[str, dict[str, Row]] = {t: {i: dict(r) for i, r in table.items()} for t, table in snapshot.rows.items()}
-    managed = dict(snapshot.managed)
-    for change in plan.changes:
-        for op in change.ops:
-            table = rows.setdefault(op.table, {})
-            if op.op == "insert":
-                table[op.row_id] = {"id": op.row_id, **op.values}
-            elif op.op == "update":
-                table[op.row_id] = {**table[op.row_id], **op.values}
-            else:
-                table.pop(op.row_id, None)
-        for launch in change.launches:
-            if launch.row:
-                table_name, row_id = launch.row.split("/", 1)
-                rows[table_name][row_id].update(launch_note(launch, JobObservation(launch.job_name, JobState.QUEUED)))
-        if change.record is not None:
-            r = change.record
-            managed[(change.kind, change.name)] = ManagedRecord(
-                change.kind, change.name, r.store_table, r.store_id, r.row_ids, r.spec_fingerprint, r.row_fingerprint,
-                r.generation, r.protected, r.origin, 0, r.spec, r.backend)
-    return Snapshot(rows=rows, managed=managed)
+    return plan_of(list(manifests.values()), snapshot, observations)
 
 
 def _context(snapshot: Snapshot, *observations: JobObservation) -> JobContext:
@@ -145,14 +98,14 @@ def project(tmp_path: Path) -> tuple[dict[str, Manifest], Snapshot, str]:
     first = _plan(manifests, Snapshot())
     [train] = [c for c in first.changes if c.kind == "FineTuningJob"]
     [launch] = train.launches
-    return manifests, _applied(Snapshot(), first), launch.job_name
+    return manifests, applied(Snapshot(), first), launch.job_name
 
 
 def _trained(manifests: dict[str, Manifest], snapshot: Snapshot, job_name: str, **artifacts: Any) -> Snapshot:
     """The store once the training succeeded and the next plan registered its adapter."""
     done = JobObservation(job_name, JobState.SUCCEEDED, 1, metrics={"train_loss": 1.0},
                           artifacts={"adapter_dir": f".app/jobs/{job_name}/adapter", **artifacts})
-    return _applied(snapshot, _plan(manifests, snapshot, {job_name: done}))
+    return applied(snapshot, _plan(manifests, snapshot, {job_name: done}))
 
 
 # -- a fresh job ---------------------------------------------------------------------------------
@@ -175,10 +128,7 @@ def test_a_new_training_is_created_with_its_launch_at_attempt_1(tmp_path: Path) 
 
 
 def test_the_manifests_backend_is_where_a_new_generation_runs(tmp_path: Path) -> None:
-    _manifests(tmp_path)  # writes project.yaml
-    text = (tmp_path / "project.yaml").read_text(encoding="utf-8").replace("retries: 1}", "retries: 1, backend: cml}", 1)
-    (tmp_path / "project.yaml").write_text(text, encoding="utf-8")
-    manifests = {m.name: m for m in load_paths([str(tmp_path / "project.yaml")]).manifests}
+    manifests = _manifests(tmp_path, training=", backend: cml")
     train = next(c for c in _plan(manifests, Snapshot()).changes if c.name == "j")
     assert [launch.backend for launch in train.launches] == ["cml"]
     assert train.record is not None and train.record.backend == "cml"
@@ -343,10 +293,7 @@ def test_adopted_history_is_never_launched(project: tuple[dict[str, Manifest], S
 def test_a_manifest_that_records_its_run_is_history_in_an_empty_store(tmp_path: Path) -> None:
     """An imported training applied into an empty store (its manifest names the Studio's run): its
     row is written as it was, and nothing runs."""
-    _manifests(tmp_path)  # writes project.yaml
-    text = (tmp_path / "project.yaml").read_text(encoding="utf-8").replace("retries: 1}", "retries: 1, cml_job_id: studio-cml-7}", 1)
-    (tmp_path / "project.yaml").write_text(text, encoding="utf-8")
-    manifests = {m.name: m for m in load_paths([str(tmp_path / "project.yaml")]).manifests}
+    manifests = _manifests(tmp_path, training=", cml_job_id: studio-cml-7")
     train = next(c for c in _plan(manifests, Snapshot()).changes if c.name == "j")
     assert (train.action, train.launches) == (Action.CREATE, ())
     [insert] = train.ops
@@ -373,9 +320,9 @@ def evaluating(project: tuple[dict[str, Manifest], Snapshot, str]) -> tuple[dict
     plan = _plan(manifests, trained, {name: JobObservation(name, JobState.SUCCEEDED, 1, artifacts={"adapter_dir": "a"})})
     evaluation = next(c for c in plan.changes if c.name == "e")
     assert (evaluation.action, len(evaluation.launches)) == (Action.CREATE, 2)
-    applied = _applied(trained, plan)
-    _, names = _launched(applied, "e", "EvaluationJob")
-    return manifests, applied, names
+    store = applied(trained, plan)
+    _, names = _launched(store, "e", "EvaluationJob")
+    return manifests, store, names
 
 
 def _evaluation(manifests: dict[str, Manifest], snapshot: Snapshot, *observations: JobObservation) -> Change:

@@ -4,7 +4,7 @@ from a manifest only for the run the manifest records, never copied into a new g
 runs, and never compared as drift once ftctl launched that generation.
 
 build_plan over values: manifests loaded from text, the store as rows laid down in the test, each
-plan applied as values (its row ops, records and launch notes: test_lifecycle._applied), no store
+plan applied as values (its row ops, records and launch notes: tests/unit/planning.py), no store
 or backend.
 """
 
@@ -12,32 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.desired import PlanFacts
-from reconciler.graph import build_graph
 from reconciler.kinds import BINDINGS
 from reconciler.live import Snapshot
-from reconciler.manifests.loader import Manifest, load_paths
-from reconciler.plan import Action, Change, Plan, Policy
-from reconciler.planner import build_plan
+from reconciler.manifests.loader import Manifest
+from reconciler.plan import Action, Plan
 from reconciler.runtime import JobObservation, JobState
-from tests.unit.test_lifecycle import _applied  # the store once a plan is applied, as values
+from tests.unit.planning import INPUTS, applied, change_of, load_manifests, plan_of
 
-BASE = """\
-apiVersion: ftctl/v1
-kind: Model
-metadata: {name: m}
-spec: {type: huggingface, huggingface_model_name: org/tiny}
----
-apiVersion: ftctl/v1
-kind: Dataset
-metadata: {name: d}
-spec: {type: huggingface, huggingface_name: org/data}
----
-apiVersion: ftctl/v1
-kind: Prompt
-metadata: {name: p}
-spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
-"""
 EVALUATION = """\
 ---
 apiVersion: ftctl/v1
@@ -55,27 +36,14 @@ STUDIO_RUN = ", cml_job_id: studio-cml-1, evaluation_dir: studio/evals/1"
 EVALUATIONS = BINDINGS["EvaluationJob"]
 
 
-def _manifests(tmp_path: Path, text: str) -> list[Manifest]:
-    path = tmp_path / "project.yaml"
-    path.write_text(text, encoding="utf-8")
-    loaded = load_paths([str(path)])
-    assert not [d for d in loaded.diagnostics if d.severity.is_error()], loaded.diagnostics
-    return loaded.manifests
-
-
 def _plan(manifests: list[Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None) -> Plan:
     root = manifests[0].base_dir if manifests else ""  # the project root: a manifest's studio/evals/1 is stored as the Studio has it
-    return build_plan(manifests, snapshot, policy=Policy(), facts=PlanFacts(observations=observations or {}, root=root), seed="history",
-                      graph=build_graph(manifests))
-
-
-def _change(plan: Plan, address: str) -> Change:
-    return next(c for c in plan.changes if c.address == address)
+    return plan_of(manifests, snapshot, observations, root=root)
 
 
 def _studio_store(tmp_path: Path) -> Snapshot:
     """Model, dataset and prompt applied by ftctl, and an evaluation the Studio ran (not managed)."""
-    snapshot = _applied(Snapshot(), _plan(_manifests(tmp_path, BASE), Snapshot()))
+    snapshot = applied(Snapshot(), _plan(load_manifests(tmp_path, INPUTS), Snapshot()))
     ids = {r.kind: r.store_id for r in snapshot.managed.values()}
     row = {"id": "studio-row", "type": "mlflow", "cml_job_id": "studio-cml-1", "parent_job_id": "studio-eval",
            "base_model_id": ids["Model"], "dataset_id": ids["Dataset"], "prompt_id": ids["Prompt"], "num_workers": None,
@@ -86,39 +54,39 @@ def _studio_store(tmp_path: Path) -> Snapshot:
 
 def test_an_adopted_run_keeps_its_history_and_a_rerun_ftctl_launches_starts_without_it(tmp_path: Path) -> None:
     store = _studio_store(tmp_path)
-    adopted = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 2, "run": STUDIO_RUN})
+    adopted = load_manifests(tmp_path, INPUTS + EVALUATION % {"cpu": 2, "run": STUDIO_RUN})
     first = _plan(adopted, store)
-    assert not _change(first, "EvaluationJob/e").launches  # the Studio's run is history: nothing runs
-    store = _applied(store, first)
+    assert not change_of(first, "EvaluationJob/e").launches  # the Studio's run is history: nothing runs
+    store = applied(store, first)
     assert EVALUATIONS.run_of(store.rows[EVALUATIONS.table]["studio-row"]) == "studio-cml-1"
-    assert _change(_plan(adopted, store), "EvaluationJob/e").action is Action.NOOP
+    assert change_of(_plan(adopted, store), "EvaluationJob/e").action is Action.NOOP
 
     # The manifest no longer records the run (its cml_job_id is gone; evaluation_dir stays) and asks
     # for more CPU: a new generation ftctl runs, whose row carries none of the old run's columns.
-    rerun = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 4, "run": ", evaluation_dir: studio/evals/1"})
+    rerun = load_manifests(tmp_path, INPUTS + EVALUATION % {"cpu": 4, "run": ", evaluation_dir: studio/evals/1"})
     second = _plan(rerun, store)
-    change = _change(second, "EvaluationJob/e")
+    change = change_of(second, "EvaluationJob/e")
     assert change.action is Action.REPLACE and change.launches
     [insert] = [op for op in change.ops if op.op == "insert"]
     assert not set(EVALUATIONS.history_columns) & set(insert.values), insert.values
     assert insert.row_id != "studio-row"
-    store = _applied(store, second)
+    store = applied(store, second)
     noted = store.rows[EVALUATIONS.table][insert.row_id]
     assert EVALUATIONS.run_of(noted) == change.launches[0].job_name  # its own launch filled them
     assert noted[EVALUATIONS.results_column] != "studio/evals/1"
 
     # The next plan follows ftctl's run: no drift on the columns its launch wrote, nothing re-run.
     running = {change.launches[0].job_name: JobObservation(change.launches[0].job_name, JobState.RUNNING)}
-    third = _change(_plan(rerun, store, running), "EvaluationJob/e")
+    third = change_of(_plan(rerun, store, running), "EvaluationJob/e")
     assert third.action is Action.NOOP and not third.drift and not third.fields and not third.ops and not third.launches
 
 
 def test_a_manifest_that_records_its_run_stays_history_in_a_new_generation(tmp_path: Path) -> None:
     store = _studio_store(tmp_path)
-    store = _applied(store, _plan(_manifests(tmp_path, BASE + EVALUATION % {"cpu": 2, "run": STUDIO_RUN}), store))
-    changed = _manifests(tmp_path, BASE + EVALUATION % {"cpu": 4, "run": STUDIO_RUN})
+    store = applied(store, _plan(load_manifests(tmp_path, INPUTS + EVALUATION % {"cpu": 2, "run": STUDIO_RUN}), store))
+    changed = load_manifests(tmp_path, INPUTS + EVALUATION % {"cpu": 4, "run": STUDIO_RUN})
     plan = _plan(changed, store)
-    change = _change(plan, "EvaluationJob/e")
+    change = change_of(plan, "EvaluationJob/e")
     assert not change.launches  # the run it records is history, whatever else changed
-    store = _applied(store, plan)
-    assert _change(_plan(changed, store), "EvaluationJob/e").action is Action.NOOP
+    store = applied(store, plan)
+    assert change_of(_plan(changed, store), "EvaluationJob/e").action is Action.NOOP

@@ -3,8 +3,8 @@ an EvaluationJob over a sweep's trials, and a ModelExport that selects the best 
 (`reconciler.sweepselect`).
 
 Expansion over manifests loaded from text in tmp_path; diagnostics through `engine.validate` (file,
-line, code); plans through `build_plan` over values, each plan applied as values
-(test_lifecycle._applied) with the jobs' results given as observations: no store or backend.
+line, code); plans through `build_plan` over values, each plan applied as values (`applied` of
+tests/unit/planning.py) with the jobs' results given as observations: no store or backend.
 """
 
 from __future__ import annotations
@@ -15,34 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired import PlanFacts
 from reconciler.engine import make_plan, validate
-from reconciler.graph import build_graph
 from reconciler.live import Snapshot
-from reconciler.manifests.loader import Manifest, load_paths
+from reconciler.manifests.loader import Manifest
 from reconciler.models import EvaluationJob, FineTuningJob
 from reconciler.plan import Action, Change, Choice, Plan, Policy
-from reconciler.planner import build_plan
 from reconciler.runtime import JobObservation, JobState
 from reconciler.sweeps import MAX_NAME, expand, trial_names
 from reconciler.views.plan import render_plan
-from tests.unit.test_lifecycle import _applied  # the store once a plan is applied, as values
+from tests.unit.planning import INPUTS, applied, load_manifests, plan_of, write_project
 
-BASE = """\
-apiVersion: ftctl/v1
-kind: Model
-metadata: {name: m}
-spec: {type: huggingface, huggingface_model_name: org/tiny}
----
-apiVersion: ftctl/v1
-kind: Dataset
-metadata: {name: d}
-spec: {type: huggingface, huggingface_name: org/data}
----
-apiVersion: ftctl/v1
-kind: Prompt
-metadata: {name: p}
-spec: {dataset: d, prompt_template: "Q: {q}\\nA: {a}", input_template: "Q: {q}\\nA:", completion_template: "{a}"}
+BASE = INPUTS + """\
 ---
 apiVersion: ftctl/v1
 kind: Config
@@ -91,24 +74,11 @@ spec:
 LRS3 = "[1.0e-2, 1.0e-3, 3.0e-4]"
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "project.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def _manifests(tmp_path: Path, text: str) -> list[Manifest]:
-    loaded = load_paths([str(_write(tmp_path, text))])
-    assert not [d for d in loaded.diagnostics if d.severity.is_error()], loaded.diagnostics
-    swept = expand(loaded.manifests)
+    """The manifests of `text`, each sweep expanded into its trials."""
+    swept = expand(load_manifests(tmp_path, text))
     assert not swept.diagnostics, swept.diagnostics
     return swept.manifests
-
-
-def _plan(manifests: list[Manifest], snapshot: Snapshot, observations: dict[str, JobObservation] | None = None,
-          *, prune: bool = False) -> Plan:
-    return build_plan(manifests, snapshot, policy=Policy(prune=prune), facts=PlanFacts(observations=observations or {}),
-                      seed="sweeps", graph=build_graph(manifests))
 
 
 def _changes(plan: Plan, kind: str) -> dict[str, Change]:
@@ -161,7 +131,7 @@ def test_diagnostics_of_a_trial_point_at_its_value_in_the_matrix(tmp_path: Path)
     text = BASE % {"lrs": "[1.0e-2, -1]"}
     text = text.replace("    lora_config.r: [4, 8]\n", "    lora_config.r: [4, 8]\n    lora_config.lora_alpah: [16]\n")
     text = text.replace("  prompt: p\n  adapter_name: ad", "  adapter_name: ad")  # no prompt: FT-101 for every trial
-    report = validate([str(_write(tmp_path, text))], offline=True)
+    report = validate([str(write_project(tmp_path, text))], offline=True)
     found = {(d.code, d.location.line if d.location else 0, d.address) for d in report.diagnostics if d.severity.is_error()}
     lines = text.splitlines()
     typo = lines.index("    lora_config.lora_alpah: [16]") + 1
@@ -177,7 +147,7 @@ def test_diagnostics_of_a_trial_point_at_its_value_in_the_matrix(tmp_path: Path)
 
 def test_a_bad_key_and_a_repeated_value_are_diagnostics_with_codes(tmp_path: Path) -> None:
     text = (BASE % {"lrs": "[1.0e-2, 1.0e-2]"}).replace("    lora_config.r: [4, 8]\n", "    out_dir: [a, b]\n")
-    report = validate([str(_write(tmp_path, text))], offline=True)
+    report = validate([str(write_project(tmp_path, text))], offline=True)
     lines = text.splitlines()
     got = {(d.code, d.location.line) for d in report.diagnostics if d.location and d.code.startswith("SW-")}
     assert got == {("SW-002", lines.index("    training_arguments.learning_rate: [1.0e-2, 1.0e-2]") + 1),
@@ -189,15 +159,15 @@ def test_a_bad_key_and_a_repeated_value_are_diagnostics_with_codes(tmp_path: Pat
 
 def test_a_3x2_sweep_plans_6_trials_and_adding_a_value_plans_exactly_one_more(tmp_path: Path) -> None:
     manifests = _manifests(tmp_path, BASE % {"lrs": LRS3})
-    first = _plan(manifests, Snapshot())
+    first = plan_of(manifests, Snapshot())
     jobs = _changes(first, "FineTuningJob")
     assert len(jobs) == 6 and all(c.action is Action.CREATE and len(c.launches) == 1 for c in jobs.values())
-    store = _applied(Snapshot(), first)
+    store = applied(Snapshot(), first)
     running = {launch.job_name: JobObservation(launch.job_name, JobState.RUNNING, attempt=1)
                for change in first.changes for launch in change.launches}
 
     grown = _manifests(tmp_path, BASE % {"lrs": "[1.0e-2, 1.0e-3, 3.0e-4, 1.0e-1]"})
-    second = _plan(grown, store, running)
+    second = plan_of(grown, store, running)
     jobs = _changes(second, "FineTuningJob")
     changed = {name for name, c in jobs.items() if c.action.is_change()}
     assert changed == {"sweep-lr0p1-r4", "sweep-lr0p1-r8"}  # 1 new value x 2 ranks; the 6 others noop
@@ -205,10 +175,10 @@ def test_a_3x2_sweep_plans_6_trials_and_adding_a_value_plans_exactly_one_more(tm
 
     # removing a value leaves its trials as orphans; only --prune deletes them
     fewer = _manifests(tmp_path, BASE % {"lrs": "[1.0e-2, 1.0e-3]"})
-    kept = _plan(fewer, store)
+    kept = plan_of(fewer, store)
     assert {c.name for c in kept.changes if c.orphan} == {"sweep-lr0p0003-r4", "sweep-lr0p0003-r8"}
     assert not [c for c in kept.changes if c.action is Action.DELETE]
-    pruned = _plan(fewer, store, prune=True)
+    pruned = plan_of(fewer, store, prune=True)
     assert {c.name for c in pruned.changes if c.action is Action.DELETE} == {"sweep-lr0p0003-r4", "sweep-lr0p0003-r8"}
 
 
@@ -222,25 +192,25 @@ def _trained(snapshot: Snapshot, plan: Plan, results: dict[str, dict[str, float]
             metrics = results.get(adapter, {"rougeL": 0.0}) if launch.kind == "evaluate" else {}
             observations[launch.job_name] = JobObservation(launch.job_name, JobState.SUCCEEDED, attempt=1, metrics=metrics,
                                                            artifacts={"adapter_dir": f"out/{change.name}"})
-    return _applied(snapshot, plan), observations
+    return applied(snapshot, plan), observations
 
 
 def test_the_export_selects_the_best_trial_once_every_trial_is_scored(tmp_path: Path) -> None:
     manifests = _manifests(tmp_path, (BASE % {"lrs": "[1.0e-2, 1.0e-3]"}).replace("    lora_config.r: [4, 8]\n", "")
                            + EVALUATION + EXPORT % {"mode": "max"})
-    plan = _plan(manifests, Snapshot())
+    plan = plan_of(manifests, Snapshot())
     export = _changes(plan, "ModelExport")["best"]
     assert export.waits_for == ("EvaluationJob/e",) and export.chosen is not None
     assert export.chosen.adapter == "" and set(export.chosen.pending) == {"ad-lr0p01", "ad-lr0p001"}
 
     store, seen = _trained(Snapshot(), plan, {})
-    plan = _plan(manifests, store, seen)  # trainings succeeded: adapters registered
-    store = _applied(store, plan)
-    plan = _plan(manifests, store, seen)  # the evaluation launches over both trials
+    plan = plan_of(manifests, store, seen)  # trainings succeeded: adapters registered
+    store = applied(store, plan)
+    plan = plan_of(manifests, store, seen)  # the evaluation launches over both trials
     assert len(_changes(plan, "EvaluationJob")["e"].launches) == 3
     store, more = _trained(store, plan, {"ad-lr0p01": {"rougeL": 0.61}, "ad-lr0p001": {"rougeL": 0.83}})
     seen |= more
-    plan = _plan(manifests, store, seen)
+    plan = plan_of(manifests, store, seen)
     export = _changes(plan, "ModelExport")["best"]
     assert export.chosen == Choice("e", "rougeL", "max", "ad-lr0p001", {"ad-lr0p01": 0.61, "ad-lr0p001": 0.83})
     assert len(export.launches) == 1 and "gate open: rougeL 0.83" in export.reason
@@ -251,7 +221,7 @@ def test_the_export_selects_the_best_trial_once_every_trial_is_scored(tmp_path: 
 
     lowest = _manifests(tmp_path, (BASE % {"lrs": "[1.0e-2, 1.0e-3]"}).replace("    lora_config.r: [4, 8]\n", "")
                         + EVALUATION + (EXPORT % {"mode": "min"}).replace("min: 0.5", "max: 0.9"))
-    chosen = _changes(_plan(lowest, store, seen), "ModelExport")["best"].chosen
+    chosen = _changes(plan_of(lowest, store, seen), "ModelExport")["best"].chosen
     assert chosen is not None and chosen.adapter == "ad-lr0p01"
 
 
@@ -296,9 +266,7 @@ def test_a_3x2_sweep_on_a_gpu_estimates_each_trial_and_the_total_in_gpu_hours(tm
     (8,000 tokens/s at 1B parameters, 2.50 an hour), the model's 1B from its name."""
     (tmp_path / "ftctl.toml").touch()
     (tmp_path / "tickets.csv").write_text("q,a\n" + "".join(f"{'x' * 30},{'y' * 10}\n" for _ in range(100)), encoding="utf-8")
-    path = tmp_path / "project.yaml"
-    path.write_text(GPU_SWEEP, encoding="utf-8")
-    report = make_plan([str(path)], store=str(tmp_path / "state.db"), policy=Policy(), offline=True,
+    report = make_plan([str(write_project(tmp_path, GPU_SWEEP))], store=str(tmp_path / "state.db"), policy=Policy(), offline=True,
                        environ={"FTCTL_JOBS_DIR": str(tmp_path / "jobs")}, seed="sweeps")
     assert report.plan is not None and report.plan.estimate is not None, report.validation.diagnostics
     estimate = report.plan.estimate
