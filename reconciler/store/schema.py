@@ -29,6 +29,12 @@ ALEMBIC_VERSION = Table("alembic_version", MetaData(), Column("version_num", Str
 
 ftctl = MetaData()
 
+
+def _log_table(name: str, *columns: Column[Any]) -> Table:
+    """One of ftctl's append-only logs: `seq` numbers its rows in the order they were written."""
+    return Table(name, ftctl, Column("seq", Integer, primary_key=True, autoincrement=True), *columns)
+
+
 OBJECTS = Table(
     "ftctl_objects",
     ftctl,
@@ -76,10 +82,8 @@ APPLIES = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
 )
-JOURNAL = Table(
+JOURNAL = _log_table(
     "ftctl_journal",
-    ftctl,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("apply_id", String, nullable=False, index=True),
     Column("step", Integer, nullable=False),
     Column("intent", Text, nullable=False),  # JSON: the addresses and row ids the step will write
@@ -87,10 +91,8 @@ JOURNAL = Table(
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
 )
-HISTORY = Table(
+HISTORY = _log_table(
     "ftctl_history",
-    ftctl,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("apply_id", String, nullable=False, index=True),
     Column("serial", Integer, nullable=False),
     Column("at", Float, nullable=False),
@@ -102,10 +104,8 @@ HISTORY = Table(
     Column("before", Text),  # JSON row, NULL when created
     Column("after", Text),  # JSON row, NULL when deleted
 )
-LINEAGE = Table(
+LINEAGE = _log_table(
     "ftctl_lineage",
-    ftctl,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("kind", String, nullable=False, index=True),
     Column("name", String, nullable=False),
     Column("generation", Integer, nullable=False),
