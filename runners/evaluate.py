@@ -34,10 +34,8 @@ candidate's results are also written there with the Studio's file names and colu
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,7 +46,7 @@ sys.path.insert(0, str(HERE))
 import jobio  # noqa: E402
 from jobio import JobFailure, load_data, template_fields  # noqa: E402
 from jobio import hf_token as _token  # noqa: E402
-from studio_results import folder_of, write_results  # noqa: E402
+from studio_results import folder_of, write_csv, write_results  # noqa: E402
 
 DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 32}
 BATCH_SIZE = 8
@@ -377,15 +375,6 @@ def log_run(mlflow: Any, job: dict[str, Any], spec: dict[str, Any], candidate: d
         mlflow.log_metrics(metrics)
         mlflow.log_table({field: [row[field] for row in rows] for field in ROW_FIELDS}, artifact_file="eval_rows.json")
     return str(run.info.run_id)
-
-
-def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def main() -> None:

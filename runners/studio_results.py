@@ -43,12 +43,14 @@ def write_results(folder: Path, rows: Sequence[Mapping[str, Any]], metrics: Mapp
     folder.mkdir(parents=True, exist_ok=True)
     aggregated = [{"metric": METRIC_NAMES[name], "score": value} for name, value in metrics.items() if name in METRIC_NAMES]
     row_wise = [{studio: row.get(mine) for mine, studio in ROW_COLUMNS.items()} for row in rows]
-    _write_csv(folder / AGGREGATED, AGGREGATED_COLUMNS, aggregated)
-    _write_csv(folder / ROW_WISE, tuple(ROW_COLUMNS.values()), row_wise)
+    write_csv(folder / AGGREGATED, AGGREGATED_COLUMNS, aggregated)
+    write_csv(folder / ROW_WISE, tuple(ROW_COLUMNS.values()), row_wise)
     return {AGGREGATED: str(folder / AGGREGATED), ROW_WISE: str(folder / ROW_WISE)}
 
 
-def _write_csv(path: Path, fields: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> None:
+def write_csv(path: Path, fields: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> None:
+    """`rows` as a CSV file of the columns `fields` (other keys left out), replacing `path` whole:
+    a reader never sees half a file. The evaluate runner writes its own result files with it too."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="ignore")
