@@ -15,12 +15,13 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.bench.generate import generate_project
 from tests.fakes.studio_store import TABLES as STUDIO_TABLES
+from tests.runners.helpers import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 FTCTL = [sys.executable, "-m", "reconciler.cli"]
@@ -30,7 +31,20 @@ SEED = "e2e-seed"
 TINY_MODEL_CONFIG = {"architectures": ["LlamaForCausalLM"]}
 # Variables of the caller's environment that would change what the CLI does.
 _SCRUBBED = ("FTCTL_FAULT_KILL_AT", "FTCTL_PLAN_SEED", "FTCTL_DEBUG", "FINE_TUNING_STUDIO_SQLITE_DB",
-             "FTCTL_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN")
+             "FTCTL_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "FTCTL_RUNNER_FAIL")
+# The demo's training alone (make_training), on the tiny model, with its number of retries.
+TRAINING = """\
+apiVersion: ftctl/v1
+kind: FineTuningJob
+metadata: {name: tickets-lora}
+spec:
+  base_model: tiny-llama
+  dataset: demo-tickets
+  prompt: demo-ticketing
+  lora_config: demo-lora
+  training_arguments: demo-training
+  retries: %(retries)d
+"""
 PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] ", re.M)
 # Columns by which the Studio tells rows apart (a second row with the same value is a duplicate).
 NAME_COLUMNS = {
@@ -56,6 +70,30 @@ def make_demo(root: Path) -> Path:
 def copy_specs(root: Path) -> None:
     """Copy specs/ to root/specs, without the demo's model should `make demo` have built it here."""
     shutil.copytree(REPO / "specs", root / "specs", ignore=lambda folder, _: ["models"] if folder.endswith("demo") else [])
+
+
+def make_trainable_demo(root: Path) -> Path:
+    """Copy specs/ under root with the real tiny model where the demo expects it (its jobs train); returns root."""
+    root.mkdir(parents=True, exist_ok=True)
+    copy_specs(root)
+    (root / "ftctl.toml").touch()  # the project root: its store, jobs and MLflow store are under root/.app
+    build_tiny_model(root / DEMO_MODEL)
+    return root
+
+
+def make_training(root: Path, tiny_model: Path, *, retries: int, configs: str | None = None) -> Path:
+    """The demo's training alone (its data, resources and configs, or `configs`; a FineTuningJob with
+    `retries`) on `tiny_model`, which stays outside the project (a read root); returns root."""
+    demo = root / DEMO
+    (demo / "data").mkdir(parents=True)
+    shutil.copy(REPO / DEMO / "data/tickets.csv", demo / "data/tickets.csv")
+    shutil.copy(REPO / DEMO / "resources.yaml", demo / "resources.yaml")
+    (demo / "configs.yaml").write_text(configs if configs is not None else (REPO / DEMO / "configs.yaml").read_text())
+    (demo / "job.yaml").write_text(TRAINING % {"retries": retries})
+    (demo / "models").mkdir()
+    (demo / "models/tiny-llama").symlink_to(tiny_model)
+    (root / "ftctl.toml").write_text(f"read_roots = [{str(tiny_model.parent)!r}]\n")
+    return root
 
 
 def make_generated(root: Path, n: int, folder: str = "gen") -> str:
@@ -90,6 +128,12 @@ def ftctl(cwd: Path, *args: str, env: dict[str, str] | None = None, step_size: i
     `memory_cap`: the process's address space in bytes (RLIMIT_AS): a blowup fails it, not the machine."""
     return subprocess.run(_command(args, step_size), cwd=cwd, env=cli_env(env), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=timeout, check=False, preexec_fn=None if memory_cap is None else _cap(memory_cap))
+
+
+def local_ftctl(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The real CLI in root on the local backend (jobs really run), MLflow's store at root/.app/mlflow.db."""
+    local = {"FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
+    return ftctl(root, *args, env={**local, **(env or {})}, timeout=timeout)
 
 
 def _cap(memory: int) -> Callable[[], None]:
@@ -243,3 +287,30 @@ def write_result(jobs_dir: Path, job: str, status: str = "succeeded", *, metrics
     tmp = folder / ".result.json.tmp"
     tmp.write_text(json.dumps(document), encoding="utf-8")
     os.replace(tmp, folder / "result.json")
+
+
+def finish_new(root: Path, known: Collection[str] = ()) -> set[str]:
+    """Finish every fake job under root/.app/jobs not in `known` (a training with its adapter folder,
+    an evaluation scoring rougeL 0.9); returns every job's name."""
+    jobs = job_folders(root / ".app" / "jobs")
+    for name, folder in jobs.items():
+        if name not in known:
+            artifacts = {"adapter_dir": str(folder / "adapter")} if name.startswith("ftctl-train-") else {}
+            metrics = {"rougeL": 0.9} if name.startswith("ftctl-eval-") else {"train_loss": 1.0}
+            write_result(root / ".app" / "jobs", name, metrics=metrics, artifacts=artifacts)
+    return set(jobs)
+
+
+def converge(root: Path, env: dict[str, str], known: Collection[str] = ()) -> set[str]:
+    """Apply the demo and finish what it launched (`finish_new`) until its plan has nothing left to
+    do (exit 0); returns every job's name."""
+    done_jobs = set(known)
+    for _ in range(10):
+        done = apply(root, DEMO, env=env)
+        assert done.returncode == 0, show(done)
+        done_jobs = finish_new(root, done_jobs)
+        left = ftctl(root, "plan", DEMO, "--offline", "--detailed-exitcode", env=env)
+        if left.returncode == 0:
+            return done_jobs
+        assert left.returncode == 2, show(left)
+    raise AssertionError("did not converge")

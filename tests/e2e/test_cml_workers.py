@@ -21,8 +21,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +37,7 @@ from runners.cml_workers import Failure, Scale, assess, role
 from tests.fakes.cml_engine import RunnerEngine
 from tests.fakes.cml_server import FakeCML
 from tests.fakes.demo_cml import BackgroundEngine
-from tests.runners.helpers import DEMO_CSV, DEMO_TRAINING, MISSING_ML, REPO, write_job_input
+from tests.runners.helpers import DEMO_TRAINING, MISSING_ML, REPO, write_job_input
 
 LOSS_RTOL = 1e-4  # test_local_distributed.py's tolerance for a 2-process run against a 1-process one
 DEADLINE_S = 300.0  # a hang guard, not a timing assertion
@@ -102,17 +100,6 @@ def test_a_worker_gets_ftctl_settings_and_named_secrets_only() -> None:
 
 
 # -- end to end on the fake CML engine --------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if MISSING_ML:
-        pytest.skip("the ML stack is not installed")
-    out = tmp_path_factory.mktemp("models") / "tiny-llama"
-    proc = subprocess.run([sys.executable, str(REPO / "runners" / "build_tiny_model.py"), "--data", str(DEMO_CSV),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return out
-
 
 class Studio:
     """The fake CML server, its engine (the real runners, each run in a thread), and the CML backend."""

@@ -11,17 +11,13 @@ adapter. Then a second apply plans nothing and launches nothing.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import DEMO_MODEL, copy_specs
+from tests.e2e.helpers import local_ftctl, make_trainable_demo, query
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 torch = pytest.importorskip("torch", reason="the job side (make install-train) is not installed")
 mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train) is not installed")
@@ -29,36 +25,20 @@ mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train)
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    copy_specs(root)
-    (root / "ftctl.toml").touch()  # the project root, as the checkout's .git is: its store and jobs are under root/.app
-    subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", "specs/demo/data/tickets.csv",
-                    "--out", DEMO_MODEL], cwd=root, check=True, capture_output=True)
-    return root
-
-
-def ftctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=480)
-
-
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+    return make_trainable_demo(tmp_path_factory.mktemp("demo"))
 
 
 def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
-    done = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
+    done = local_ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Converged." in done.stderr
     db = project / ".app/state.db"
 
-    [(adapter_id, location, job_id)] = rows(db, "SELECT id, location, fine_tuning_job_id FROM adapters WHERE name = 'demo-ticketing-lora'")
+    [(adapter_id, location, job_id)] = query(db, "SELECT id, location, fine_tuning_job_id FROM adapters WHERE name = 'demo-ticketing-lora'")
     assert (project / str(location) / "adapter_config.json").is_file()
-    [(ft_id, ft_cml)] = rows(db, "SELECT id, cml_job_id FROM fine_tuning_jobs")
+    [(ft_id, ft_cml)] = query(db, "SELECT id, cml_job_id FROM fine_tuning_jobs")
     assert job_id == ft_id and str(ft_cml).startswith("ftctl-train-")
-    evaluations = rows(db, "SELECT parent_job_id, adapter_id, cml_job_id FROM evaluation_jobs ORDER BY adapter_id")
+    evaluations = query(db, "SELECT parent_job_id, adapter_id, cml_job_id FROM evaluation_jobs ORDER BY adapter_id")
     assert len(evaluations) == 2 and len({e[0] for e in evaluations}) == 1
     assert sorted(str(e[1] or "") for e in evaluations) == sorted(["", str(adapter_id)])
     assert all(str(e[2]).startswith("ftctl-eval-") for e in evaluations)
@@ -74,7 +54,7 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
     [version] = client.search_model_versions("name = 'demo-ticketing'")
     assert str(version.version) == "1"
 
-    status = ftctl(project, "status", "--offline", "--format", "json", "specs/demo")
+    status = local_ftctl(project, "status", "--offline", "--format", "json", "specs/demo")
     assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)
     health = {(r["kind"], r["name"]): r["health"] for r in report["objects"]}
@@ -87,24 +67,24 @@ def test_apply_wait_trains_evaluates_and_exports(project: Path) -> None:
 
     shown = f"exact_match {exact[True]:.2f} → {exact[False]:.2f} ({exact[False] - exact[True]:+.2f})"
     assert shown in done.stdout  # the apply summary, after "Converged."
-    table = ftctl(project, "status", "--offline", "specs/demo")
+    table = local_ftctl(project, "status", "--offline", "specs/demo")
     lines = table.stdout.splitlines()  # 100 columns when piped: one metric a line
     assert "EvaluationJob/demo-base-vs-lora: tiny-llama (base) → demo-ticketing-lora:" in lines, table.stdout
     assert f"  {shown}" in lines and max(len(row) for row in lines) <= 100, table.stdout
-    comment = ftctl(project, "plan", "--offline", "--format", "markdown", "specs/demo")
+    comment = local_ftctl(project, "plan", "--offline", "--format", "markdown", "specs/demo")
     assert f"tiny-llama (base) → demo-ticketing-lora: `{shown}`" in comment.stdout, comment.stdout
 
 
 def test_second_apply_plans_and_launches_nothing(project: Path) -> None:
     launches = sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/*/launch.json"))  # <store id>/<job>/
     assert len(launches) == 4, "the training, two evaluations and the export ran"
-    history = rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history")
-    again = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
+    history = query(project / ".app/state.db", "SELECT count(*) FROM ftctl_history")
+    again = local_ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "No changes" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in (project / ".app/jobs").glob("*/*/launch.json")) == launches
-    assert rows(project / ".app/state.db", "SELECT count(*) FROM ftctl_history") == history
-    plan = ftctl(project, "plan", "--offline", "--detailed-exitcode", "specs/demo")
+    assert query(project / ".app/state.db", "SELECT count(*) FROM ftctl_history") == history
+    plan = local_ftctl(project, "plan", "--offline", "--detailed-exitcode", "specs/demo")
     assert plan.returncode == 0, plan.stdout
 
 
@@ -133,12 +113,12 @@ def test_mlflow_tags_carry_the_lineage_ftctl_records(project: Path) -> None:
     [version] = client.search_model_versions("name = 'demo-ticketing'")
     assert lineage_tags(version.tags) == recorded[version.tags["ftctl.job_name"]].digests()
 
-    history = ftctl(project, "history", "FineTuningJob/demo-ticketing-lora", "--format", "json")
+    history = local_ftctl(project, "history", "FineTuningJob/demo-ticketing-lora", "--format", "json")
     assert history.returncode == 0, history.stderr
     [generation] = json.loads(history.stdout)["generations"]
     assert generation["launched"] and generation["runtime_s"] > 0 and generation["jobs"][0]["job_name"] == train.job_name
     assert generation["jobs"][0]["reuse_key"] == train.reuse_key and generation["base_revision"] == train.base_revision
-    described = ftctl(project, "describe", "ModelExport/demo-ticketing", "--format", "json")
+    described = local_ftctl(project, "describe", "ModelExport/demo-ticketing", "--format", "json")
     assert described.returncode == 0, described.stderr
     chain = json.loads(described.stdout)["chain"]
     [registry] = [link for link in chain if link["stage"] == "registry"]

@@ -8,59 +8,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.helpers import local_ftctl, make_training
+
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 pytest.importorskip("torch", reason="the job side (make install-train) is not installed")
-
-RESOURCES = (REPO / "specs/demo/resources.yaml").read_text()
-CONFIGS = (REPO / "specs/demo/configs.yaml").read_text()
-JOB = """\
-apiVersion: ftctl/v1
-kind: FineTuningJob
-metadata: {name: tickets-lora}
-spec:
-  base_model: tiny-llama
-  dataset: demo-tickets
-  prompt: demo-ticketing
-  lora_config: demo-lora
-  training_arguments: demo-training
-  retries: RETRIES
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny-llama"
-    subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", str(REPO / "specs/demo/data/tickets.csv"),
-                    "--out", str(out)], check=True, capture_output=True)
-    return out
-
-
-def project(tmp_path: Path, tiny_model: Path, *, retries: int) -> Path:
-    (tmp_path / "specs/demo/data").mkdir(parents=True)
-    shutil.copy(REPO / "specs/demo/data/tickets.csv", tmp_path / "specs/demo/data/tickets.csv")
-    (tmp_path / "specs/demo/resources.yaml").write_text(RESOURCES)
-    (tmp_path / "specs/demo/configs.yaml").write_text(CONFIGS)
-    (tmp_path / "specs/demo/job.yaml").write_text(JOB.replace("RETRIES", str(retries)))
-    (tmp_path / "specs/demo/models").mkdir()
-    (tmp_path / "specs/demo/models/tiny-llama").symlink_to(tiny_model)
-    (tmp_path / "ftctl.toml").write_text(f"read_roots = [{str(tiny_model.parent)!r}]\n")  # the project root; the model is built outside it
-    return tmp_path
-
-
-def ftctl(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", **env}
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=root, env=full, capture_output=True, text=True, timeout=300)
-
 
 def results(root: Path) -> list[dict[str, object]]:
     """The job's results, attempt by attempt (archived attempts first)."""
@@ -70,8 +26,8 @@ def results(root: Path) -> list[dict[str, object]]:
 
 
 def test_dataset_gone_at_run_time_fails_as_data_and_is_not_retried(tmp_path: Path, tiny_model: Path) -> None:
-    root = project(tmp_path, tiny_model, retries=2)
-    started = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo")
+    root = make_training(tmp_path, tiny_model, retries=2)
+    started = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo")
     assert started.returncode == 0, started.stderr
     data = root / "specs/demo/data/tickets.csv"
     kept = data.read_bytes()
@@ -81,7 +37,7 @@ def test_dataset_gone_at_run_time_fails_as_data_and_is_not_retried(tmp_path: Pat
     while not result.exists() and time.time() < deadline:
         time.sleep(0.3)
     data.write_bytes(kept)  # back, so the manifests validate again; the failed run stays failed
-    waited = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
+    waited = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
     assert waited.returncode == 1 and "failed (data)" in waited.stderr, waited.stderr[-2000:]
     [only] = results(root)  # one attempt: a data error is not transient
     assert only["status"] == "failed" and only["error"]["error_class"] == "data"  # type: ignore[index]
@@ -89,29 +45,29 @@ def test_dataset_gone_at_run_time_fails_as_data_and_is_not_retried(tmp_path: Pat
 
 
 def test_out_of_memory_fails_as_resources_and_is_not_retried(tmp_path: Path, tiny_model: Path) -> None:
-    root = project(tmp_path, tiny_model, retries=2)
-    done = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo", FTCTL_RUNNER_FAIL="resources")
+    root = make_training(tmp_path, tiny_model, retries=2)
+    done = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo", env={"FTCTL_RUNNER_FAIL": "resources"})
     assert done.returncode == 1 and "failed (resources)" in done.stderr, done.stderr[-2000:]
     [only] = results(root)
     assert only["error"]["error_class"] == "resources"  # type: ignore[index]
-    status = ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
+    status = local_ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
     [job] = [r for r in json.loads(status.stdout)["objects"] if r["kind"] == "FineTuningJob"]
     assert job["health"] == "failed" and "resources" in job["job"]
 
 
 def test_killed_job_is_relaunched_within_retries(tmp_path: Path, tiny_model: Path) -> None:
-    root = project(tmp_path, tiny_model, retries=1)
-    first = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo", FTCTL_RUNNER_FAIL="killed")
+    root = make_training(tmp_path, tiny_model, retries=1)
+    first = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo", env={"FTCTL_RUNNER_FAIL": "killed"})
     assert first.returncode == 0, first.stderr
     deadline = time.time() + 120
     while time.time() < deadline:  # the runner kills itself with SIGKILL: no result file, the lock released
-        status = ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
+        status = local_ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
         [job] = [r for r in json.loads(status.stdout)["objects"] if r["kind"] == "FineTuningJob"]
         if job["health"] == "failed":
             break
         time.sleep(0.5)
     assert "killed" in job["job"], job
-    done = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
+    done = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.3", "specs/demo")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "relaunch (attempt 2 of 2)" in done.stdout + done.stderr
     killed, succeeded = results(root)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,22 +24,13 @@ import pytest
 from reconciler.backends.local import LocalBackend
 from reconciler.jobinput import input_digest
 from reconciler.runtime import JobObservation, JobState
-from tests.runners.helpers import DEMO_CSV, DEMO_TRAINING, MISSING_ML, REPO, write_job_input
+from tests.runners.helpers import DEMO_TRAINING, MISSING_ML, write_job_input
 
 pytestmark = [pytest.mark.ml, pytest.mark.skipif(bool(MISSING_ML), reason="the ML stack is not installed")]
 
 LOSS_RTOL = 1e-4
 WEIGHT_ATOL = 1e-3
 DEADLINE_S = 240.0  # a hang guard, not a timing assertion
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models") / "tiny-llama"
-    proc = subprocess.run([sys.executable, str(REPO / "runners" / "build_tiny_model.py"), "--data", str(DEMO_CSV),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,31 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.helpers import REPO, local_ftctl, make_training
+
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 pytest.importorskip("torch", reason="the job side (make install-train) is not installed")
 
 SAVE_STEPS = 20
-JOB = """\
-apiVersion: ftctl/v1
-kind: FineTuningJob
-metadata: {name: tickets-lora}
-spec:
-  base_model: tiny-llama
-  dataset: demo-tickets
-  prompt: demo-ticketing
-  lora_config: demo-lora
-  training_arguments: demo-training
-  retries: 1
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny-llama"
-    subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", str(REPO / "specs/demo/data/tickets.csv"),
-                    "--out", str(out)], check=True, capture_output=True)
-    return out
 
 
 def configs_with_checkpoints() -> str:
@@ -58,32 +38,13 @@ def configs_with_checkpoints() -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def project(root: Path, tiny_model: Path) -> Path:
-    (root / "specs/demo/data").mkdir(parents=True)
-    shutil.copy(REPO / "specs/demo/data/tickets.csv", root / "specs/demo/data/tickets.csv")
-    shutil.copy(REPO / "specs/demo/resources.yaml", root / "specs/demo/resources.yaml")
-    (root / "specs/demo/configs.yaml").write_text(configs_with_checkpoints())
-    (root / "specs/demo/job.yaml").write_text(JOB)
-    (root / "specs/demo/models").mkdir()
-    (root / "specs/demo/models/tiny-llama").symlink_to(tiny_model)
-    (root / "ftctl.toml").write_text(f"read_roots = [{str(tiny_model.parent)!r}]\n")
-    return root
-
-
-def ftctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
-    env.pop("FTCTL_RUNNER_FAIL", None)
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
 def complete_checkpoints(job: Path) -> list[int]:
     return sorted(json.loads(m.read_text())["step"] for m in job.glob("checkpoints/checkpoint-*/ftctl-checkpoint.json"))
 
 
 def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_model: Path) -> None:
-    root = project(tmp_path, tiny_model)
-    started = ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo")
+    root = make_training(tmp_path, tiny_model, retries=1, configs=configs_with_checkpoints())
+    started = local_ftctl(root, "apply", "--offline", "--auto-approve", "--create-store", "specs/demo")
     assert started.returncode == 0, started.stderr
     [job] = (root / ".app/jobs").glob("*/ftctl-train-*")  # <jobs>/<store id>/<job>
 
@@ -104,7 +65,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_model:
     resume_at = complete_checkpoints(job)[-1]
     assert resume_at > 0 and resume_at % SAVE_STEPS == 0
 
-    done = ftctl(root, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.3", "specs/demo")
+    done = local_ftctl(root, "apply", "--offline", "--auto-approve", "--wait", "--poll", "0.3", "specs/demo")
     assert done.returncode == 0, done.stderr[-3000:]
     shown = done.stdout + done.stderr
     assert "relaunch (attempt 2 of 2)" in shown
@@ -119,7 +80,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_model:
     assert f"checkpoints: resumed at step {resume_at}" in (job / "log.txt").read_text()
     assert not (job / "attempt-1" / "result.json").exists()  # the killed attempt left none
 
-    status = ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
+    status = local_ftctl(root, "status", "--offline", "--format", "json", "specs/demo")
     [row] = [r for r in json.loads(status.stdout)["objects"] if r["kind"] == "FineTuningJob"]
     assert f"resumed at step {resume_at}" in json.dumps(row), row
 

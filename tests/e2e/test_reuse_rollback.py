@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.e2e.helpers import DEMO, apply, ftctl, job_folders, make_demo, query, show, write_result
+from tests.e2e.helpers import DEMO, converge, ftctl, job_folders, make_demo, query, show
 
 TRAIN, EVAL = "demo-ticketing-lora", "demo-base-vs-lora"
 FAKE = {"FTCTL_BACKEND": "fake", "FTCTL_COMMIT_SHA": "c0ffee1"}
@@ -32,31 +32,6 @@ def _jobs(root: Path) -> dict[str, Path]:
     return job_folders(root / ".app" / "jobs")
 
 
-def _finish_new(root: Path, known: set[str]) -> set[str]:
-    """Finish every job launched since `known` (a training with its adapter folder), return them all."""
-    for name, folder in _jobs(root).items():
-        if name in known:
-            continue
-        artifacts = {"adapter_dir": str(folder / "adapter")} if name.startswith("ftctl-train-") else {}
-        metrics = {"rougeL": 0.9} if name.startswith("ftctl-eval-") else {"train_loss": 1.0}
-        write_result(root / ".app" / "jobs", name, metrics=metrics, artifacts=artifacts)
-    return set(_jobs(root))
-
-
-def _converge(root: Path, env: dict[str, str]) -> set[str]:
-    """Apply, and finish what it launched, until the plan has nothing left to do (exit 0)."""
-    known: set[str] = set()
-    for _ in range(10):
-        done = apply(root, DEMO, env=env)
-        assert done.returncode == 0, show(done)
-        known = _finish_new(root, known)
-        left = ftctl(root, "plan", DEMO, "--offline", "--detailed-exitcode", env=env)
-        if left.returncode == 0:
-            return known
-        assert left.returncode == 2, show(left)
-    raise AssertionError("did not converge")
-
-
 def _plan_json(root: Path, env: dict[str, str]) -> dict[str, object]:
     shown = ftctl(root, "plan", DEMO, "--offline", "--format", "json", env=env)
     assert shown.returncode in (0, 2), show(shown)
@@ -67,12 +42,12 @@ def test_reverting_a_training_change_reuses_the_earlier_adapter_and_launches_not
     root = make_demo(tmp_path / "project")
     db = root / ".app" / "state.db"
     _epochs(root, 3)
-    g1_jobs = _converge(root, FAKE)
+    g1_jobs = converge(root, FAKE)
     [g1_train] = [j for j in g1_jobs if j.startswith("ftctl-train-")]
     [(g1_row, g1_adapter)] = query(db, "SELECT j.id, a.id FROM fine_tuning_jobs j JOIN adapters a ON a.fine_tuning_job_id = j.id")
 
     _epochs(root, 5)
-    g2_jobs = _converge(root, FAKE)
+    g2_jobs = converge(root, FAKE)
     assert len([j for j in g2_jobs if j.startswith("ftctl-train-")]) == 2
 
     _epochs(root, 3)
@@ -86,7 +61,7 @@ def test_reverting_a_training_change_reuses_the_earlier_adapter_and_launches_not
     assert f"reuses adapter {TRAIN}-g1" in text.stdout and "0 GPU-hours" in text.stdout, show(text)
 
     before = set(_jobs(root))
-    final = _converge(root, FAKE)
+    final = converge(root, FAKE)
     # Nothing trains or evaluates again; the export registers the reused adapter as the registry's
     # newest version (the registry serves its newest: g2's would stay served otherwise).
     assert [j.split("-")[1] for j in final - before] == ["export"], sorted(final - before)

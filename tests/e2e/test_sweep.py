@@ -10,17 +10,12 @@ gate to MLflow's registry. The plan after says which trial was chosen and why, a
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import DEMO_MODEL, copy_specs
+from tests.e2e.helpers import local_ftctl, make_trainable_demo, query
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 torch = pytest.importorskip("torch", reason="the job side (make install-train) is not installed")
 mlflow = pytest.importorskip("mlflow", reason="the job side (make install-train) is not installed")
@@ -30,9 +25,7 @@ SWEEP = "  matrix:\n    training_arguments.num_train_epochs: [1, 15]\n"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sweep")
-    copy_specs(root)
-    (root / "ftctl.toml").touch()
+    root = make_trainable_demo(tmp_path_factory.mktemp("sweep"))
     pipeline = root / "specs/demo/pipeline.yaml"
     text = pipeline.read_text(encoding="utf-8")
     text = text.replace("  resources: {cpu: 2, memory: 4, gpu: 0, num_workers: 1}\n",
@@ -42,43 +35,30 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = text.replace("  adapter: demo-ticketing-lora\n", "  select: {evaluation: demo-base-vs-lora, metric: rougeL, mode: max}\n")
     assert text.count("sweep") == 1 and "select:" in text and SWEEP in text
     pipeline.write_text(text, encoding="utf-8")
-    subprocess.run([sys.executable, str(REPO / "runners/build_tiny_model.py"), "--data", "specs/demo/data/tickets.csv",
-                    "--out", DEMO_MODEL], cwd=root, check=True, capture_output=True)
     return root
 
 
-def ftctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FTCTL_BACKEND": "local", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/.app/mlflow.db"}
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=480)
-
-
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
-
-
 def test_a_sweep_trains_each_trial_evaluates_all_and_exports_the_best(project: Path) -> None:
-    plan = ftctl(project, "plan", "--offline", "--format", "json", "specs/demo")
+    plan = local_ftctl(project, "plan", "--offline", "--format", "json", "specs/demo")
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
     trials = {c["name"] for c in json.loads(plan.stdout)["changes"] if c["kind"] == "FineTuningJob"}
     assert trials == {"demo-ticketing-lora-epochs1", "demo-ticketing-lora-epochs15"}
 
-    done = ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
+    done = local_ftctl(project, "apply", "--offline", "--auto-approve", "--create-store", "--wait", "--poll", "0.5", "specs/demo")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     db = project / ".app/state.db"
-    adapters = dict(rows(db, "SELECT name, fine_tuning_job_id FROM adapters"))
+    adapters = dict(query(db, "SELECT name, fine_tuning_job_id FROM adapters"))
     assert set(adapters) == {"demo-ticketing-lora-epochs1", "demo-ticketing-lora-epochs15"}
-    jobs = dict(rows(db, "SELECT adapter_name, id FROM fine_tuning_jobs"))
+    jobs = dict(query(db, "SELECT adapter_name, id FROM fine_tuning_jobs"))
     assert jobs == {name: adapters[name] for name in adapters}  # one Studio job row per trial, its adapter linked
-    evaluated = rows(db, "SELECT adapter_id FROM evaluation_jobs")
+    evaluated = query(db, "SELECT adapter_id FROM evaluation_jobs")
     assert len(evaluated) == 3  # the base model and both trials, one evaluation
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/.app/mlflow.db")
     [version] = client.search_model_versions("name = 'demo-ticketing'")
     assert str(version.version) == "1"
 
-    again = ftctl(project, "plan", "--offline", "--format", "json", "specs/demo")
+    again = local_ftctl(project, "plan", "--offline", "--format", "json", "specs/demo")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     after = json.loads(again.stdout)
     export = next(c for c in after["changes"] if c["kind"] == "ModelExport")
@@ -88,6 +68,6 @@ def test_a_sweep_trains_each_trial_evaluates_all_and_exports_the_best(project: P
     assert chosen["scores"]["demo-ticketing-lora-epochs15"] >= 0.8, chosen
     assert all(c["action"] == "noop" for c in after["changes"]), [c for c in after["changes"] if c["action"] != "noop"]
 
-    status = ftctl(project, "status", "--offline", "specs/demo")
+    status = local_ftctl(project, "status", "--offline", "specs/demo")
     assert status.returncode == 0, status.stdout
     assert "FineTuningJob/demo-ticketing-lora-epochs1" in status.stdout or "demo-ticketing-lora-epochs1" in status.stdout

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.helpers import DEMO, apply, ftctl, job_folders, make_demo, show, write_result
+from tests.e2e.helpers import DEMO, apply, converge, finish_new, ftctl, job_folders, make_demo, show
 
 FAKE = {"FTCTL_BACKEND": "fake", "FTCTL_COMMIT_SHA": "c0ffee1"}
 EVAL = "demo-base-vs-lora"
@@ -37,16 +37,6 @@ def _jobs(root: Path) -> dict[str, Path]:
     return job_folders(root / ".app" / "jobs")
 
 
-def _finish_new(root: Path, known: set[str]) -> set[str]:
-    """Finish every job launched since `known` (a training with its adapter folder), return them all."""
-    for name, folder in _jobs(root).items():
-        if name not in known:
-            artifacts = {"adapter_dir": str(folder / "adapter")} if name.startswith("ftctl-train-") else {}
-            metrics = {"rougeL": 0.9} if name.startswith("ftctl-eval-") else {"train_loss": 1.0}
-            write_result(root / ".app" / "jobs", name, metrics=metrics, artifacts=artifacts)
-    return set(_jobs(root))
-
-
 def _plan(root: Path) -> dict[str, Any]:
     shown = ftctl(root, "plan", DEMO, "--offline", "--format", "json", env=FAKE)
     assert shown.returncode in (0, 2), show(shown)
@@ -58,23 +48,11 @@ def _evaluation(plan: dict[str, Any]) -> dict[str, Any]:
     return change  # type: ignore[no-any-return]
 
 
-def _converge(root: Path, known: set[str]) -> set[str]:
-    for _ in range(8):
-        done = apply(root, DEMO, env=FAKE)
-        assert done.returncode == 0, show(done)
-        known = _finish_new(root, known)
-        left = ftctl(root, "plan", DEMO, "--offline", "--detailed-exitcode", env=FAKE)
-        if left.returncode == 0:
-            return known
-        assert left.returncode == 2, show(left)
-    raise AssertionError("did not converge")
-
-
 def test_adding_a_trial_launches_only_its_evaluation_combination(tmp_path: Path) -> None:
     root = make_demo(tmp_path / "project")
     (root / DEMO / "pipeline.yaml.orig").write_text((root / DEMO / "pipeline.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     _pipeline(root, "[1, 2]")
-    first = _converge(root, set())
+    first = converge(root, FAKE)
     first_evals = {j for j in first if j.startswith("ftctl-eval-")}
     assert len(first_evals) == 3 and len([j for j in first if j.startswith("ftctl-train-")]) == 2  # base + 2 trials
 
@@ -92,7 +70,7 @@ def test_adding_a_trial_launches_only_its_evaluation_combination(tmp_path: Path)
             break
         done = apply(root, DEMO, env=FAKE)
         assert done.returncode == 0, show(done)
-        known = _finish_new(root, known)
+        known = finish_new(root, known)
     launched = evaluation.get("launches") or []
     assert len(launched) == 1, evaluation  # the new trial's combination only
     adapters = [c.get("adapter_name") or c.get("label") for c in launched[0]["input"]["evaluate"]["candidates"]]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.runners.helpers import DEMO_CSV, MISSING_ML, REPO, JobWriter, write_job_input
+from tests.runners.helpers import MISSING_ML, JobWriter, build_tiny_model, write_job_input
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +15,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's tiny Llama and tokenizer, built once per session with runners/build_tiny_model.py."""
     if MISSING_ML:
         pytest.skip(f"the ML stack is not installed ({', '.join(MISSING_ML)} missing)")
-    out = tmp_path_factory.mktemp("models") / "tiny-llama"
-    proc = subprocess.run([sys.executable, str(REPO / "runners" / "build_tiny_model.py"), "--data", str(DEMO_CSV),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 @pytest.fixture(scope="session")

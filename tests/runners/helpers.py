@@ -42,6 +42,14 @@ JobWriter = Callable[..., Path]  # the write_job fixture: write(kind='train', **
 DEMO_PROMPT = "### CUSTOMER: {instruction}\n### ACTION: {intent}"
 
 
+def build_tiny_model(out: Path) -> Path:
+    """The demo's tiny Llama and tokenizer, built at `out` by runners/build_tiny_model.py from the demo's tickets."""
+    proc = subprocess.run([sys.executable, str(REPO / "runners" / "build_tiny_model.py"), "--data", str(DEMO_CSV),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`base` with `overrides` merged in, nested dicts key by key; a None value removes the key."""
     out = copy.deepcopy(base)
