@@ -178,7 +178,7 @@ class _Book:
                      + (f", x{rate:g} for inference" if rate != 1.0 else "") + f") on {devices} {device}"
                      + (f" at {efficiency:g} scaling" if efficiency != 1.0 else "")
                      + f" = {hours:.3g} h, {device_hours:.3g} {device}-hours x {self.settings.devices[device].price_per_hour:g}"
-                     f"/h = {cost:.2f} {self.settings.currency}")
+                     f"/h = {cost:.3g} {self.settings.currency}")
         return JobEstimate(address, job, device, devices, tokens, per_device, hours, device_hours, cost, "; ".join(basis), later=later)
 
     def _inputs(self, dataset: Any, model: Any, prompt: Any, *, cap: int | None, template: str = "prompt_template") -> _Inputs:
