@@ -33,12 +33,19 @@ class PathFact:
 
 @dataclass(frozen=True)
 class TableFact:
-    """Columns and row count of a local dataset file, or why they could not be read."""
+    """Columns and row count of a local dataset file, or why they could not be read.
+
+    `mean_chars` is a row's size in characters for cost estimates: a CSV row's values, a JSON
+    object's values as text, a JSONL line's text (keys and quoting included: lines are not parsed).
+    A file small enough to count averages all its rows; a file too large to count averages the rows
+    of its bounded head (`localfiles.HEAD_BYTES`, whole lines; a JSON array's first object), nothing
+    beyond it is read. The head's rows are the file's own, so their mean is a fair estimate of the
+    whole file's; an estimate still needs `rows`, which only a counted file gives."""
 
     columns: tuple[str, ...] = ()
     rows: int | None = None  # None: not counted (file too large)
     error: str | None = None
-    mean_chars: float | None = None  # characters of a row's values, averaged over the rows counted (cost estimates)
+    mean_chars: float | None = None  # None: no row to average
 
 
 @dataclass(frozen=True)

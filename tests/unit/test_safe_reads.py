@@ -155,17 +155,22 @@ def test_a_read_stops_at_its_limit_whatever_the_size_says(tmp_path: Path) -> Non
     assert info.value.code == "LD-016"
 
 
-@pytest.mark.parametrize(("name", "dataset_type"), [("d.csv", "project_csv"), ("d.json", "project_json"), ("d.jsonl", "project_jsonl")])
-def test_a_dataset_too_large_to_count_gives_its_columns_from_its_head(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, dataset_type: str
+@pytest.mark.parametrize(("name", "dataset_type", "short", "mean"), [
+    ("d.csv", "project_csv", 2.0, 4.5), ("d.json", "project_json", 2.0, 4.5), ("d.jsonl", "project_jsonl", 16.0, 18.5)])
+def test_a_dataset_too_large_to_count_gives_its_columns_and_mean_row_size_from_its_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, dataset_type: str, short: float, mean: float
 ) -> None:
-    (tmp_path / "d.csv").write_text("a,b\n" + "1,2\n" * 100)
-    (tmp_path / "d.json").write_text(json.dumps([{"a": 1, "b": 2}] * 100))
-    (tmp_path / "d.jsonl").write_text('{"a": 1, "b": 2}\n' * 100)
+    rows = [{"a": 1, "b": 2}] * 50 + [{"a": 111, "b": 2222}] * 50  # short rows, then longer ones
+    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{r['a']},{r['b']}\n" for r in rows))
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     roots = ReadRoots.of(str(tmp_path))
-    assert localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots) == TableFact(("a", "b"), 100)
+    counted = localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots)
+    assert counted == TableFact(("a", "b"), 100, mean_chars=pytest.approx(mean))
+    # too large to count: a head holding only short rows gives their mean (nothing after it is read)
     monkeypatch.setattr(localfiles, "MAX_COUNTED_BYTES", 100)
-    assert localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots) == TableFact(("a", "b"), None)
+    monkeypatch.setattr(localfiles, "HEAD_BYTES", 200)
+    assert localfiles.read_table(str(tmp_path / name), dataset_type, roots=roots) == TableFact(("a", "b"), None, mean_chars=short)
 
 
 def _datasets(store: Path) -> list[tuple[str, str]]:
