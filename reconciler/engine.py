@@ -299,6 +299,12 @@ PROJECT_KEYS = {
 OWN_TABLES = ("policy", "estimates")  # ftctl.toml tables read as they are (`project_policy`), not as environment defaults
 
 
+def _shown_path(path: str) -> str:
+    """A path as diagnostics show it: relative to the current folder when inside it (as manifests' are)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def project_policy(root: str) -> tuple[Any, Any]:
     """The `[policy]` and `[estimates]` of the root's ftctl.toml (`policy.read_settings`): the
     defaults when there is no file or no such table; an unknown or mistyped key is an EngineError
@@ -313,7 +319,7 @@ def project_policy(root: str) -> tuple[Any, Any]:
     try:
         with open(project_file, "rb") as handle:
             text = handle.read().decode("utf-8", errors="replace")
-        return read_settings(tomllib.loads(text), text=text, file=project_file)
+        return read_settings(tomllib.loads(text), text=text, file=_shown_path(project_file))
     except (OSError, tomllib.TOMLDecodeError, SettingsError) as exc:
         raise EngineError(str(exc) if isinstance(exc, SettingsError) else f"{project_file}: {exc}") from exc
 

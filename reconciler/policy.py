@@ -196,9 +196,12 @@ def _base_model_checks(manifest: Manifest, settings: PolicySettings, models: Map
         refs.append((job.spec.base_model, manifest.at("spec", "base_model")))
     elif isinstance(job, EvaluationJob):
         refs += [(c.model, manifest.at("spec", "combinations", i, "model")) for i, c in enumerate(job.spec.combinations)]
-    out = []
+    out, seen = [], set()
     for ref, where in refs:
         names = _model_names(ref, models)
+        if (where.line, *names) in seen:  # combinations a sweep expands share their line and model: said once
+            continue
+        seen.add((where.line, *names))
         if names and not any(n in allowed for n in names):
             out.append(_violation("allowed_base_models", f"{manifest.address} uses base model {' / '.join(names)}, which policy "
                                   f"allowed_base_models does not list", where, manifest, settings))

@@ -202,3 +202,43 @@ def test_the_toml_of_the_readme_section_reads(tmp_path: Path) -> None:
     block = readme[readme.index("```toml", start) + len("```toml"):readme.index("```", readme.index("```toml", start) + 7)]
     policy, estimates = _read(dedent(block))
     assert policy.max_cost is not None and estimates is not None
+
+
+SWEPT_EVALUATION = """\
+apiVersion: ftctl/v1
+kind: Model
+metadata: {name: big}
+spec: {type: huggingface, huggingface_model_name: org/big-70b}
+---
+apiVersion: ftctl/v1
+kind: Dataset
+metadata: {name: d}
+spec: {type: huggingface, huggingface_name: org/data}
+---
+apiVersion: ftctl/v1
+kind: FineTuningJob
+metadata: {name: s}
+spec: {base_model: big, dataset: d, matrix: {lora_config.r: [8, 16, 32]}}
+---
+apiVersion: ftctl/v1
+kind: EvaluationJob
+metadata: {name: e}
+spec:
+  dataset: d
+  combinations:
+    - {model: big, sweep: s}
+"""
+
+
+def test_a_swept_evaluation_breaks_a_policy_once_at_its_line(tmp_path: Path) -> None:
+    """The combinations a sweep expands share the line of `sweep:` and its model: one violation there,
+    not one per trial (each trial job still has its own)."""
+    from reconciler.sweeps import expand
+
+    (tmp_path / "m.yaml").write_text(SWEPT_EVALUATION, encoding="utf-8")
+    result = load_paths([str(tmp_path)], roots=ReadRoots(str(tmp_path)))
+    expanded = expand(result.manifests)
+    found = resolve_positions(check_manifests(expanded.manifests, PolicySettings(allowed_base_models=("tiny",))), result.sources)
+    by_object = sorted((d.address, d.location.line if d.location else 0) for d in found)
+    assert [a for a, _ in by_object].count("EvaluationJob/e") == 1, by_object
+    assert len([a for a, _ in by_object if a.startswith("FineTuningJob/s-")]) == 3, by_object
