@@ -20,11 +20,11 @@ document, `write_result`). So each step of the pipeline is checked where it happ
 - `ftctl cancel` stops a running job (failed (cancelled), never retried); `ftctl logs` says when a
   job has no log.
 
-The strict xfail tests at the end state what a user should see where ftctl is wrong today (each
-reason names the cause): a re-run evaluation is replaced again on every apply; its re-run for a new
-adapter version, and any edit of an export, read as drift; an evaluation created while its adapter
-is being retrained evaluates the previous version; the previous adapter loses its name before the
-new version exists.
+The re-run tests at the end pin what once went wrong: a re-run evaluation (its adapter's
+combination re-runs, the base model's reuses generation 1's results) is not replaced again on the
+next apply; its re-run for a new adapter version, and an edit of an export, are not drift; an
+evaluation created while its adapter is being retrained waits for the new version; the previous
+adapter keeps its name until the new version exists.
 """
 
 from __future__ import annotations
@@ -397,9 +397,10 @@ def test_cancel_stops_a_running_job_and_logs_say_when_there_is_none(project: Pro
 
 # -- what ftctl gets wrong today -----------------------------------------------------------------
 
-def _retrained_with_evaluation(p: Project) -> None:
+def _retrained_with_evaluation(p: Project) -> dict[str, str]:
     """Generation 1 trained and evaluated, the LoRA config changed, generation 2 trained and its
-    adapter registered: the evaluation must now re-run on the new adapter version."""
+    adapter registered: the evaluation must now re-run on the new adapter version. Returns
+    generation 1's evaluation jobs by adapter_id ('' for the base model alone)."""
     train = _launch_training(p)
     adapter_id = _register_adapter(p, train, p.root / "out" / "adapter-g1")
     evals = _launch_evaluations(p, adapter_id)
@@ -411,18 +412,25 @@ def _retrained_with_evaluation(p: Project) -> None:
     write_result(p.jobs, retrained, artifacts={"adapter_dir": str(p.root / "out" / "adapter-g2")})
     p.apply()
     assert {r[0] for r in p.rows("SELECT name FROM adapters")} == {ADAPTER, f"{ADAPTER}-g1"}
+    return evals
 
 
 def test_a_re_run_evaluation_is_not_re_run_again(project: Project) -> None:
-    _retrained_with_evaluation(project)
-    project.apply()  # the evaluation re-runs on the new adapter version (generation 2)
+    g1_evals = _retrained_with_evaluation(project)
+    # Generation 2 re-runs only the adapter's combination: the base model alone has the inputs of
+    # generation 1's base combination, which succeeded, so it reuses that job's results (issue 13).
+    planned = project.plan()
+    shown = _change(planned.stdout, EVAL)
+    assert shown.count("=> launches job ") == 1 and "-g2-1-" in shown, shown
+    assert f"=> reuses the results of job {g1_evals['']}," in shown, shown
+    project.apply()
     evals = {j: log for j, log in project.launches().items() if j.startswith("ftctl-eval-")}
-    assert len(evals) == 4, evals
+    assert set(evals) - set(g1_evals.values()) == {j for j in evals if "-g2-1-" in j} and len(evals) == 3, evals
 
     again = project.plan()
 
-    assert again.returncode == 0, show(again)  # its two jobs are running: nothing to do
-    assert f"{EVAL}: running" in again.stdout, show(again)
+    assert again.returncode == 0, show(again)  # its re-run job is running, the base's reused result stands: nothing to do
+    assert f"{EVAL}: succeeded (rougeL 0.2); running" in again.stdout, show(again)
 
 
 def test_an_evaluation_re_run_for_a_new_adapter_version_is_not_drift(project: Project) -> None:

@@ -3,8 +3,8 @@
 The chain is checked on the demo's real plans (engine over a real SQLite store, jobs on the fake
 backend, each job finished by writing its result): the first apply's chain is train now, then the
 evaluation that waits on its adapter, then the export with its gate; a retraining (the training
-config changed after a whole run) shows the evaluation's re-run and the re-export it causes. Every
-later round of those pipelines launches only what the chain showed. The approval's bookkeeping is
+config changed after a whole run) shows the evaluation's re-run (its adapter's combination runs
+again, the base model's reuses its earlier results) and the re-export it causes. Every later round of those pipelines launches only what the chain showed. The approval's bookkeeping is
 then checked table-driven on hand-built changes.
 """
 
@@ -67,9 +67,10 @@ def _launched(demo: Path) -> set[str]:
     return {p.parent.name for p in (demo.parent / "jobs").rglob("launch.json")}
 
 
-def _wait_rounds(approval: Approval, jobs: Path) -> list[str]:
+def _wait_rounds(approval: Approval, jobs: Path, applied: list[Plan] | None = None) -> list[str]:
     """What `apply --wait` does after its first round, under `approval`: finish the jobs, plan,
-    apply, until nothing is left. Returns the addresses of launches the approval did not cover."""
+    apply, until nothing is left (each plan applied appended to `applied`). Returns the addresses
+    of launches the approval did not cover."""
     unshown: list[str] = []
     for _ in range(12):
         _finish_jobs(jobs)
@@ -80,6 +81,8 @@ def _wait_rounds(approval: Approval, jobs: Path) -> list[str]:
         unshown += [c.address for c in approval.unshown(plan)]
         approval = approval.after(plan)
         engine.execute_plan(plan, store=STORE, lock_wait_s=1)
+        if applied is not None:
+            applied.append(plan)
     raise AssertionError("the pipeline did not converge in 12 rounds")
 
 
@@ -113,8 +116,13 @@ def test_a_retraining_shows_the_evaluation_rerun_and_the_reexport_it_causes(demo
 
     engine.execute_plan(report.plan, store=STORE, lock_wait_s=1)
     before = _launched(demo)
-    assert _wait_rounds(Approval.of(chain).after(report.plan), demo.parent / "jobs") == []
-    assert sorted(name.split("-")[1] for name in _launched(demo) - before) == ["eval", "eval", "export"], "the re-runs happened"
+    rounds: list[Plan] = []
+    assert _wait_rounds(Approval.of(chain).after(report.plan), demo.parent / "jobs", rounds) == []
+    assert sorted(name.split("-")[1] for name in _launched(demo) - before) == ["eval", "export"], "the re-runs happened"
+    # the evaluation re-ran the adapter's combination; the base model alone reused its earlier job's results
+    [rerun] = [c for plan in rounds for c in plan.changes if c.address == EVAL and (c.launches or c.reuses)]
+    [(base_job, launched)] = [(r.job_name, launch.job_name) for r in rerun.reuses for launch in rerun.launches]
+    assert base_job in before and "-g1-0-" in base_job and "-g2-1-" in launched, (base_job, launched)
 
 
 def test_a_plan_with_nothing_waiting_has_no_chain_beyond_its_own_launches(demo: Path) -> None:
