@@ -4,8 +4,9 @@ The chain is checked on the demo's real plans (engine over a real SQLite store, 
 backend, each job finished by writing its result): the first apply's chain is train now, then the
 evaluation that waits on its adapter, then the export with its gate; a retraining (the training
 config changed after a whole run) shows the evaluation's re-run (its adapter's combination runs
-again, the base model's reuses its earlier results) and the re-export it causes. Every later round of those pipelines launches only what the chain showed. The approval's bookkeeping is
-then checked table-driven on hand-built changes.
+again, the base model's reuses its earlier results) and the re-export it causes. Every later round
+of those pipelines launches only what the chain showed. The approval's bookkeeping is then checked
+table-driven on hand-built changes.
 """
 
 from __future__ import annotations
