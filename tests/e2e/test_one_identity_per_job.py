@@ -112,7 +112,8 @@ def test_two_stores_from_one_folder_run_separate_cml_jobs(tmp_path: Path) -> Non
         trainings = {j.name for j in cml.jobs.values() if j.name.startswith("ftctl-train-")}
         ran = {}
         for store in ("a.db", "b.db"):
-            [(job,)] = query(root / store, "SELECT cml_job_id FROM fine_tuning_jobs")
+            [(cml_job_id,)] = query(root / store, "SELECT cml_job_id FROM fine_tuning_jobs")
+            job = cml.jobs[cml_job_id].name  # the row holds the CML job's id (what the Studio's pages match)
             [(location,)] = query(root / store, "SELECT location FROM adapters WHERE name = 'demo-ticketing-lora'")
             assert f"/{job}/" in f"/{location}/", (store, job, location)  # the adapter its own job wrote
             ran[store] = job
