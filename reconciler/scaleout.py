@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 STOPPED_BY_LAUNCHER = ("cancelled",)  # what a rank reports when its launcher stopped it after another failed
+# The error type of the verdict a CML scale-out's master writes as rank 0's result after stopping
+# every node (runners/cml_workers.VERDICT_TYPE: a timeout, a stop, a launch CML refused, a CML worker
+# that died without a result, by its id): it has seen every node, so it is the job's result.
+MASTER_VERDICT = "ScaleOutFailure"
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,15 @@ def topology(resources: Mapping[str, Any] | None) -> Topology:
 def job_result(results: Mapping[int, Mapping[str, Any] | None], world_size: int) -> Mapping[str, Any] | None:
     """The job's result from its ranks' (rank -> result, None where a rank wrote none).
 
-    A run of several ranks that did not all succeed, where a rank left no result at all, lost that
-    rank (SIGKILL, the OOM killer): `killed`, whatever the others said after (a peer's broken
-    connection, their launcher's stop). Else the earliest failure that is a rank's own (not
-    `cancelled`, what a launcher's stop makes of the others); else rank 0's. None when no rank wrote
-    anything."""
+    The CML master's verdict (`MASTER_VERDICT`, in rank 0's place) is the job's result: it names
+    the CML worker that was lost, which a user needs to find its logs. Else a run of several ranks
+    that did not all succeed, where a rank left no result at all, lost that rank (SIGKILL, the OOM
+    killer): `killed`, whatever the others said after (a peer's broken connection, their launcher's
+    stop). Else the earliest failure that is a rank's own (not `cancelled`, what a launcher's stop
+    makes of the others); else rank 0's. None when no rank wrote anything."""
     main = results.get(0)
+    if main and main.get("status") == "failed" and (main.get("error") or {}).get("type") == MASTER_VERDICT:
+        return main
     written = [r for r in (results.get(rank) for rank in range(world_size)) if r]
     if not written:
         return None

@@ -57,6 +57,7 @@ POLL_S = 1.0
 STOP_GRACE_S = 15.0
 WAITING = frozenset({"scheduling", "starting", "pending", "unknown"})
 ENDED_BADLY = frozenset({"failed", "stopped", "timedout"})
+VERDICT_TYPE = "ScaleOutFailure"  # the master's own verdict: reconciler.scaleout.MASTER_VERDICT reads it as the job's result
 NODE_VARIABLES = (WORKERS_ENV, NODE_RANK_ENV, MASTER_ADDR_ENV, MASTER_PORT_ENV)
 
 
@@ -309,7 +310,7 @@ def job_result(job: dict[str, Any], scale: Scale, failure: Failure | None, dead:
 
 def _failed(job: dict[str, Any], error_class: str, message: str, *, started: float) -> dict[str, Any]:
     return {"contract_version": jobio.CONTRACT_VERSION, "job_name": job["job_name"], "status": "failed", "metrics": {},
-            "artifacts": {}, "error": {"error_class": error_class, "type": "ScaleOutFailure", "message": message},
+            "artifacts": {}, "error": {"error_class": error_class, "type": VERDICT_TYPE, "message": message},
             "started_at": started, "finished_at": time.time()}
 
 

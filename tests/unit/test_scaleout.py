@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.scaleout import job_result, topology
+from reconciler.scaleout import MASTER_VERDICT, job_result, topology
+from runners import cml_workers
 
 
 @pytest.mark.parametrize(("resources", "workers", "per_worker", "world"), [
@@ -51,6 +52,18 @@ def test_job_result_of_its_ranks() -> None:
     lost = job_result({0: result("failed", "transient", at=7.0), 1: None}, 2)  # rank 0 saw its peer's connection break
     assert lost is not None and lost["error"]["error_class"] == "killed"
     assert job_result({0: ok, 1: None}, 2) is ok  # rank 0 finished: a rank without a result changed nothing
+
+
+def test_the_cml_masters_verdict_is_the_jobs_result() -> None:
+    """The master of a CML scale-out writes its verdict in rank 0's place after stopping every node:
+    it names the CML worker that died (its logs are under that id), or says the job was stopped."""
+    lost = {**result("failed", at=3.0), "error": {"error_class": "killed", "type": MASTER_VERDICT,
+                                                  "message": "CML worker w-1 (node 1 of 2) ended without a result"}}
+    assert job_result({0: lost, 1: None}, 2) is lost
+    stopped = {**result("failed", at=3.0), "error": {"error_class": "cancelled", "type": MASTER_VERDICT, "message": "stopped"}}
+    assert job_result({0: stopped, 1: None}, 2) is stopped  # a cancel stays a cancel: no retry of what the user stopped
+    assert job_result({0: stopped, 1: result("failed", "data", at=1.0)}, 2) is stopped  # the master decided, having seen every node
+    assert MASTER_VERDICT == cml_workers.VERDICT_TYPE  # the runner never imports ftctl: one string on each side
 
 
 def test_the_plan_shows_the_world_a_training_launch_asks_for() -> None:
