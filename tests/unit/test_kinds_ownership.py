@@ -43,6 +43,7 @@ NOT_A_COLUMN: dict[tuple[str, str], str] = {
     ("reconciler/backends/cml_http.py", "name"): "a CML job's / model's name in the CML API's JSON",
     ("reconciler/backends/cml_registry.py", "name"): "a registered model's name in the CML API's JSON",
     ("reconciler/scaleout.py", "num_workers"): "a job input's resources key (the contract's)",
+    ("reconciler/scaleout.py", "type"): "a job result's error key (the contract's)",
     ("reconciler/jobinput.py", "evaluation_dir"): "a job input's outputs key (the contract's)",
     ("reconciler/lifecycle.py", "evaluation_dir"): "a job input's outputs key (the contract's)",
     ("reconciler/lifecycle.py", "mlflow_experiment_id"): "a job result's artifacts key (the contract's)",
