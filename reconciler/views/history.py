@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.generations import Generation, ObjectHistory
 from reconciler.views.inspection import WIDTH, table
+from reconciler.views.plan import money
 from reconciler.views.printable import printable
 
 FORMATS = ("table", "json")
@@ -45,12 +46,13 @@ def _text(history: ObjectHistory, *, width: int) -> str:
         return (f"{history.address}: no generations recorded (ftctl records each job it launches in ftctl_lineage; this "
                 "object's jobs ran before it did, or in the Studio before `ftctl import`)\n")
     count = len(history.generations)
-    head = (f"{history.address}: {count} generation{'s' if count != 1 else ''}"
-            f"{'' if history.managed else ' (no longer managed)'}, estimated {_hours(history.device_hours)} "
-            f"device-hours, {_money(history.cost, history.currency)} in all\n\n")
+    head = textwrap.fill(f"{history.address}: {count} generation{'s' if count != 1 else ''}"
+                         f"{'' if history.managed else ' (no longer managed)'}, estimated {_hours(history.device_hours)} "
+                         f"device-hours, {money(history.cost, history.currency)} in all", width=width,
+                         subsequent_indent="  ") + "\n\n"
     body = [[f"{g.generation}{'*' if g.current else ''}", _when(g.at), _ran(g), _commit(g.commit), _states(g),
              _runtime(g.runtime_s) if g.launched else "-", _estimate(g),
-             _money(g.cost, str(g.estimate.get("currency") or history.currency)) if g.launched and g.estimate else "-",
+             money(g.cost, str(g.estimate.get("currency") or history.currency)) if g.launched and g.estimate else "-",
              _metrics(g)] for g in history.generations]
     text = head + table(["GEN", "WHEN (UTC)", "RAN", "COMMIT", "STATE", "TOOK", "EST. HOURS", "EST. COST", "METRICS"], body,
                         width=width, keep=1, whole=3)
@@ -142,5 +144,3 @@ def _hours(hours: float) -> str:
     return f"{hours:.3g}" if hours else "0"
 
 
-def _money(cost: float, currency: str) -> str:
-    return f"{cost:.2f} {currency}"
