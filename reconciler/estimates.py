@@ -28,6 +28,7 @@ import math
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from reconciler.facts import LocalFacts, parameters_from_name
@@ -88,6 +89,7 @@ def estimate_plan(changes: Iterable[Change], manifests: Iterable[Manifest], fact
     """The estimate of every training and evaluation the changes launch now or later; None when
     they launch none."""
     by_key = {(m.kind, m.name): m for m in manifests}
+    book = _Book(by_key, facts, settings)
     jobs = []
     for change in changes:
         if not (change.launches or change.waits_for) or change.kind not in ("FineTuningJob", "EvaluationJob"):
@@ -95,7 +97,6 @@ def estimate_plan(changes: Iterable[Change], manifests: Iterable[Manifest], fact
         manifest = by_key.get((change.kind, change.name))
         if manifest is None:
             continue
-        book = _Book(by_key, facts, settings)
         later = bool(change.waits_for)
         if isinstance(manifest.resource, FineTuningJob):
             jobs.append(book.training(manifest, later=later))
@@ -243,11 +244,18 @@ class _Book:
 
     def _trained_split(self, adapter: Any) -> float:
         """The train_test_split of the manifests' training that produces `adapter` (the Studio's default otherwise)."""
+        return self._splits.get(adapter, DEFAULT_SPLIT) if adapter is not None else DEFAULT_SPLIT
+
+    @cached_property
+    def _splits(self) -> dict[str, float]:
+        """Each adapter name's train_test_split, from the first training (in manifest order) producing it:
+        indexed once per plan, not scanned per evaluation."""
+        splits: dict[str, float] = {}
         for manifest in self.manifests.values():
             job = manifest.resource
-            if isinstance(job, FineTuningJob) and adapter is not None and job.adapter_name == adapter:
-                return job.spec.train_test_split
-        return DEFAULT_SPLIT
+            if isinstance(job, FineTuningJob):
+                splits.setdefault(job.adapter_name, job.spec.train_test_split)
+        return splits
 
     def _device(self, gpu: int, label: int | None) -> str:
         if not gpu:
