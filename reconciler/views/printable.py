@@ -10,18 +10,20 @@ Machine formats (JSON, SARIF) keep the characters, escaped by their own encoders
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Cc: control characters; Cf: format (bidi controls, zero-width); Zl/Zp: line/paragraph separators;
 # Cs/Co/Cn: surrogates, private use, unassigned.
 HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 KEPT = frozenset("\n\t")
+# Every character a report might have to escape: all but newline, tab and printable ASCII (which
+# `_shown` keeps anyway). Only these go through `_shown`, not each character of a large plan.
+SUSPECT = re.compile(r"[^\t\n\x20-\x7e]")
 
 
 def printable(text: str) -> str:
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(_shown(c) for c in text)
+    return SUSPECT.sub(lambda found: _shown(found.group()), text)
 
 
 def _shown(char: str) -> str:
