@@ -49,7 +49,12 @@ def reuse_key(document: Mapping[str, Any], *, dataset: str, base: str) -> str:
     """What two jobs must share for one to stand for the other: the input's digest less the Studio
     row ids an evaluation's combinations are labelled with (each generation writes new rows), with
     the dataset's and the base model's identities."""
-    text = json.dumps([input_digest(_without_row_ids(document)), dataset, base], separators=(",", ":"))
+    return _keyed(input_digest(_without_row_ids(document)), dataset, base)
+
+
+def _keyed(digest: str, dataset: str, base: str) -> str:
+    """The reuse key of an input whose digest (less its row ids) is `digest`."""
+    text = json.dumps([digest, dataset, base], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -66,9 +71,11 @@ def with_lineage(document: dict[str, Any] | None, provenance: Provenance) -> dic
     if document is None:
         return None
     dataset, base = dataset_digest(document, provenance), base_revision(document, provenance)
+    digest = input_digest(document)
+    keyed = _without_row_ids(document)  # the document itself when it has no row ids: its digest is computed once
     block = {"commit": provenance.commit, "dataset_digest": dataset, "base_revision": base,
              "config_digests": config_digests(document), "ftctl_version": provenance.ftctl_version,
-             "input_digest": input_digest(document), "reuse_key": reuse_key(document, dataset=dataset, base=base)}
+             "input_digest": digest, "reuse_key": _keyed(digest if keyed is document else input_digest(keyed), dataset, base)}
     return {**document, LINEAGE_KEY: block}
 
 
