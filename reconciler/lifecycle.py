@@ -14,6 +14,7 @@ generation whose row records its job follows that job: an in-place change to the
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,6 +48,7 @@ class JobContext:
     provenance: Provenance = field(default_factory=Provenance)  # the commit and data digests each job input's lineage records
     no_reuse: frozenset[str] = frozenset()  # addresses replaced on request (`--replace`): run anew, never reused
     _by_job_id: dict[str, JobObservation] | None = field(default=None, init=False, repr=False)
+    _sorted_names: list[str] | None = field(default=None, init=False, repr=False)
 
     def observe(self, name: str) -> JobObservation:
         return self.observations.get(name) or JobObservation(name, JobState.NOT_LAUNCHED)
@@ -62,7 +64,15 @@ class JobContext:
     def others(self, name: str) -> list[str]:
         """Jobs of the same object, generation and store that ran another input (never adopted)."""
         prefix = name[: name.rstrip("-").rfind("-") + 1]
-        return sorted(n for n in self.observations if n.startswith(prefix) and n != name)
+        if self._sorted_names is None:  # the names sharing a prefix are one run of the sorted names
+            self._sorted_names = sorted(self.observations)
+        names, out = self._sorted_names, []
+        for i in range(bisect_left(names, prefix), len(names)):
+            if not names[i].startswith(prefix):
+                break
+            if names[i] != name:
+                out.append(names[i])
+        return out
 
 
 def advance(manifest: Manifest, desired: Desired, record: ManagedRecord | None, change: Change, ctx: JobContext) -> Change:
