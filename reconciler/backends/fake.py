@@ -33,7 +33,7 @@ class FakeBackend(LocalBackend):
     def observe(self, job_name: str) -> JobObservation:
         folder = self.job_dir(job_name)
         launch = read_json(folder / "launch.json")
-        refused = self.unadoptable(job_name, launch)
+        refused = self.unadoptable(job_name, launch, folder)
         if refused:
             return refused
         if launch and not (folder / "result.json").exists():

@@ -166,7 +166,7 @@ class LocalBackend:
         folder = self.job_dir(job_name)
         launch = read_json(folder / "launch.json")
         queued = read_json(folder / "queued.json")
-        refused = self.unadoptable(job_name, launch or queued)
+        refused = self.unadoptable(job_name, launch or queued, folder)
         if refused:
             return refused
         if not launch:
@@ -206,12 +206,13 @@ class LocalBackend:
             rank: read_json(folder / f"result.rank{rank}.json") for rank in range(1, world_size)}
         return dict(job_result(ranks, world_size) or {})
 
-    def unadoptable(self, job_name: str, launched: dict[str, Any]) -> JobObservation | None:
+    def unadoptable(self, job_name: str, launched: dict[str, Any], folder: Path | None = None) -> JobObservation | None:
         """A job launched (or queued) here whose input.json has not the digest its name says, as
-        it is reported (`backends.unadoptable`); None for any other job."""
+        it is reported (`backends.unadoptable`); None for any other job. `folder`: its `job_dir`,
+        when the caller has it already (each `job_dir` resolves two paths; observing calls it per job)."""
         if not launched:
             return None
-        folder = self.job_dir(job_name)
+        folder = folder or self.job_dir(job_name)
         return unadoptable(job_name, read_json(folder / "input.json"), attempt=int(launched.get("attempt", 1)), external_id=str(folder))
 
     def observe_many(self, job_names: Iterable[str]) -> dict[str, JobObservation]:
