@@ -496,9 +496,14 @@ def _check_integrity(plan: Plan, data: dict[str, Any], *, key: str | None, name:
 _FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, looked up once per class
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})  # most values of a plan: as they are, without asking is_dataclass
+
+
 def _plain(value: Any) -> Any:
     """Dataclasses as dicts, tuples as lists, the rest as it is: what `asdict` gives for JSON, without
     its deep copy of every leaf (a 1,000-object plan's digest took 0.35 s through asdict)."""
+    if type(value) in _LEAVES:
+        return value
     if is_dataclass(value) and not isinstance(value, type):
         names = _FIELDS.get(type(value)) or _FIELDS.setdefault(type(value), tuple(f.name for f in fields(value)))
         return {name: _plain(getattr(value, name)) for name in names}
