@@ -72,13 +72,13 @@ def input_digest(document: Mapping[str, Any]) -> str:
     body = {k: v for k, v in document.items() if k not in NAMED_KEYS}
     try:
         canonical = _plain(body)
-    except _NotPlain:  # a value JSON writes otherwise (str() of an object, a non-str key): as JSON reads it back
+    except _NotPlainError:  # a value JSON writes otherwise (str() of an object, a non-str key): as JSON reads it back
         canonical = _floats(json.loads(json.dumps(body, default=str)))
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class _NotPlain(Exception):
+class _NotPlainError(Exception):
     """A value outside plain JSON types: `input_digest` takes the JSON round trip."""
 
 
@@ -99,7 +99,7 @@ _SCALARS = (str, int, bool, type(None))
 def _plain(item: Any) -> Any:
     """`_floats` of an input made of plain JSON types only (dicts with str keys, lists, tuples, str,
     int, float, bool, None), whose JSON round trip changes nothing else: that round trip (~half of
-    the digest's time, which a large plan pays thousands of times) is skipped. _NotPlain otherwise."""
+    the digest's time, which a large plan pays thousands of times) is skipped. _NotPlainError otherwise."""
     kind = type(item)
     if kind in _SCALARS:
         return item
@@ -107,11 +107,11 @@ def _plain(item: Any) -> Any:
         return float32(item) if math.isfinite(item) else repr(item)
     if kind is dict:
         if not all(type(k) is str for k in item):
-            raise _NotPlain
+            raise _NotPlainError
         return {k: _plain(v) for k, v in item.items()}
     if kind is list or kind is tuple:
         return [_plain(i) for i in item]
-    raise _NotPlain
+    raise _NotPlainError
 
 
 def records_its_input(job_name: str, document: Mapping[str, Any] | None) -> bool:
