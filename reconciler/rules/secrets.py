@@ -20,7 +20,15 @@ from reconciler.manifests.loader import Manifest
 from reconciler.models import Config
 from reconciler.rules.configs import parse_body
 from reconciler.rules.context import RuleContext
-from reconciler.secrets import REFERENCE_KEY, TOKEN, is_variable_name, literal_secrets, urls_with_userinfo
+from reconciler.secrets import (
+    REFERENCE_KEY,
+    TOKEN,
+    USERINFO,
+    is_literal_secret,
+    is_variable_name,
+    literal_secrets,
+    urls_with_userinfo,
+)
 
 TOKEN_ENV = "hf_token_env"
 HOW = f"give a reference instead, e.g. {{{REFERENCE_KEY}: HF_TOKEN}}, and set that variable where the job runs"
@@ -32,8 +40,9 @@ def check_secrets(ctx: RuleContext) -> Iterator[Diagnostic]:
         if isinstance(m.resource, Config) and isinstance(m.resource.spec.config, str):
             body, _, _ = parse_body(m.resource.spec.type or "", m.resource.spec.config)
             yield from _in_text_body(m, body)
-        yield from _literals(m, spec)
-        yield from _token_envs(m, spec, ("spec",))
+        if _suspect(spec):  # nearly every manifest: none of the walks below would find anything
+            yield from _literals(m, spec)
+            yield from _token_envs(m, spec, ("spec",))
 
 
 def _literals(m: Manifest, spec: Any) -> Iterator[Diagnostic]:
@@ -66,6 +75,16 @@ def _token_envs(m: Manifest, value: Any, path: FieldPath) -> Iterator[Diagnostic
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _token_envs(m, item, (*path, index))
+
+
+def _suspect(value: Any) -> bool:
+    """Whether `_literals` or `_token_envs` may report something (the same walk, without paths): a
+    key holding a literal secret, a text with a URL's userinfo, a `hf_token_env` key."""
+    if isinstance(value, dict):
+        return any(key == TOKEN_ENV or is_literal_secret(key, item) or _suspect(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_suspect(item) for item in value)
+    return isinstance(value, str) and bool(USERINFO.search(value))
 
 
 def _plain(value: Any) -> Any:
