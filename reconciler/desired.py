@@ -125,13 +125,7 @@ class Scope:
 
     def stored_path(self, manifest: Manifest, location: str | None) -> str | None:
         """A manifest path as the Studio stores it: relative to the project root when inside it."""
-        if not location:
-            return None
-        path = manifest.path(location)
-        root = self.facts.root.rstrip("/")
-        if root and path.startswith(root + "/"):
-            return path[len(root) + 1:]
-        return path
+        return manifest.stored_path(location, self.facts.root) if location else None
 
 
 def render(manifest: Manifest, scope: Scope, *, own_id: str) -> Desired:

@@ -68,16 +68,13 @@ def dataset_digests(manifests: Iterable[Manifest], *, root: str, roots: ReadRoot
     """sha256 of each local dataset file, by its location as the Studio stores it (relative to the
     project root inside it): the `name_or_path` of the job inputs that read it."""
     out: dict[str, str] = {}
-    base = root.rstrip("/")
     for m in manifests:
         res = m.resource
         if not isinstance(res, Dataset) or not res.spec.location or res.spec.type == "huggingface":
             continue
-        path = m.path(res.spec.location)
-        stored = path[len(base) + 1:] if base and path.startswith(base + "/") else path
-        found = file_digest(path, roots)
+        found = file_digest(m.path(res.spec.location), roots)
         if found:
-            out[stored] = found
+            out[m.stored_path(res.spec.location, root)] = found
     return out
 
 
@@ -99,10 +96,8 @@ def model_revisions(manifests: Iterable[Manifest], *, root: str, roots: ReadRoot
             run = spec.mlflow_run_id or (fact.run_id if fact else "")
             found, key = (f"mlflow-run:{run}" if run else ""), spec.cml_registered_model_id
         elif spec.location:
-            path = m.path(spec.location)
-            base = root.rstrip("/")
-            key = path[len(base) + 1:] if base and path.startswith(base + "/") else path
-            found = folder_revision(path, roots)
+            key = m.stored_path(spec.location, root)
+            found = folder_revision(m.path(spec.location), roots)
         else:
             continue
         if found:

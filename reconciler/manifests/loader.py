@@ -63,6 +63,13 @@ class Manifest:
         """A path from the manifest, resolved against the manifest file's folder."""
         return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(relative)))
 
+    def stored_path(self, relative: str, root: str) -> str:
+        """A path from the manifest as the Studio stores it: relative to the project root when
+        inside it (the job inputs' `name_or_path`), else as resolved."""
+        path = self.path(relative)
+        base = root.rstrip("/")
+        return path[len(base) + 1:] if base and path.startswith(base + "/") else path
+
 
 class SourceTexts(dict[str, str]):
     """Manifest texts by display path: those the loader read, and on first use those it did not
